@@ -1,0 +1,110 @@
+"""The fenced place for what differs between Keras backends (TensorFlow, JAX, PyTorch).
+
+Everything else in ferkit uses ``keras`` and ``keras.ops`` only. Backend libraries are
+imported inside the functions that need them, so a missing one costs nothing.
+"""
+
+import os
+import platform
+
+
+def _start_quietly():
+    """Import Keras and start its backend with stderr silenced.
+
+    TensorFlow 2.21 prints several C++ lines at start-up (absl, oneDNN, CUDA probing) that no
+    setting turns off; they would bury the one line a user needs. An import that fails
+    restores stderr before its error is shown.
+    """
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import keras
+
+        if keras.config.backend() == "tensorflow":
+            import tensorflow as tf
+
+            tf.config.list_physical_devices("GPU")  # CUDA probing prints here, once
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+_start_quietly()
+
+import keras  # noqa: E402
+
+
+def name():
+    return keras.config.backend()
+
+
+def accelerator():
+    """'gpu' when the backend sees a GPU, else 'cpu'."""
+    backend = name()
+    if backend == "jax":
+        import jax
+
+        return "gpu" if any(device.platform == "gpu" for device in jax.devices()) else "cpu"
+    if backend == "torch":
+        import torch
+
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
+    return "cpu"
+
+
+def cpu_flags():
+    """The CPU's feature flags (Linux); empty elsewhere."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as file:
+            for line in file:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def resolve_precision(precision):
+    """'auto' becomes bf16 where the hardware computes it natively, float32 elsewhere."""
+    if precision != "auto":
+        return precision
+    if accelerator() == "gpu":
+        return "mixed_bfloat16"
+    if {"amx_bf16", "avx512_bf16"} & cpu_flags():
+        return "mixed_bfloat16"
+    return "float32"
+
+
+def resolve_jit(jit):
+    """XLA where it helps: always on JAX, on a GPU with TensorFlow; off on a TensorFlow CPU
+    (measured slower there for the CNN) and on PyTorch."""
+    if jit != "auto":
+        return jit == "on"
+    backend = name()
+    if backend == "jax":
+        return True
+    return backend == "tensorflow" and accelerator() == "gpu"
+
+
+def versions():
+    import numpy
+
+    found = {
+        "ferkit": __import__("ferkit").__version__,
+        "keras": keras.__version__,
+        "backend": name(),
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+    }
+    backend = name()
+    module = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}.get(backend)
+    if module:
+        found[module] = __import__(module).__version__
+    found["cpu_count"] = os.cpu_count()
+    return found

@@ -1,0 +1,101 @@
+"""Prediction, test-time augmentation, scoring, and the files predictions are written to.
+
+Submissions are Kaggle's ``id,label``; probability files are ``id,Angry,...,Neutral`` so
+that ensembles can be tried without running the models again.
+"""
+
+import numpy as np
+
+from ferkit.data import CLASS_NAMES, NUM_CLASSES
+from ferkit.errors import FerError
+from ferkit.files import write_text
+
+TTA_MODES = ("none", "flip", "full")
+# The shifts of --tta full, in pixels (rows, columns), each also mirrored.
+TTA_SHIFTS = ((0, 0), (2, 0), (-2, 0), (0, 2), (0, -2))
+
+
+def shift_images(images, rows, columns):
+    """Shift a batch (N, 48, 48, 1) by whole pixels, repeating the edge pixels."""
+    if rows == 0 and columns == 0:
+        return images
+    pad = max(abs(rows), abs(columns))
+    padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="edge")
+    top, left = pad - rows, pad - columns
+    return padded[:, top : top + images.shape[1], left : left + images.shape[2], :]
+
+
+def tta_views(images, mode="flip"):
+    """The images a prediction averages over: the image, its mirror and, in full, shifts."""
+    if mode in (None, "none"):
+        return [images]
+    mirrored = images[:, :, ::-1, :]  # flip the width axis of (N, 48, 48, 1)
+    if mode == "flip":
+        return [images, mirrored]
+    if mode == "full":
+        return [shift_images(view, *shift) for shift in TTA_SHIFTS for view in (images, mirrored)]
+    raise FerError(f"unknown --tta {mode!r}: expected one of {', '.join(TTA_MODES)}")
+
+
+def predict_probabilities(model, images, tta="none", batch_size=512):
+    """Class probabilities (N, 7), averaged over the TTA views."""
+    views = tta_views(images, tta)
+    total = np.zeros((len(images), NUM_CLASSES), dtype=np.float64)
+    for view in views:
+        total += np.asarray(model.predict(view, batch_size=batch_size, verbose=0), dtype=np.float64)
+    return (total / len(views)).astype(np.float32)
+
+
+def accuracy(probabilities, labels):
+    return float((np.asarray(probabilities).argmax(axis=1) == np.asarray(labels)).mean())
+
+
+def log_loss(probabilities, labels):
+    picked = np.asarray(probabilities, dtype=np.float64)[np.arange(len(labels)), labels]
+    return float(-np.log(np.clip(picked, 1e-12, 1.0)).mean())
+
+
+def labelled_subset(ids, labels_by_id, labels_path):
+    """(positions in ``ids``, labels) of the ids that ``labels_by_id`` labels."""
+    positions = {int(row_id): position for position, row_id in enumerate(ids)}
+    missing = [row_id for row_id in labels_by_id if row_id not in positions]
+    if missing:
+        raise FerError(
+            f"{labels_path}: {len(missing)} id(s) not in the test file, "
+            f"the first being {missing[0]}"
+        )
+    chosen = np.array([positions[row_id] for row_id in labels_by_id], dtype=np.int64)
+    return chosen, np.array(list(labels_by_id.values()), dtype=np.int64)
+
+
+def write_submission(path, ids, probabilities, force=False):
+    """Kaggle's format: ``id,label``, one row per id, in the given order."""
+    predictions = np.asarray(probabilities).argmax(axis=1)
+    lines = ["id,label"] + [f"{row_id},{label}" for row_id, label in zip(ids, predictions)]
+    write_text(path, "\n".join(lines) + "\n", force=force)
+
+
+def write_probabilities(path, ids, probabilities, force=False):
+    lines = ["id," + ",".join(CLASS_NAMES)]
+    lines += [
+        f"{row_id}," + ",".join(f"{value:.6f}" for value in row)
+        for row_id, row in zip(ids, probabilities)
+    ]
+    write_text(path, "\n".join(lines) + "\n", force=force)
+
+
+def read_probabilities(path):
+    """(ids, probabilities (N, 7)) from a file written by ``write_probabilities``."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            header = file.readline().strip()
+            if header != "id," + ",".join(CLASS_NAMES):
+                raise FerError(f"{path}: not a probability file (header {header[:60]!r})")
+            table = np.loadtxt(file, delimiter=",", ndmin=2)
+    except FileNotFoundError:
+        raise FerError(f"{path}: no such file") from None
+    except ValueError as error:
+        raise FerError(f"{path}: not a probability file ({error})") from None
+    if table.shape[1] != NUM_CLASSES + 1:
+        raise FerError(f"{path}: expected {NUM_CLASSES + 1} columns, found {table.shape[1]}")
+    return table[:, 0].astype(np.int64), table[:, 1:].astype(np.float32)

@@ -1,0 +1,144 @@
+"""Run folders: where a training run keeps everything, and how later tools read it back.
+
+``models/<run>/`` holds ``command.txt``, ``config.json`` (every resolved option, the data
+file and its hash, the validation split, versions), ``model.keras`` (the best epoch),
+``history.csv``, ``metrics.json`` and ``checkpoint/`` (what ``--resume`` needs).
+Downstream tools rebuild everything from these files, never from retyped options.
+"""
+
+import datetime
+import os
+
+import keras
+import numpy as np
+
+from ferkit import data
+from ferkit.errors import FerError
+from ferkit.files import read_json
+
+MODEL_FILE = "model.keras"
+CONFIG_FILE = "config.json"
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PRETRAINED = os.path.join(REPOSITORY, "pretrained", "ferkit-cnn.keras")
+
+
+def new_run_dir(out, network, name=None):
+    """A fresh folder ``out/<name>``; the name defaults to network and timestamp."""
+    name = name or f"{network}_{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    path = os.path.join(out, name)
+    if os.path.exists(os.path.join(path, CONFIG_FILE)):
+        raise FerError(f"{path}: a run already exists there (use --resume {path} to continue it)")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def model_path(path):
+    """The model file of a run folder or a model file given directly."""
+    if os.path.isdir(path):
+        candidate = os.path.join(path, MODEL_FILE)
+        if not os.path.exists(candidate):
+            raise FerError(f"{path}: run folder has no {MODEL_FILE} (did its training finish?)")
+        return candidate
+    if not os.path.exists(path):
+        raise FerError(f"{path}: no such run folder or model file")
+    return path
+
+
+def run_config(path):
+    """The config.json beside a model (run folder or model file inside one), or None."""
+    folder = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+    config_path = os.path.join(folder, CONFIG_FILE)
+    return read_json(config_path) if os.path.exists(config_path) else None
+
+
+def load_model(path, unsafe=False):
+    """Load a run's best model (or a model file) with Keras' safe mode, checked for shape.
+
+    Safe mode refuses a Lambda layer, which would run arbitrary code; ``unsafe`` allows it.
+    """
+    file = model_path(path)
+    try:
+        model = keras.saving.load_model(file, compile=False, safe_mode=not unsafe)
+    except ValueError as error:
+        if "safe_mode" in str(error) or "Lambda" in str(error):
+            raise FerError(
+                f"{file}: holds a Lambda layer (arbitrary code); refused, pass --unsafe "
+                "only if you trust where this file came from"
+            ) from None
+        raise FerError(f"{file}: not a Keras model ({_first_line(error)})") from None
+    except Exception as error:  # Keras raises many types for a file that is not a model.
+        raise FerError(f"{file}: not a Keras model ({_first_line(error)})") from None
+    input_shape = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, list) else ()
+    if input_shape != (data.IMAGE_SIZE, data.IMAGE_SIZE, 1):
+        raise FerError(f"{file}: model input is {input_shape}, expected (48, 48, 1)")
+    if model.output_shape[-1] != data.NUM_CLASSES:
+        raise FerError(
+            f"{file}: model outputs {model.output_shape[-1]} classes, expected {data.NUM_CLASSES}"
+        )
+    return model
+
+
+def _first_line(error):
+    text = str(error).strip().splitlines()
+    return text[0][:200] if text else type(error).__name__
+
+
+def load_training_data(config):
+    """(train FerData, validation FerData, split record) as a run's config describes them."""
+    usage = "Training" if config.get("val_data") else None
+    everything = _read_labelled(config["data"], usage)
+    if config.get("limit"):
+        everything = _subset(everything, np.arange(min(config["limit"], len(everything))))
+    if config.get("val_data"):
+        validation = _read_labelled(config["val_data"], None)
+        train_indices = np.arange(len(everything))
+        validation_indices = None
+        split = {"val_data": config["val_data"], "val_count": len(validation)}
+    else:
+        train_indices, validation_indices = data.stratified_split(
+            everything.labels, config["val_split"], config["split_seed"]
+        )
+        validation = _subset(everything, validation_indices)
+        split = {
+            "val_split": config["val_split"],
+            "split_seed": config["split_seed"],
+            "val_count": int(len(validation_indices)),
+            "val_indices_sha256": data.indices_hash(validation_indices),
+        }
+    return _subset(everything, train_indices), validation, split
+
+
+def _read_labelled(path, usage):
+    # fer2013.csv holds all three splits: train on its Training rows unless told otherwise.
+    try:
+        return data.read_csv(path, usage=usage, require_labels=True)
+    except FerError as error:
+        if usage and "needs a 'Usage' column" in str(error):
+            return data.read_csv(path, require_labels=True)
+        raise
+
+
+def _subset(dataset, indices):
+    return data.FerData(
+        images=dataset.images[indices],
+        labels=dataset.labels[indices],
+        ids=dataset.ids[indices],
+        path=dataset.path,
+    )
+
+
+def validation_data(path):
+    """A run's own validation images, rebuilt from its recorded split and checked by hash."""
+    config = run_config(path)
+    if config is None:
+        raise FerError(
+            f"{path}: no config.json beside the model, so its validation split is unknown"
+        )
+    _, validation, split = load_training_data(config)
+    recorded = config.get("split", {})
+    if split.get("val_indices_sha256") != recorded.get("val_indices_sha256"):
+        raise FerError(
+            f"{config['data']}: the validation split rebuilt from this file differs from the one "
+            "recorded in the run (was the data file changed?)"
+        )
+    return validation

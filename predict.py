@@ -1,0 +1,64 @@
+"""Predict FER2013 test images with a trained model and write a Kaggle submission.
+
+    python predict.py models/cnn_20261128-101500 --test data/test.csv --out submission.csv
+    python predict.py models/cnn_a/model.keras --test data/test.csv --out sub.csv --tta flip
+    python predict.py models/cnn_a --test data/test.csv --out sub.csv \\
+        --labels data/public_test_labels.csv --proba cnn_a_proba.csv
+    python predict.py --test data/test.csv --out submission.csv      # the shipped pretrained CNN
+
+Writes ``id,label`` (one row per test id, in the file's order), atomically, and never over
+an existing file without --force.
+"""
+
+import os
+
+from ferkit import cli, data, evaluation, runs
+from ferkit.errors import FerError
+
+
+def main():
+    parser = cli.ArgumentParser(description=__doc__, formatter_class=cli.RawHelp)
+    parser.add_argument(
+        "model", nargs="?", help="run folder or .keras/.h5 file (default: pretrained)"
+    )
+    parser.add_argument("--test", required=True, help="test CSV (id,feature) or any FER2013 CSV")
+    parser.add_argument("--usage", help="fer2013.csv only: PublicTest, PrivateTest or Training")
+    parser.add_argument("--out", help="submission CSV to write")
+    parser.add_argument("--proba", help="also write the class probabilities here")
+    parser.add_argument("--labels", help="id,label CSV: print accuracy on the labelled ids")
+    parser.add_argument(
+        "--tta",
+        default="none",
+        choices=evaluation.TTA_MODES,
+        help="test-time augmentation: mirror (flip), or mirror and shifts (full)",
+    )
+    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--force", action="store_true", help="overwrite existing output files")
+    parser.add_argument("--unsafe", action="store_true", help="allow models holding code (Lambda)")
+    args = parser.parse_args()
+    if not (args.out or args.proba or args.labels):
+        raise FerError("nothing to do: give --out, --proba or --labels")
+    for path in (args.out, args.proba):
+        if path and os.path.exists(path) and not args.force:
+            raise FerError(f"{path}: already exists (pass --force to overwrite it)")
+    model_source = args.model or runs.PRETRAINED
+    if not args.model:
+        print(f"No model given: using the pretrained CNN {runs.PRETRAINED}")
+    model = runs.load_model(model_source, unsafe=args.unsafe)
+    test = data.read_csv(args.test, usage=args.usage)
+    labels_by_id = data.read_labels(args.labels) if args.labels else None
+    probabilities = evaluation.predict_probabilities(model, test.images, args.tta, args.batch_size)
+    if labels_by_id is not None:
+        positions, labels = evaluation.labelled_subset(test.ids, labels_by_id, args.labels)
+        score = evaluation.accuracy(probabilities[positions], labels)
+        print(f"accuracy on {len(labels)} labelled ids of {args.labels}: {score:.4f}")
+    if args.out:
+        evaluation.write_submission(args.out, test.ids, probabilities, force=args.force)
+        print(f"wrote {args.out} ({len(test)} rows)")
+    if args.proba:
+        evaluation.write_probabilities(args.proba, test.ids, probabilities, force=args.force)
+        print(f"wrote {args.proba}")
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,65 @@
+"""The same code on another Keras backend, and the backend-specific choices."""
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPOSITORY
+
+from ferkit import backend
+
+JAX_SCRIPT = """
+import numpy as np, keras
+from ferkit import config, models, training
+assert keras.config.backend() == "jax"
+for network in ("cnn", "dnn"):
+    settings = config.resolve(network, overrides={"precision": "float32"})
+    settings["jit_resolved"] = True
+    model, training_model = training.build_training_model(settings)
+    assert models.count_parameters(model)[0] in (3532743, 3533188)
+    images = np.random.default_rng(0).integers(0, 255, (8, 48, 48, 1)).astype("uint8")
+    labels = keras.utils.to_categorical(np.arange(8) % 7, 7)
+    logs = training_model.train_on_batch(images, labels, return_dict=True)
+    assert np.isfinite(logs["loss"]), logs
+print("ok")
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
+def test_build_and_one_training_step_on_jax():
+    environment = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": REPOSITORY}
+    result = subprocess.run(
+        [sys.executable, "-c", JAX_SCRIPT],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("ok")
+
+
+def test_no_tensorflow_import_outside_the_fenced_module():
+    offenders = []
+    for folder, _, files in os.walk(REPOSITORY):
+        if any(part in folder for part in (".git", "bench", "tests", "__pycache__")):
+            continue
+        for name in files:
+            path = os.path.join(folder, name)
+            if name.endswith(".py") and path != backend.__file__:
+                text = Path(path).read_text(encoding="utf-8")
+                if "import tensorflow" in text or "tf." in text:
+                    offenders.append(os.path.relpath(path, REPOSITORY))
+    assert offenders == []
+
+
+def test_precision_auto_follows_the_hardware(monkeypatch):
+    monkeypatch.setattr(backend, "accelerator", lambda: "cpu")
+    monkeypatch.setattr(backend, "cpu_flags", lambda: {"avx2", "amx_bf16"})
+    assert backend.resolve_precision("auto") == "mixed_bfloat16"
+    monkeypatch.setattr(backend, "cpu_flags", lambda: {"avx2"})
+    assert backend.resolve_precision("auto") == "float32"
+    assert backend.resolve_precision("mixed_float16") == "mixed_float16"

@@ -1,0 +1,45 @@
+"""Defaults, presets and command-line overrides resolve in that order."""
+
+import json
+
+import pytest
+
+from ferkit import config
+from ferkit.errors import FerError
+
+
+def test_defaults_include_the_network_dropout():
+    resolved = config.resolve("dnn")
+    assert resolved["epochs"] == 300 and resolved["dropout_dense"] == 0.3
+    assert "dropout_conv" not in resolved
+
+
+def test_preset_then_overrides(tmp_path, monkeypatch):
+    monkeypatch.setattr(config, "CONFIG_FOLDER", str(tmp_path))
+    (tmp_path / "cnn_fast.json").write_text(json.dumps({"epochs": 5, "lr": 0.01}))
+    resolved = config.resolve("cnn", "fast", {"lr": 0.002, "seed": None})
+    assert resolved["epochs"] == 5 and resolved["lr"] == 0.002 and resolved["seed"] == 1
+    assert resolved["preset"] == "fast"
+
+
+def test_unknown_preset_lists_the_available_ones(tmp_path, monkeypatch):
+    monkeypatch.setattr(config, "CONFIG_FOLDER", str(tmp_path))
+    (tmp_path / "cnn_fast.json").write_text("{}")
+    with pytest.raises(FerError, match=r"unknown preset 'slow' for the cnn \(available: fast\)"):
+        config.resolve("cnn", "slow")
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"epochs": -1}, "--epochs must be at least 1, got -1"),
+        ({"val_split": 1.0}, "--val-split must be between 0 and 1"),
+        ({"val_split": 0.0}, "--val-split must be between 0 and 1"),
+        ({"precision": "fp8"}, "--precision must be one of auto, float32"),
+        ({"lr": 0.0}, "--lr must be positive"),
+        ({"dropout_conv": 1.5}, "--dropout-conv must be in"),
+    ],
+)
+def test_options_out_of_range(overrides, message):
+    with pytest.raises(FerError, match=message):
+        config.resolve("cnn", overrides=overrides)

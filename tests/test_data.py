@@ -1,0 +1,170 @@
+"""Reading the three CSV forms, the fast parser's agreement with the careful one, bad input."""
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import make_train_csv, pixels, synthetic_images, write_csv
+
+from ferkit import data
+from ferkit.errors import FerError
+
+
+def test_train_form_gives_uint8_images_and_labels(tmp_path):
+    path = make_train_csv(tmp_path / "train.csv", count=14)
+    loaded = data.read_csv(path)
+    images, labels = synthetic_images(14)
+    assert loaded.images.shape == (14, 48, 48, 1) and loaded.images.dtype == np.uint8
+    np.testing.assert_array_equal(loaded.images[..., 0], images)
+    np.testing.assert_array_equal(loaded.labels, labels)
+
+
+def test_gzipped_file_reads_the_same(tmp_path):
+    plain = data.read_csv(make_train_csv(tmp_path / "a.csv", count=7))
+    packed = data.read_csv(make_train_csv(tmp_path / "a.csv.gz", count=7, compress=True))
+    np.testing.assert_array_equal(plain.images, packed.images)
+
+
+def test_test_form_keeps_ids_in_file_order(tmp_path):
+    images, _ = synthetic_images(3)
+    rows = [(row_id, pixels(image)) for row_id, image in zip((10, 4, 7), images)]
+    loaded = data.read_csv(write_csv(tmp_path / "test.csv", ("id", "feature"), rows))
+    assert loaded.labels is None
+    assert loaded.ids.tolist() == [10, 4, 7]
+
+
+def _fer2013_rows(count=9):
+    images, labels = synthetic_images(count)
+    usages = ["Training", "PublicTest", "PrivateTest"] * (count // 3)
+    return [(label, pixels(image), usage) for image, label, usage in zip(images, labels, usages)]
+
+
+def test_fer2013_form_selects_a_usage(tmp_path):
+    path = write_csv(tmp_path / "fer2013.csv", ("emotion", "pixels", "Usage"), _fer2013_rows())
+    every = data.read_csv(path)
+    public = data.read_csv(path, usage="PublicTest")
+    assert len(every) == 9 and len(public) == 3
+    np.testing.assert_array_equal(public.images, every.images[1::3])
+
+
+def test_icml_form_with_spaced_column_names(tmp_path):
+    path = write_csv(
+        tmp_path / "icml.csv",
+        ("emotion", " Usage", " pixels"),
+        [(label, usage, pixel_text) for label, pixel_text, usage in _fer2013_rows(6)],
+    )
+    loaded = data.read_csv(path, usage=["Training", "PrivateTest"])
+    assert len(loaded) == 4 and loaded.labels.tolist() == [0, 2, 3, 5]
+
+
+def test_careful_parser_agrees_with_fast_one(tmp_path):
+    path = make_train_csv(tmp_path / "train.csv", count=10)
+    fast = data.read_csv(path)
+    body = Path(path).read_bytes().split(b"\n", 1)[1]
+    labels, images, _ = data._parse_rows(path, body, ["label", "feature"], "feature")
+    np.testing.assert_array_equal(fast.images, images)
+    np.testing.assert_array_equal(fast.labels, labels)
+
+
+def _with_row(tmp_path, row_text, columns="label,feature", name="bad.csv"):
+    good = " ".join(["1"] * 2304)
+    path = tmp_path / name
+    path.write_text(f"{columns}\n0,{good}\n{row_text}\n1,{good}\n")
+    return str(path)
+
+
+GOOD = " ".join(["1"] * 2303)
+BAD_ROWS = [
+    (f"0,{GOOD}", "line 3: expected 2304 pixels, found 2303"),
+    (f"0,{GOOD} 1 1", "line 3: expected 2304 pixels, found 2305"),
+    (f"0,{GOOD} -1", "line 3: pixel '-1' is not an integer in 0-255"),
+    (f"0,{GOOD} 256", "line 3: pixel '256' is not an integer in 0-255"),
+    (f"0,{GOOD} 12.5", "line 3: pixel '12.5' is not an integer in 0-255"),
+    (f"0,{GOOD} abc", "line 3: pixel 'abc' is not an integer in 0-255"),
+    (f"7,{GOOD} 1", "line 3: label 7 is outside 0-6"),
+    (f"-1,{GOOD} 1", "line 3: label -1 is outside 0-6"),
+    (f",{GOOD} 1", "line 3: label is empty"),
+    (f"0,1,{GOOD}", "line 3: expected 2 fields (label, feature), found 3"),
+]
+
+
+@pytest.mark.parametrize("row, message", BAD_ROWS)
+def test_bad_row_names_file_line_and_problem(tmp_path, row, message):
+    path = _with_row(tmp_path, row)
+    with pytest.raises(FerError) as error:
+        data.read_csv(path)
+    assert str(error.value) == f"{path}: {message}"
+
+
+def test_missing_pixel_column(tmp_path):
+    path = _with_row(tmp_path, "0,1", columns="label,image")
+    with pytest.raises(FerError, match="no pixel column: expected 'feature' or 'pixels'"):
+        data.read_csv(path)
+
+
+def test_duplicate_test_ids(tmp_path):
+    images, _ = synthetic_images(3)
+    rows = [(row_id, pixels(image)) for row_id, image in zip((1, 2, 1), images)]
+    path = write_csv(tmp_path / "test.csv", ("id", "feature"), rows)
+    with pytest.raises(FerError, match="line 4: duplicate id 1"):
+        data.read_csv(path)
+
+
+def test_test_file_where_labels_are_needed(tmp_path):
+    path = write_csv(tmp_path / "test.csv", ("id", "feature"), [(0, GOOD + " 1")])
+    with pytest.raises(FerError, match="this looks like a test file"):
+        data.read_csv(path, require_labels=True)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [(b"", "file is empty"), (b"label,feature\n", "has a header but no rows")],
+)
+def test_empty_files(tmp_path, content, message):
+    path = tmp_path / "empty.csv"
+    path.write_bytes(content)
+    with pytest.raises(FerError, match=message):
+        data.read_csv(str(path))
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(FerError, match="no such file"):
+        data.read_csv(str(tmp_path / "nope.csv"))
+    with pytest.raises(FerError, match="is a directory"):
+        data.read_csv(str(tmp_path))
+
+
+def test_truncated_gzip(tmp_path):
+    whole = gzip.compress(Path(make_train_csv(tmp_path / "t.csv", 7)).read_bytes())
+    path = tmp_path / "cut.csv.gz"
+    path.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(FerError, match="gzip file is truncated or corrupt"):
+        data.read_csv(str(path))
+
+
+def test_labels_file(tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_text("id,label\n0,3\n5,6\n")
+    assert data.read_labels(str(path)) == {0: 3, 5: 6}
+    path.write_text("id,label\n0,9\n")
+    with pytest.raises(FerError, match="line 2: label 9 is outside 0-6"):
+        data.read_labels(str(path))
+
+
+def test_split_is_stratified_seeded_and_disjoint():
+    labels = np.repeat(np.arange(7), 20)
+    train, validation = data.stratified_split(labels, 0.1, seed=3)
+    again_train, again_validation = data.stratified_split(labels, 0.1, seed=3)
+    np.testing.assert_array_equal(validation, again_validation)
+    assert np.bincount(labels[validation]).tolist() == [2] * 7
+    assert not set(train) & set(validation) and len(train) + len(validation) == 140
+    assert data.indices_hash(validation) != data.indices_hash(
+        data.stratified_split(labels, 0.1, seed=4)[1]
+    )
+
+
+@pytest.mark.parametrize("fraction", [0, 1, -0.5])
+def test_split_fraction_out_of_range(fraction):
+    with pytest.raises(FerError, match="--val-split"):
+        data.stratified_split(np.arange(10) % 7, fraction, seed=0)

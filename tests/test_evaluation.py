@@ -1,0 +1,91 @@
+"""Prediction: submissions, probability files, TTA, scoring, and predict.py end to end."""
+
+import numpy as np
+import pytest
+from conftest import REPOSITORY, make_test_csv
+from test_training import run_script, tiny_config
+
+from ferkit import evaluation, training
+from ferkit.errors import FerError
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("run")
+    from conftest import make_train_csv
+
+    train_csv = make_train_csv(folder / "train.csv")
+    return training.train(tiny_config(train_csv, epochs=1), str(folder / "dnn"), verbose=False)
+
+
+def test_submission_has_header_ids_and_rows(tmp_path):
+    path = tmp_path / "sub.csv"
+    probabilities = np.eye(7)[[3, 0, 6]]
+    evaluation.write_submission(str(path), [10, 4, 7], probabilities)
+    assert path.read_text() == "id,label\n10,3\n4,0\n7,6\n"
+
+
+def test_refuses_to_overwrite_without_force(tmp_path):
+    path = tmp_path / "sub.csv"
+    path.write_text("precious\n")
+    with pytest.raises(FerError, match="already exists"):
+        evaluation.write_submission(str(path), [0], np.eye(7)[:1])
+    assert path.read_text() == "precious\n"
+    evaluation.write_submission(str(path), [0], np.eye(7)[:1], force=True)
+    assert path.read_text() == "id,label\n0,0\n"
+
+
+def test_probability_file_round_trips(tmp_path):
+    probabilities = np.random.default_rng(0).dirichlet(np.ones(7), size=5).astype(np.float32)
+    evaluation.write_probabilities(str(tmp_path / "p.csv"), [5, 6, 7, 8, 9], probabilities)
+    ids, loaded = evaluation.read_probabilities(str(tmp_path / "p.csv"))
+    assert ids.tolist() == [5, 6, 7, 8, 9]
+    np.testing.assert_allclose(loaded, probabilities, atol=1e-6)
+
+
+def test_labelled_subset_and_unknown_ids():
+    positions, labels = evaluation.labelled_subset(np.array([10, 4, 7]), {7: 2, 10: 1}, "l.csv")
+    assert positions.tolist() == [2, 0] and labels.tolist() == [2, 1]
+    with pytest.raises(FerError, match="l.csv: 1 id"):
+        evaluation.labelled_subset(np.array([1]), {2: 0}, "l.csv")
+
+
+def test_shift_images_moves_content_and_repeats_edges():
+    images = np.arange(48 * 48, dtype=np.float32).reshape(1, 48, 48, 1)
+    shifted = evaluation.shift_images(images, 2, -1)
+    assert shifted[0, 5, 5, 0] == images[0, 3, 6, 0]
+    assert shifted[0, 0, 47, 0] == images[0, 0, 47, 0]  # edge repeated
+
+
+def test_predict_cli_writes_submission_and_scores(trained_run, tmp_path):
+    test_csv = make_test_csv(tmp_path / "test.csv", count=12)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("id,label\n0,0\n1,1\n")
+    out = tmp_path / "sub.csv"
+    result = run_script(
+        "predict.py",
+        trained_run,
+        "--test",
+        test_csv,
+        "--out",
+        str(out),
+        "--labels",
+        str(labels),
+        "--proba",
+        str(tmp_path / "p.csv"),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "accuracy on 2 labelled ids" in result.stdout
+    lines = out.read_text().splitlines()
+    assert lines[0] == "id,label" and len(lines) == 13
+    assert [line.split(",")[0] for line in lines[1:]] == [str(i) for i in range(12)]
+
+
+def test_predict_cli_refuses_a_run_without_model(tmp_path):
+    result = run_script(
+        "predict.py", str(tmp_path), "--test", "x.csv", "--out", "y.csv", cwd=REPOSITORY
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().endswith(
+        "run folder has no model.keras (did its training finish?)"
+    )

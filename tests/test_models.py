@@ -1,0 +1,65 @@
+"""The two networks' exact parameter counts, their interface, and the augmentation."""
+
+import keras
+import numpy as np
+import pytest
+
+from ferkit import models
+
+
+@pytest.mark.parametrize(
+    "builder, counts",
+    [
+        (models.build_cnn, (3_532_743, 3_529_927, 2_816)),
+        (models.build_dnn, (3_533_188, 3_524_914, 8_274)),
+    ],
+)
+def test_parameter_counts(builder, counts):
+    assert models.count_parameters(builder()) == counts
+
+
+@pytest.mark.parametrize("builder", [models.build_cnn, models.build_dnn])
+def test_uncompiled_functional_model_from_pixels_to_probabilities(builder):
+    model = builder()
+    assert isinstance(model, keras.Model) and not isinstance(model, keras.Sequential)
+    assert not model.compiled
+    assert model.input_shape == (None, 48, 48, 1) and model.output_shape == (None, 7)
+    # The model normalises its own input: its first layer divides by 255.
+    assert isinstance(model.layers[1], keras.layers.Rescaling)
+    probabilities = model.predict(np.full((2, 48, 48, 1), 200, np.uint8), verbose=0)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_dropout_rates_are_options():
+    model = models.build_cnn(dropout_conv=0.1, dropout_dense=0.4)
+    rates = {layer.name: layer.rate for layer in model.layers if "dropout" in layer.name}
+    assert rates["block1_dropout"] == 0.1 and rates["fc2_dropout"] == 0.4
+
+
+def test_augmentation_units_match_image_data_generator():
+    augmentation = models.build_augmentation(
+        rotation_range=18, width_shift_range=4, height_shift_range=0.2, zoom_range=0.15
+    )
+    by_name = {layer.name: layer for layer in augmentation.layers}
+    assert by_name["rotation"].factor == (-0.05, 0.05)  # 18 degrees = 0.05 of a turn
+    assert by_name["shift"].width_factor == pytest.approx(4 / 48)  # pixels when >= 1
+    assert by_name["shift"].height_factor == pytest.approx(0.2)
+    assert by_name["zoom"].height_factor == pytest.approx(0.15)
+    assert by_name["zoom"].width_factor == pytest.approx(0.15)
+    assert models.build_augmentation(0, 0, 0, 0, horizontal_flip=False) is None
+
+
+def test_augmentation_changes_images_only_in_training():
+    augmentation = models.build_augmentation(seed=1)
+    images = np.random.default_rng(0).integers(0, 255, (4, 48, 48, 1)).astype("float32")
+    unchanged = augmentation(images, training=False)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(unchanged), images)
+    changed = keras.ops.convert_to_numpy(augmentation(images, training=True))
+    assert changed.shape == images.shape and not np.allclose(changed, images)
+
+
+def test_training_model_shares_weights_and_saved_model_has_no_augmentation():
+    model = models.build_dnn()
+    training_model = models.with_augmentation(model, models.build_augmentation())
+    assert training_model.get_layer("dnn") is model
+    assert not any("random" in type(layer).__name__.lower() for layer in model.layers)

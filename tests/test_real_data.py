@@ -1,0 +1,40 @@
+"""A smoke test on the real FER2013 in ../shared/fer2013 (skipped where it is absent)."""
+
+import os
+import time
+
+import numpy as np
+
+from ferkit import config as configuration
+from ferkit import data, evaluation, runs, training
+
+
+def test_load_train_briefly_predict_and_score(real_data, tmp_path):
+    started = time.perf_counter()
+    train = data.read_csv(os.path.join(real_data, "train.csv.gz"))
+    assert train.images.shape == (28709, 48, 48, 1) and np.bincount(train.labels).size == 7
+    assert time.perf_counter() - started < 20
+
+    config = configuration.resolve(
+        "dnn",
+        overrides={
+            "data": os.path.join(real_data, "train.csv.gz"),
+            "epochs": 1,
+            "limit": 3000,
+            "batch_size": 32,
+        },
+    )
+    run_dir = training.train(config, str(tmp_path / "dnn"), verbose=False)
+
+    test = data.read_csv(os.path.join(real_data, "test.csv.gz"))
+    assert len(test) == 7178 and test.labels is None
+    probabilities = evaluation.predict_probabilities(runs.load_model(run_dir), test.images)
+    evaluation.write_submission(str(tmp_path / "sub.csv"), test.ids, probabilities)
+    assert len((tmp_path / "sub.csv").read_text().splitlines()) == 7179
+
+    labels = data.read_labels(os.path.join(real_data, "public_test_labels.csv"))
+    positions, truth = evaluation.labelled_subset(test.ids, labels, "public_test_labels.csv")
+    assert len(truth) == 3589
+    # One short epoch on 4,500 images is weak but must beat always guessing one class.
+    majority = np.bincount(truth).max() / len(truth)
+    assert evaluation.accuracy(probabilities[positions], truth) > majority - 0.05

@@ -1,0 +1,141 @@
+"""Training runs on tiny synthetic data: the run folder, resuming, seeds, errors."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import pytest
+from conftest import REPOSITORY
+
+from ferkit import config as configuration
+from ferkit import training
+from ferkit.errors import FerError
+
+RUN_FILES = {"command.txt", "config.json", "model.keras", "history.csv", "metrics.json"}
+
+
+def tiny_config(train_csv, network="dnn", **overrides):
+    values = {"data": train_csv, "epochs": 2, "batch_size": 32, "precision": "float32"}
+    values.update(overrides)
+    return configuration.resolve(network, overrides=values)
+
+
+def history(run_dir):
+    with open(os.path.join(run_dir, "history.csv")) as file:
+        return list(csv.DictReader(file))
+
+
+def test_two_epochs_write_every_run_file(train_csv, tmp_path):
+    run_dir = training.train(tiny_config(train_csv, "cnn"), str(tmp_path / "run"), verbose=False)
+    assert set(os.listdir(run_dir)) >= RUN_FILES
+    rows = history(run_dir)
+    assert [row["epoch"] for row in rows] == ["1", "2"]
+    assert set(rows[0]) == set(training.HISTORY_COLUMNS)
+    metrics = json.loads(Path(os.path.join(run_dir, "metrics.json")).read_text())
+    for key in (
+        "best_epoch",
+        "best_val_accuracy",
+        "best_val_loss",
+        "wall_seconds",
+        "train_images_per_second",
+    ):
+        assert key in metrics
+    # The saved model is the best epoch's, and reloading it gives the recorded accuracy.
+    assert metrics["reloaded_val_accuracy"] == pytest.approx(metrics["best_val_accuracy"], abs=1e-6)
+    config = json.loads(Path(os.path.join(run_dir, "config.json")).read_text())
+    assert config["split"]["val_count"] == 7 and len(config["split"]["val_indices_sha256"]) == 16
+    assert config["precision_resolved"] == "float32" and "keras" in config["versions"]
+
+
+def test_resume_after_interruption_ends_like_an_uninterrupted_run(train_csv, tmp_path, monkeypatch):
+    config = tiny_config(train_csv, epochs=3)
+    straight = training.train(config, str(tmp_path / "straight"), verbose=False)
+
+    real_fit, calls = keras.Model.fit, []
+
+    def fit_interrupted_in_epoch_two(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", fit_interrupted_in_epoch_two)
+    resumed_dir = str(tmp_path / "resumed")
+    with pytest.raises(FerError, match="interrupted during epoch 2; epoch 1 is saved"):
+        training.train(config, resumed_dir, verbose=False)
+    assert [row["epoch"] for row in history(resumed_dir)] == ["1"]
+    monkeypatch.setattr(keras.Model, "fit", real_fit)
+    training.train(training.resume_config(resumed_dir), resumed_dir, resume=True, verbose=False)
+
+    for expected, got in zip(history(straight), history(resumed_dir), strict=True):
+        for column in ("loss", "val_loss", "val_accuracy"):
+            assert float(got[column]) == pytest.approx(float(expected[column]), rel=1e-4)
+
+
+def test_seeds_train_one_run_each(train_csv, tmp_path):
+    parser = training.add_arguments(__import__("argparse").ArgumentParser(), "dnn")
+    args = parser.parse_args(
+        [
+            "--data",
+            train_csv,
+            "--epochs",
+            "1",
+            "--seeds",
+            "1",
+            "2",
+            "--out",
+            str(tmp_path),
+            "--name",
+            "m",
+            "--quiet",
+            "--precision",
+            "float32",
+        ]
+    )
+    run_dirs = training.main(args, "dnn")
+    assert [os.path.basename(path) for path in run_dirs] == ["m_seed1", "m_seed2"]
+    seeds = [
+        json.loads(Path(os.path.join(path, "config.json")).read_text())["seed"] for path in run_dirs
+    ]
+    splits = [
+        json.loads(Path(os.path.join(path, "config.json")).read_text())["split"]
+        for path in run_dirs
+    ]
+    assert seeds == [1, 2] and splits[0] == splits[1]
+
+
+def test_existing_run_is_not_overwritten(train_csv, tmp_path):
+    run_dir = training.train(tiny_config(train_csv, epochs=1), str(tmp_path / "r"), verbose=False)
+    before = Path(os.path.join(run_dir, "config.json")).read_text()
+    with pytest.raises(FerError, match="a run already exists there"):
+        training.runs.new_run_dir(str(tmp_path), "dnn", "r")
+    assert Path(os.path.join(run_dir, "config.json")).read_text() == before
+
+
+def run_script(*arguments, cwd=None):
+    return subprocess.run(
+        [sys.executable, *arguments],
+        capture_output=True,
+        text=True,
+        cwd=cwd or REPOSITORY,
+        timeout=300,
+    )
+
+
+def test_cli_bad_option_is_one_line_and_exit_2(train_csv):
+    result = run_script("train_dnn.py", "--data", train_csv, "--epochs", "-3")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "train_dnn.py: error: --epochs must be at least 1, got -3"
+
+
+def test_cli_bad_data_is_one_line_and_exit_2(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("label,feature\n9," + " ".join(["0"] * 2304) + "\n")
+    result = run_script("train_cnn.py", "--data", str(bad), "--out", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"train_cnn.py: error: {bad}: line 2: label 9 is outside 0-6"
+    assert os.listdir(tmp_path) == ["bad.csv"]
