@@ -1,0 +1,122 @@
+"""Average several models' class probabilities into one Kaggle submission.
+
+    python ensemble.py models/cnn_a models/cnn_b models/dnn_c --test data/test.csv --out sub.csv
+    python ensemble.py a_proba.csv b_proba.csv --test data/test.csv --out sub.csv
+    python ensemble.py models/cnn_s1 models/cnn_s2 models/cnn_s3 --weights fit --tta flip \\
+        --test data/test.csv --labels data/public_test_labels.csv --out sub.csv
+    python ensemble.py models/cnn_s* --greedy 10 --test data/test.csv --out sub.csv
+
+Members are run folders, .keras files, or probability files from predict.py --proba.
+--weights fit and --greedy use the members' shared validation images (never images any
+member trained on) and refuse members whose validation splits differ.
+"""
+
+import os
+
+import numpy as np
+
+from ferkit import cli, data, ensemble, evaluation, runs
+from ferkit.errors import FerError
+
+
+def main():
+    parser = cli.ArgumentParser(description=__doc__, formatter_class=cli.RawHelp)
+    parser.add_argument("members", nargs="+", help="run folders, model files, probability files")
+    parser.add_argument("--test", required=True, help="test CSV (id,feature) or any FER2013 CSV")
+    parser.add_argument("--usage", help="fer2013.csv only: PublicTest, PrivateTest or Training")
+    parser.add_argument("--out", help="submission CSV to write")
+    parser.add_argument("--proba", help="also write the ensemble's probabilities here")
+    parser.add_argument("--labels", help="id,label CSV: print a score table on the labelled ids")
+    parser.add_argument(
+        "--weights",
+        default="uniform",
+        help="uniform, fit (log loss on shared validation images) or w1,w2,...",
+    )
+    parser.add_argument("--greedy", type=int, metavar="N", help="N rounds of greedy selection")
+    parser.add_argument("--tta", default="none", choices=evaluation.TTA_MODES)
+    parser.add_argument("--force", action="store_true", help="overwrite existing output files")
+    parser.add_argument("--unsafe", action="store_true", help="allow models holding code (Lambda)")
+    args = parser.parse_args()
+    if not (args.out or args.proba or args.labels):
+        raise FerError("nothing to do: give --out, --proba or --labels")
+    for path in (args.out, args.proba):
+        if path and os.path.exists(path) and not args.force:
+            raise FerError(f"{path}: already exists (pass --force to overwrite it)")
+    for path in args.members:
+        runs.model_path(path)  # a missing member is found before any slow work
+    labels_by_id = data.read_labels(args.labels) if args.labels else None
+    test = data.read_csv(args.test, usage=args.usage)
+
+    weights = _weights(args)
+    members = [
+        ensemble.member_probabilities(path, test.images, test.ids, args.tta, unsafe=args.unsafe)
+        for path in args.members
+    ]
+    combined = ensemble.average(members, weights)
+    if labels_by_id is not None:
+        positions, labels = evaluation.labelled_subset(test.ids, labels_by_id, args.labels)
+        print(f"On {len(labels)} labelled ids of {args.labels}:")
+        print(
+            "\n".join(
+                ensemble.score_table(
+                    args.members, [m[positions] for m in members], combined[positions], labels
+                )
+            )
+        )
+    if args.out:
+        evaluation.write_submission(args.out, test.ids, combined, force=args.force)
+        print(f"wrote {args.out} ({len(test)} rows)")
+    if args.proba:
+        evaluation.write_probabilities(args.proba, test.ids, combined, force=args.force)
+        print(f"wrote {args.proba}")
+
+
+def _weights(args):
+    """Uniform (None), given on the command line, or fitted on shared validation images."""
+    if args.weights not in ("uniform", "fit") and not args.greedy:
+        try:
+            weights = np.array([float(value) for value in args.weights.split(",")])
+        except ValueError:
+            raise FerError(
+                f"--weights {args.weights!r}: expected uniform, fit or numbers"
+            ) from None
+        if len(weights) != len(args.members):
+            raise FerError(
+                f"--weights gives {len(weights)} weights for {len(args.members)} members"
+            )
+        return weights
+    if args.weights == "uniform" and not args.greedy:
+        return None
+    ensemble.shared_split(args.members)
+    validation = runs.validation_data(args.members[0])
+    members = [
+        ensemble.member_probabilities(
+            path, validation.images, validation.ids, args.tta, unsafe=args.unsafe
+        )
+        for path in args.members
+    ]
+    if args.greedy:
+        counts = ensemble.greedy_selection(members, validation.labels, args.greedy)
+        weights = counts / counts.sum()
+        print(
+            f"greedy selection ({args.greedy} rounds) on {len(validation)} shared validation "
+            f"images: counts {counts.tolist()}"
+        )
+    else:
+        weights = ensemble.fit_weights(members, validation.labels)
+        print(
+            f"fitted weights on {len(validation)} shared validation images: "
+            + ", ".join(f"{w:.3f}" for w in weights)
+        )
+    print(
+        "\n".join(
+            ensemble.score_table(
+                args.members, members, ensemble.average(members, weights), validation.labels
+            )
+        )
+    )
+    return weights
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,121 @@
+"""Ensembles: averaging members' class probabilities, fitted weights and greedy selection.
+
+Weights and selection are fitted on validation images that no member trained on: every
+member must be a run folder whose recorded split (data file hash and validation indices)
+is the same as the others'. Members that differ only in ``--seed`` share it by default.
+"""
+
+import os
+
+import numpy as np
+from scipy import optimize
+
+from ferkit import evaluation, runs
+from ferkit.errors import FerError
+
+
+def average(member_probabilities, weights=None):
+    """The weighted mean of (members, N, 7) probabilities; uniform weights by default."""
+    stacked = np.asarray(member_probabilities, dtype=np.float64)
+    if weights is None:
+        weights = np.full(len(stacked), 1.0 / len(stacked))
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.shape != (len(stacked),) or (weights < 0).any() or weights.sum() <= 0:
+        raise FerError(f"need one non-negative weight per member, got {weights.tolist()}")
+    return np.tensordot(weights / weights.sum(), stacked, axes=1)
+
+
+def fit_weights(member_probabilities, labels):
+    """Non-negative weights summing to 1 that minimise the ensemble's log loss on ``labels``.
+
+    Weights are a softmax of free parameters, so the optimiser needs no constraints.
+    """
+    stacked = np.asarray(member_probabilities, dtype=np.float64)
+
+    def weights_of(parameters):
+        exponentials = np.exp(parameters - parameters.max())
+        return exponentials / exponentials.sum()
+
+    def loss(parameters):
+        return evaluation.log_loss(average(stacked, weights_of(parameters)), labels)
+
+    result = optimize.minimize(loss, np.zeros(len(stacked)), method="L-BFGS-B")
+    return weights_of(result.x)
+
+
+def greedy_selection(member_probabilities, labels, rounds):
+    """Caruana-style forward selection with replacement: each round adds the member that
+    lowers the ensemble's log loss most. Returns how often each member was chosen."""
+    stacked = np.asarray(member_probabilities, dtype=np.float64)
+    counts = np.zeros(len(stacked), dtype=np.int64)
+    total = np.zeros_like(stacked[0])
+    for round_index in range(rounds):
+        losses = [
+            evaluation.log_loss((total + member) / (round_index + 1), labels) for member in stacked
+        ]
+        best = int(np.argmin(losses))
+        counts[best] += 1
+        total += stacked[best]
+    return counts
+
+
+def shared_split(member_paths):
+    """The split all run-folder members share; refuses members whose splits differ."""
+    records = {}
+    for path in member_paths:
+        config = runs.run_config(path) if not is_probability_file(path) else None
+        if config is None:
+            raise FerError(
+                f"{path}: has no recorded validation split (a probability file or a bare "
+                "model), so validation scores would be unsafe; use --labels instead"
+            )
+        records[path] = (
+            config["data_sha256"],
+            config["split"].get("val_indices_sha256"),
+            config["split"].get("val_data"),
+        )
+    if len(set(records.values())) > 1:
+        listing = "; ".join(f"{path}: split {record[1]}" for path, record in records.items())
+        raise FerError(
+            "members were validated on different images, so some validation images were "
+            f"training images of another member ({listing}); refusing to score on them. "
+            "Train members with the same --split-seed and --val-split, or use --labels"
+        )
+    return records
+
+
+def is_probability_file(path):
+    return os.path.isfile(path) and path.lower().endswith((".csv", ".csv.gz"))
+
+
+def member_probabilities(path, images, ids, tta, batch_size=512, unsafe=False):
+    """One member's probabilities for ``images``: from its model, or read from its file."""
+    if is_probability_file(path):
+        file_ids, probabilities = evaluation.read_probabilities(path)
+        if len(file_ids) != len(ids):
+            raise FerError(f"{path}: has {len(file_ids)} rows, the test file has {len(ids)}")
+        if not np.array_equal(file_ids, ids):
+            raise FerError(f"{path}: its ids differ from the test file's (another test file?)")
+        return probabilities
+    model = runs.load_model(path, unsafe=unsafe)
+    return evaluation.predict_probabilities(model, images, tta, batch_size)
+
+
+def score_table(names, member_probabilities, ensemble_probabilities, labels):
+    """Lines of a table: each member's accuracy and log loss, the ensemble's, and its gain."""
+    width = max(len(name) for name in [*names, "ensemble"])
+    lines = [f"{'member':<{width}}  accuracy  log loss"]
+    accuracies = []
+    for name, probabilities in zip(names, member_probabilities):
+        accuracies.append(evaluation.accuracy(probabilities, labels))
+        lines.append(
+            f"{name:<{width}}  {accuracies[-1]:8.4f}  "
+            f"{evaluation.log_loss(probabilities, labels):8.4f}"
+        )
+    ensemble_accuracy = evaluation.accuracy(ensemble_probabilities, labels)
+    lines.append(
+        f"{'ensemble':<{width}}  {ensemble_accuracy:8.4f}  "
+        f"{evaluation.log_loss(ensemble_probabilities, labels):8.4f}"
+    )
+    lines.append(f"gain over the best member: {ensemble_accuracy - max(accuracies):+.4f}")
+    return lines

@@ -1,0 +1,148 @@
+"""Averaging, weights, greedy selection, TTA, the leak guard, and ensemble.py end to end."""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import make_test_csv, make_train_csv
+from test_training import run_script, tiny_config
+
+from ferkit import ensemble, evaluation, models, training
+from ferkit.errors import FerError
+
+
+def test_uniform_and_weighted_average_exactly():
+    first = np.array([[0.2, 0.8, 0, 0, 0, 0, 0]])
+    second = np.array([[0.6, 0.4, 0, 0, 0, 0, 0]])
+    np.testing.assert_allclose(ensemble.average([first, second]), [[0.4, 0.6, 0, 0, 0, 0, 0]])
+    np.testing.assert_allclose(
+        ensemble.average([first, second], [3, 1]), [[0.3, 0.7, 0, 0, 0, 0, 0]]
+    )
+    with pytest.raises(FerError, match="non-negative weight per member"):
+        ensemble.average([first, second], [1, -1])
+
+
+def test_fitted_weights_favour_the_better_member():
+    labels = np.arange(70) % 7
+    good = np.full((70, 7), 0.02)
+    good[np.arange(70), labels] = 0.88
+    noise = np.random.default_rng(0).dirichlet(np.ones(7), size=70)
+    weights = ensemble.fit_weights([noise, good], labels)
+    assert weights.sum() == pytest.approx(1.0) and (weights >= 0).all()
+    assert weights[1] > 0.8
+
+
+def test_greedy_selection_counts_rounds_and_prefers_the_good_member():
+    labels = np.arange(14) % 7
+    good = np.eye(7)[labels] * 0.9 + 0.1 / 7
+    bad = np.roll(good, 1, axis=1)
+    counts = ensemble.greedy_selection([bad, good], labels, rounds=5)
+    assert counts.sum() == 5 and counts[1] == 5
+
+
+class CountingModel:
+    """A stand-in model whose prediction depends on the image, to check TTA arithmetic."""
+
+    def predict(self, images, batch_size=None, verbose=0):
+        column_means = np.asarray(images, np.float64).mean(axis=(1, 3))  # (N, 48)
+        scores = column_means[:, :7] + 1.0
+        return scores / scores.sum(axis=1, keepdims=True)
+
+
+def test_tta_flip_is_the_mean_of_image_and_mirror():
+    images = np.random.default_rng(1).integers(0, 255, (3, 48, 48, 1)).astype(np.uint8)
+    model = CountingModel()
+    expected = (model.predict(images) + model.predict(images[:, :, ::-1, :])) / 2
+    np.testing.assert_allclose(
+        evaluation.predict_probabilities(model, images, "flip"), expected, rtol=1e-6
+    )
+
+
+def test_tta_of_a_symmetric_image_equals_the_plain_prediction():
+    half = np.random.default_rng(2).integers(0, 255, (2, 48, 24, 1)).astype(np.uint8)
+    symmetric = np.concatenate([half, half[:, :, ::-1, :]], axis=2)
+    model = models.build_cnn()
+    plain = evaluation.predict_probabilities(model, symmetric, "none")
+    np.testing.assert_allclose(
+        evaluation.predict_probabilities(model, symmetric, "flip"), plain, atol=1e-6
+    )
+
+
+@pytest.fixture(scope="module")
+def members(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("members")
+    train_csv = make_train_csv(folder / "train.csv", count=70)
+    made = [
+        training.train(
+            tiny_config(train_csv, epochs=1, seed=seed), str(folder / f"m{seed}"), verbose=False
+        )
+        for seed in (1, 2)
+    ]
+    other = training.train(
+        tiny_config(train_csv, epochs=1, split_seed=5), str(folder / "other"), verbose=False
+    )
+    return made, other, make_test_csv(folder / "test.csv", count=15)
+
+
+def test_leak_guard_refuses_members_with_different_splits(members):
+    (first, _), other, _ = members
+    ensemble.shared_split([first, members[0][1]])
+    with pytest.raises(FerError, match="validated on different images"):
+        ensemble.shared_split([first, other])
+
+
+def test_ensemble_cli_writes_a_valid_submission_from_runs_and_probability_files(members, tmp_path):
+    (first, second), _, test_csv = members
+    proba = tmp_path / "second.csv"
+    result = run_script("predict.py", second, "--test", test_csv, "--proba", str(proba))
+    assert result.returncode == 0, result.stderr
+    labels = tmp_path / "labels.csv"
+    labels.write_text("id,label\n" + "".join(f"{i},{i % 7}\n" for i in range(15)))
+    out = tmp_path / "sub.csv"
+    result = run_script(
+        "ensemble.py",
+        first,
+        str(proba),
+        "--test",
+        test_csv,
+        "--out",
+        str(out),
+        "--labels",
+        str(labels),
+        "--weights",
+        "fit",
+        "--tta",
+        "flip",
+    )
+    assert result.returncode == 2 and "no recorded validation split" in result.stderr
+    result = run_script(
+        "ensemble.py",
+        first,
+        second,
+        "--test",
+        test_csv,
+        "--out",
+        str(out),
+        "--labels",
+        str(labels),
+        "--weights",
+        "fit",
+        "--tta",
+        "flip",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "fitted weights on 7 shared validation images" in result.stdout
+    assert "gain over the best member" in result.stdout
+    lines = Path(out).read_text().splitlines()
+    assert lines[0] == "id,label" and len(lines) == 16
+    assert json.loads(Path(os.path.join(first, "config.json")).read_text())["split_seed"] == 0
+
+
+def test_probability_file_with_wrong_row_count_is_refused(members, tmp_path):
+    (first, _), _, test_csv = members
+    proba = tmp_path / "short.csv"
+    evaluation.write_probabilities(str(proba), [0, 1], np.full((2, 7), 1 / 7))
+    with pytest.raises(FerError, match="has 2 rows, the test file has 15"):
+        ensemble.member_probabilities(str(proba), None, np.arange(15), "none")
