@@ -13,8 +13,6 @@ member trained on) and refuse members whose validation splits differ.
 
 import os
 
-import numpy as np
-
 from ferkit import cli, data, ensemble, evaluation, runs
 from ferkit.errors import FerError
 
@@ -47,7 +45,9 @@ def main():
     labels_by_id = data.read_labels(args.labels) if args.labels else None
     test = data.read_csv(args.test, usage=args.usage)
 
-    weights = _weights(args)
+    weights = ensemble.choose_weights(
+        args.members, args.weights, args.greedy, args.tta, args.unsafe
+    )
     members = [
         ensemble.member_probabilities(path, test.images, test.ids, args.tta, unsafe=args.unsafe)
         for path in args.members
@@ -69,53 +69,6 @@ def main():
     if args.proba:
         evaluation.write_probabilities(args.proba, test.ids, combined, force=args.force)
         print(f"wrote {args.proba}")
-
-
-def _weights(args):
-    """Uniform (None), given on the command line, or fitted on shared validation images."""
-    if args.weights not in ("uniform", "fit") and not args.greedy:
-        try:
-            weights = np.array([float(value) for value in args.weights.split(",")])
-        except ValueError:
-            raise FerError(
-                f"--weights {args.weights!r}: expected uniform, fit or numbers"
-            ) from None
-        if len(weights) != len(args.members):
-            raise FerError(
-                f"--weights gives {len(weights)} weights for {len(args.members)} members"
-            )
-        return weights
-    if args.weights == "uniform" and not args.greedy:
-        return None
-    ensemble.shared_split(args.members)
-    validation = runs.validation_data(args.members[0])
-    members = [
-        ensemble.member_probabilities(
-            path, validation.images, validation.ids, args.tta, unsafe=args.unsafe
-        )
-        for path in args.members
-    ]
-    if args.greedy:
-        counts = ensemble.greedy_selection(members, validation.labels, args.greedy)
-        weights = counts / counts.sum()
-        print(
-            f"greedy selection ({args.greedy} rounds) on {len(validation)} shared validation "
-            f"images: counts {counts.tolist()}"
-        )
-    else:
-        weights = ensemble.fit_weights(members, validation.labels)
-        print(
-            f"fitted weights on {len(validation)} shared validation images: "
-            + ", ".join(f"{w:.3f}" for w in weights)
-        )
-    print(
-        "\n".join(
-            ensemble.score_table(
-                args.members, members, ensemble.average(members, weights), validation.labels
-            )
-        )
-    )
-    return weights
 
 
 if __name__ == "__main__":

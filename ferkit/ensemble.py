@@ -119,3 +119,42 @@ def score_table(names, member_probabilities, ensemble_probabilities, labels):
     )
     lines.append(f"gain over the best member: {ensemble_accuracy - max(accuracies):+.4f}")
     return lines
+
+
+def choose_weights(member_paths, spec="uniform", greedy=None, tta="none", unsafe=False):
+    """Weights from ``--weights`` and ``--greedy``: None (uniform), numbers given as
+    'w1,w2,...', or fitted on the members' shared validation images (printed as a table)."""
+    if spec not in ("uniform", "fit") and not greedy:
+        try:
+            weights = np.array([float(value) for value in spec.split(",")])
+        except ValueError:
+            raise FerError(f"--weights {spec!r}: expected uniform, fit or numbers") from None
+        if len(weights) != len(member_paths):
+            raise FerError(
+                f"--weights gives {len(weights)} weights for {len(member_paths)} members"
+            )
+        return weights
+    if spec == "uniform" and not greedy:
+        return None
+    shared_split(member_paths)
+    validation = runs.validation_data(member_paths[0])
+    members = [
+        member_probabilities(path, validation.images, validation.ids, tta, unsafe=unsafe)
+        for path in member_paths
+    ]
+    if greedy:
+        counts = greedy_selection(members, validation.labels, greedy)
+        weights = counts / counts.sum()
+        print(
+            f"greedy selection ({greedy} rounds) on {len(validation)} shared validation "
+            f"images: counts {counts.tolist()}"
+        )
+    else:
+        weights = fit_weights(members, validation.labels)
+        print(
+            f"fitted weights on {len(validation)} shared validation images: "
+            + ", ".join(f"{weight:.3f}" for weight in weights)
+        )
+    table = score_table(member_paths, members, average(members, weights), validation.labels)
+    print("\n".join(table))
+    return weights
