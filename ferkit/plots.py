@@ -1,0 +1,345 @@
+"""The report's figures: training curves, confusion matrices and grids of faces or maps.
+
+Figures are ``matplotlib.figure.Figure`` objects, never pyplot's: no GUI backend is ever
+started (PNG is drawn by Agg, PDF and SVG by their own renderers) and no figure lingers in a
+global list. Files are written atomically, so an interrupted script leaves no broken PNG.
+The helpers at the end are what the figure scripts share: where a figure goes by default and
+which images it is drawn on.
+"""
+
+import csv
+import os
+from dataclasses import dataclass
+
+import keras
+import matplotlib.figure
+import numpy as np
+from matplotlib import ticker
+
+from ferkit import data, evaluation, models, runs
+from ferkit.errors import FerError
+from ferkit.files import atomic_path, read_json
+
+FORMATS = (".png", ".pdf", ".svg")
+DPI = 120
+TRAINING_COLOUR = "tab:blue"
+VALIDATION_COLOUR = "tab:orange"
+LINE_STYLES = ("-", "--", ":", "-.")
+HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
+
+
+def save(figure, path):
+    """Write ``figure`` to ``path`` (PNG, PDF or SVG by its extension), atomically."""
+    extension = os.path.splitext(path)[1].lower()
+    if extension not in FORMATS:
+        raise FerError(f"{path}: figures are written as {', '.join(FORMATS)}, not {extension!r}")
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=DPI, format=extension[1:])
+    return path
+
+
+# Training history
+
+
+def read_history(source):
+    """history.csv of a run (folder or a model file inside it) as {column: float array}."""
+    path = os.path.join(run_folder(source), "history.csv")
+    try:
+        with open(path, encoding="utf-8") as file:
+            rows = list(csv.DictReader(file))
+    except FileNotFoundError:
+        raise FerError(f"{path}: no such file (has the run finished an epoch?)") from None
+    if not rows:
+        raise FerError(f"{path}: has no epochs yet")
+    missing = [column for column in HISTORY_COLUMNS if column not in rows[0]]
+    if missing:
+        raise FerError(f"{path}: no {missing[0]!r} column")
+    history = {}
+    for column in rows[0]:
+        try:
+            history[column] = np.array([float(row[column]) for row in rows])
+        except (TypeError, ValueError):
+            raise FerError(
+                f"{path}: column {column!r} holds a value that is not a number"
+            ) from None
+    return history
+
+
+def best_epoch(source, history):
+    """The epoch whose model was kept: metrics.json's, or for a run still training the first
+    epoch with the highest validation accuracy (the rule training keeps by)."""
+    metrics = os.path.join(run_folder(source), "metrics.json")
+    if os.path.exists(metrics):
+        return int(read_json(metrics)["best_epoch"])
+    return int(history["epoch"][int(np.argmax(history["val_accuracy"]))])
+
+
+def history_figure(histories, title):
+    """Accuracy (left) and loss (right) per epoch, training blue and validation orange.
+
+    ``histories`` is a list of (name, history, best epoch); several runs are overlaid with a
+    line style each, and each run's best epoch is marked on its validation curves.
+    """
+    figure = matplotlib.figure.Figure(figsize=(12, 4.6), layout="constrained")
+    axes = figure.subplots(1, 2)
+    several = len(histories) > 1
+    for number, (name, history, best) in enumerate(histories):
+        style = LINE_STYLES[number % len(LINE_STYLES)]
+        prefix = f"{name} " if several else ""
+        epochs = history["epoch"]
+        # Dots only where there are few epochs: a single epoch is otherwise invisible.
+        line = {"marker": "o" if len(epochs) <= 30 else None, "markersize": 3}
+        for axis, metric in zip(axes, ("accuracy", "loss")):
+            axis.plot(
+                epochs,
+                history[metric],
+                style,
+                color=TRAINING_COLOUR,
+                label=f"{prefix}training",
+                **line,
+            )
+            validation = history[f"val_{metric}"]
+            axis.plot(
+                epochs,
+                validation,
+                style,
+                color=VALIDATION_COLOUR,
+                label=f"{prefix}validation",
+                **line,
+            )
+            at_best = validation[np.flatnonzero(epochs == best)]
+            axis.axvline(best, color="grey", linestyle=style, linewidth=0.8)
+            axis.plot(
+                [best] * len(at_best),
+                at_best,
+                "*",
+                color=VALIDATION_COLOUR,
+                markersize=12,
+                markeredgecolor="black",
+                label=f"{prefix}best epoch {best}",
+            )
+    for axis, metric in zip(axes, ("Accuracy", "Loss")):
+        axis.set_title(metric)
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(metric.lower())
+        axis.set_xlim(left=0)  # also gives whole-epoch ticks to a run of one epoch
+        axis.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize="small")
+    figure.suptitle(title)
+    return figure
+
+
+# Confusion matrix
+
+
+def confusion_counts(labels, predictions):
+    """counts[true, predicted], 7 x 7."""
+    pairs = np.asarray(labels) * data.NUM_CLASSES + np.asarray(predictions)
+    counts = np.bincount(pairs, minlength=data.NUM_CLASSES**2)
+    return counts.reshape(data.NUM_CLASSES, data.NUM_CLASSES)
+
+
+def row_rates(counts):
+    """Each row divided by its total: the fraction of a true class given each prediction."""
+    totals = counts.sum(axis=1, keepdims=True)
+    return np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
+
+
+def most_confused(counts, top=3):
+    """The ``top`` largest off-diagonal rates, as 'Fear → Sad 18%'."""
+    rates = row_rates(counts)
+    np.fill_diagonal(rates, 0)
+    order = np.argsort(-rates, axis=None, kind="stable")[:top]  # ties in class order
+    pairs = [np.unravel_index(position, rates.shape) for position in order]
+    return [
+        f"{data.CLASS_NAMES[true]} → {data.CLASS_NAMES[predicted]} {rates[true, predicted]:.0%}"
+        for true, predicted in pairs
+        if rates[true, predicted] > 0
+    ]
+
+
+def confusion_figure(counts, title):
+    """The row-normalised matrix, each cell its percentage and count, with a colour bar."""
+    rates = row_rates(counts)
+    figure = matplotlib.figure.Figure(figsize=(8.5, 7.5), layout="constrained")
+    axis = figure.subplots()
+    image = axis.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    for true in range(data.NUM_CLASSES):
+        for predicted in range(data.NUM_CLASSES):
+            rate = rates[true, predicted]
+            axis.text(
+                predicted,
+                true,
+                f"{rate:.0%}\n{counts[true, predicted]}",
+                ha="center",
+                va="center",
+                fontsize=9,
+                color="white" if rate > 0.5 else "black",
+            )
+    ticks = np.arange(data.NUM_CLASSES)
+    totals = counts.sum(axis=1)
+    axis.set_xticks(ticks, data.CLASS_NAMES, rotation=30, ha="right")
+    axis.set_yticks(ticks, [f"{name} ({total})" for name, total in zip(data.CLASS_NAMES, totals)])
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true (images)")
+    figure.colorbar(image, ax=axis, label="fraction of the true class", shrink=0.85)
+    axis.set_title(title)
+    return figure
+
+
+# Grids of images
+
+
+@dataclass
+class Panel:
+    """One image of a grid: gray faces on 0-255 by default; vmin/vmax None scale to the image."""
+
+    image: np.ndarray
+    title: str = ""
+    cmap: str = "gray"
+    vmin: float | None = 0
+    vmax: float | None = 255
+
+
+def draw_grid(container, rows, row_labels=None, column_titles=None):
+    """Draw ``rows`` (lists of Panel or None) into a Figure or SubFigure; returns the axes."""
+    columns = max(len(row) for row in rows)
+    axes = container.subplots(len(rows), columns, squeeze=False)
+    for row_number, row in enumerate(rows):
+        for column in range(columns):
+            axis = axes[row_number, column]
+            axis.set_xticks([])
+            axis.set_yticks([])
+            panel = row[column] if column < len(row) else None
+            if panel is None:
+                axis.set_axis_off()
+                continue
+            axis.imshow(np.squeeze(panel.image), cmap=panel.cmap, vmin=panel.vmin, vmax=panel.vmax)
+            axis.set_title(panel.title, fontsize=8)
+        if row_labels:
+            axes[row_number, 0].set_ylabel(row_labels[row_number], fontsize=8)
+    if column_titles:
+        for column, text in enumerate(column_titles):
+            axes[0, column].set_title(f"{text}\n{axes[0, column].get_title()}".strip(), fontsize=9)
+    return axes
+
+
+def grid_figure(rows, title, row_labels=None, column_titles=None, cell=1.7):
+    columns = max(len(row) for row in rows)
+    figure = matplotlib.figure.Figure(
+        figsize=(columns * cell + (0.9 if row_labels else 0), len(rows) * cell + 0.7),
+        layout="constrained",
+    )
+    draw_grid(figure, rows, row_labels, column_titles)
+    figure.suptitle(title)
+    return figure
+
+
+AUGMENTATION_KEYS = (
+    "rotation_range",
+    "width_shift_range",
+    "height_shift_range",
+    "zoom_range",
+    "horizontal_flip",
+)
+
+
+def augmented(images, settings, seed):
+    """``images`` as training's augmentation (with a run's ``settings``) changes them."""
+    augmentation = models.build_augmentation(
+        **{key: settings[key] for key in AUGMENTATION_KEYS}, seed=seed
+    )
+    if augmentation is None:
+        return np.asarray(images)
+    changed = augmentation(np.asarray(images, dtype=np.float32), training=True)
+    return keras.ops.convert_to_numpy(changed)
+
+
+def sample_figure(original_rows, changed_rows, row_labels, title, cell=1.3):
+    """Two grids side by side: the faces as they are, and as the augmentation changes them."""
+    columns = max(len(row) for row in original_rows)
+    figure = matplotlib.figure.Figure(
+        figsize=(2 * columns * cell + 1.5, len(original_rows) * cell + 1.2), layout="constrained"
+    )
+    for part, rows, heading in zip(
+        figure.subfigures(1, 2), (original_rows, changed_rows), ("original", "augmented")
+    ):
+        draw_grid(part, rows, row_labels)
+        part.suptitle(heading)
+    figure.suptitle(title)
+    return figure
+
+
+def square_rows(panels):
+    """Panels laid out in rows of about sqrt(count) each."""
+    width = int(np.ceil(np.sqrt(len(panels))))
+    return [panels[start : start + width] for start in range(0, len(panels), width)]
+
+
+# Shared by the figure scripts
+
+
+def run_folder(source):
+    """The run folder of a run folder or of a model file (the file's own folder)."""
+    return source if os.path.isdir(source) else os.path.dirname(os.path.abspath(source))
+
+
+def run_name(source):
+    """How titles name a model: its run folder's name, or the file name for a loose file."""
+    if os.path.isdir(source) or runs.run_config(source) is not None:
+        return os.path.basename(os.path.normpath(os.path.abspath(run_folder(source))))
+    return os.path.basename(source)
+
+
+def figure_path(source, name, out=None):
+    """``--out`` when given, else ``<run folder>/figures/<name>.png``."""
+    if out:
+        extension = os.path.splitext(out)[1].lower()
+        if extension not in FORMATS:
+            raise FerError(f"{out}: figures are written as {', '.join(FORMATS)}")
+        return out
+    return os.path.join(run_folder(source), "figures", f"{name}.png")
+
+
+def add_data_arguments(parser):
+    parser.add_argument("--data", help="CSV to draw on instead of the run's validation images")
+    parser.add_argument("--labels", help="id,label CSV labelling an unlabelled --data file")
+    parser.add_argument("--usage", help="fer2013.csv only: PublicTest, PrivateTest or Training")
+    parser.add_argument("--unsafe", action="store_true", help="allow models holding code (Lambda)")
+
+
+def figure_images(source, args, labelled_only=True):
+    """(images, labels, description) a figure is drawn on: the run's own validation images,
+    or ``--data`` (labelled by its own column or by ``--labels``).
+
+    With ``labelled_only`` False every row of --data is kept and an unknown label is -1.
+    """
+    if args.labels and not args.data:
+        raise FerError("--labels labels a --data file: give --data too")
+    if not args.data:
+        if args.usage:
+            raise FerError("--usage selects rows of --data: give --data too")
+        config = runs.run_config(source)
+        if config is None:
+            raise FerError(f"{source}: no config.json beside it, so give --data CSV")
+        validation = runs.validation_data(source)
+        described = f"validation split of {os.path.basename(config['data'])}"
+        return validation.images, validation.labels, described
+    table = data.read_csv(args.data, usage=args.usage)
+    described = os.path.basename(args.data) + (f" ({args.usage})" if args.usage else "")
+    if args.labels:
+        positions, labels = evaluation.labelled_subset(
+            table.ids, data.read_labels(args.labels), args.labels
+        )
+        described += f" labelled by {os.path.basename(args.labels)}"
+        if labelled_only:
+            return table.images[positions], labels, described
+        every_label = np.full(len(table), -1, dtype=np.int64)
+        every_label[positions] = labels
+        return table.images, every_label, described
+    if table.labels is None:
+        if labelled_only:
+            raise FerError(f"{args.data}: has no labels: give --labels id,label CSV too")
+        return table.images, np.full(len(table), -1, dtype=np.int64), described
+    return table.images, table.labels, described
