@@ -4,19 +4,19 @@ Figures are ``matplotlib.figure.Figure`` objects, never pyplot's: no GUI backend
 started (PNG is drawn by Agg, PDF and SVG by their own renderers) and no figure lingers in a
 global list. Files are written atomically, so an interrupted script leaves no broken PNG.
 The helpers at the end are what the figure scripts share: where a figure goes by default and
-which images it is drawn on.
+which images it is drawn on. Keras is not imported at the top (it takes seconds to start), so
+a script refuses a bad option or file at once.
 """
 
 import csv
 import os
 from dataclasses import dataclass
 
-import keras
 import matplotlib.figure
 import numpy as np
 from matplotlib import ticker
 
-from ferkit import data, evaluation, models, runs
+from ferkit import data, evaluation, runs
 from ferkit.errors import FerError
 from ferkit.files import atomic_path, read_json
 
@@ -247,10 +247,15 @@ AUGMENTATION_KEYS = (
 
 def augmented(images, settings, seed):
     """``images`` as training's augmentation (with a run's ``settings``) changes them."""
+    # Keras only here: the other figures' scripts check their options before it starts.
+    import keras
+
+    from ferkit import models
+
     augmentation = models.build_augmentation(
         **{key: settings[key] for key in AUGMENTATION_KEYS}, seed=seed
     )
-    if augmentation is None:
+    if augmentation is None or not settings.get("augment", True):
         return np.asarray(images)
     changed = augmentation(np.asarray(images, dtype=np.float32), training=True)
     return keras.ops.convert_to_numpy(changed)

@@ -1,0 +1,37 @@
+"""Plot training curves: accuracy (left) and loss (right), training blue, validation orange.
+
+    python plot_history.py models/cnn_quick_seed1
+    python plot_history.py models/cnn_a models/cnn_b models/dnn_a --out docs/figures/history.pdf
+
+Reads each run's history.csv and marks its best epoch (metrics.json, or the best validation
+accuracy so far for a run still training). Several runs are overlaid, one line style each.
+The figure goes to <first run>/figures/history.png unless --out says otherwise.
+"""
+
+from ferkit import cli, plots
+
+
+def main():
+    parser = cli.ArgumentParser(description=__doc__, formatter_class=cli.RawHelp)
+    parser.add_argument("runs", nargs="+", metavar="RUN", help="run folders (or their model files)")
+    parser.add_argument("--out", help="figure file (.png, .pdf or .svg)")
+    args = parser.parse_args()
+    histories = []
+    for source in args.runs:
+        history = plots.read_history(source)
+        histories.append((plots.run_name(source), history, plots.best_epoch(source, history)))
+    names = ", ".join(name for name, _, _ in histories)
+    path = plots.figure_path(args.runs[0], "history", args.out)
+    plots.save(plots.history_figure(histories, f"Training history: {names}"), path)
+    for name, history, best in histories:
+        row = list(history["epoch"]).index(best)
+        print(
+            f"{name}: {len(history['epoch'])} epochs, best epoch {best} "
+            f"(val_accuracy {history['val_accuracy'][row]:.4f}, "
+            f"val_loss {history['val_loss'][row]:.4f})"
+        )
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    cli.run(main)

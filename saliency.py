@@ -1,0 +1,91 @@
+"""Draw saliency maps: which pixels move the class score most (Simonyan et al., 2014).
+
+    python saliency.py models/cnn_quick_seed1 --per-class 2             # validation images
+    python saliency.py models/cnn_quick_seed1 --index 0 5 17 --smoothgrad 30 --noise 0.15
+    python saliency.py models/cnn_a --data data/test.csv --index 3 4 --out saliency.pdf
+
+Each face gets a row: the face, |d score / d pixel| scaled to [0, 1], and the face with all
+but its most salient pixels (--keep) blacked out. --per-class N shows N correctly and N
+wrongly classified validation faces of every class. --smoothgrad N averages the maps of N
+copies with Gaussian noise (std --noise x 255). The figure goes to <run>/figures/ by default.
+"""
+
+import numpy as np
+
+from ferkit import cli, data, evaluation, plots, runs
+from ferkit.errors import FerError
+
+
+def main():
+    parser = cli.ArgumentParser(description=__doc__, formatter_class=cli.RawHelp)
+    parser.add_argument("model", metavar="RUN", help="run folder or .keras file")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--index", type=int, nargs="+", metavar="I", help="image positions")
+    which.add_argument("--per-class", type=int, metavar="N", help="N right, N wrong per class")
+    plots.add_data_arguments(parser)
+    parser.add_argument("--target", choices=("predicted", "true"), default="predicted")
+    parser.add_argument("--smoothgrad", type=int, default=0, metavar="N", help="noisy copies")
+    parser.add_argument("--noise", type=float, default=0.15, help="noise std / 255")
+    parser.add_argument("--keep", type=float, default=0.25, help="share of pixels kept")
+    parser.add_argument("--out", help="figure file (.png, .pdf or .svg)")
+    args = parser.parse_args()
+    if args.smoothgrad < 0 or args.noise < 0 or not 0 < args.keep <= 1:
+        raise FerError("--smoothgrad and --noise must not be negative, --keep must be in (0, 1]")
+    if args.per_class is not None and args.per_class < 1:
+        raise FerError(f"--per-class must be at least 1, got {args.per_class}")
+    runs.checked_model_path(args.model)
+    name = f"saliency_per-class-{args.per_class}" if args.index is None else "saliency_"
+    name += "-".join(map(str, (args.index or [])[:6]))
+    name += f"_smoothgrad-{args.smoothgrad}" if args.smoothgrad else ""
+    path = plots.figure_path(args.model, name, args.out)
+    images, labels, described = plots.figure_images(args.model, args, labelled_only=False)
+    for index in args.index or []:
+        if not 0 <= index < len(images):
+            raise FerError(f"--index {index}: {described} has images 0-{len(images) - 1}")
+    if args.per_class and (labels < 0).all():
+        raise FerError("--per-class needs labelled images: give --labels or a labelled --data")
+    if args.target == "true" and args.index and (labels[args.index] < 0).any():
+        raise FerError("--target true needs labelled images: give --labels too")
+    from ferkit import explain  # here, not at the top: it starts Keras (seconds)
+
+    model = runs.load_model(args.model, unsafe=args.unsafe)
+    indices = args.index
+    if args.per_class:
+        predictions = evaluation.predict_probabilities(model, images).argmax(axis=1)
+        known = np.where(labels < 0, data.NUM_CLASSES, labels)  # an unknown label: no class
+        indices = explain.pick_per_class(known, predictions, args.per_class)
+        if not indices:
+            raise FerError(f"{described}: no labelled images to pick from")
+    chosen = images[indices]
+    probabilities = evaluation.predict_probabilities(model, chosen)
+    classes = labels[indices] if args.target == "true" else probabilities.argmax(axis=1)
+    maps = explain.saliency(model, chosen, classes, args.smoothgrad, args.noise)
+    masked = explain.mask_low_saliency(chosen, maps, args.keep)
+    rows, row_labels = [], []
+    for row, index in enumerate(indices):
+        predicted = int(probabilities[row].argmax())
+        true = data.CLASS_NAMES[labels[index]] if labels[index] >= 0 else "?"
+        row_labels.append(
+            f"#{index} true {true}\n"
+            f"pred {data.CLASS_NAMES[predicted]} {probabilities[row, predicted]:.0%}"
+        )
+        rows.append(
+            [
+                plots.Panel(chosen[row]),
+                plots.Panel(maps[row], cmap="inferno", vmin=0, vmax=1),
+                plots.Panel(masked[row]),
+            ]
+        )
+    method = "gradient"
+    if args.smoothgrad:
+        method = f"SmoothGrad ({args.smoothgrad} copies, noise {args.noise:g})"
+    title = (
+        f"{plots.run_name(args.model)} on {described}\n{method} of the {args.target} class score"
+    )
+    columns = ("face", "saliency", f"top {args.keep:.0%} pixels")
+    plots.save(plots.grid_figure(rows, title, row_labels, columns), path)
+    print(f"wrote {path} ({len(indices)} faces)")
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,77 @@
+"""Show what a CNN's filters respond to: images grown by gradient ascent to maximise each
+filter's mean activation, or (--image) the filters' activation maps for one face.
+
+    python visualize_filters.py models/cnn_quick_seed1                  # middle conv layer
+    python visualize_filters.py models/cnn_quick_seed1 --layer block3b_conv --filters 25
+    python visualize_filters.py models/cnn_quick_seed1 --layer 0 --steps 100 --step-size 2
+    python visualize_filters.py models/cnn_quick_seed1 --image 12       # a validation face
+    python visualize_filters.py models/cnn_a --data data/test.csv --image 3 --out maps.pdf
+
+--layer takes a conv layer's name or its position among the conv layers (0 first, -1 last).
+The figure goes to <run>/figures/filters_<layer>.png (or activations_<layer>_<image>.png).
+"""
+
+import numpy as np
+
+from ferkit import cli, plots, runs
+from ferkit.errors import FerError
+
+
+def main():
+    parser = cli.ArgumentParser(description=__doc__, formatter_class=cli.RawHelp)
+    parser.add_argument("model", metavar="RUN", help="run folder or .keras file")
+    parser.add_argument("--layer", help="conv layer name or position (default: the middle one)")
+    parser.add_argument("--filters", type=int, default=16, metavar="N", help="the first N filters")
+    parser.add_argument("--steps", type=int, default=50, help="gradient ascent steps")
+    parser.add_argument("--step-size", type=float, default=3.0, help="pixels per step (RMS)")
+    parser.add_argument("--seed", type=int, default=0, help="of the starting noise")
+    parser.add_argument("--image", type=int, metavar="I", help="activation maps of this face")
+    plots.add_data_arguments(parser)
+    parser.add_argument("--out", help="figure file (.png, .pdf or .svg)")
+    args = parser.parse_args()
+    if args.filters < 1 or args.steps < 0 or args.step_size <= 0:
+        raise FerError("--filters must be at least 1, --steps not negative, --step-size positive")
+    runs.checked_model_path(args.model)
+    plots.figure_path(args.model, "filters", args.out)  # a bad --out is refused now, not later
+    if args.image is not None:
+        faces, _, described = plots.figure_images(args.model, args, labelled_only=False)
+        if not 0 <= args.image < len(faces):
+            raise FerError(f"--image {args.image}: {described} has images 0-{len(faces) - 1}")
+    from ferkit import explain  # here, not at the top: it starts Keras (seconds)
+
+    model = runs.load_model(args.model, unsafe=args.unsafe)
+    layer = explain.choose_conv_layer(model, args.layer, runs.model_path(args.model))
+    filters = list(range(min(args.filters, layer.output.shape[-1])))
+    run = plots.run_name(args.model)
+    if args.image is None:
+        images, start, final = explain.gradient_ascent(
+            model, layer, filters, args.steps, args.step_size, args.seed
+        )
+        panels = [
+            plots.Panel(image, f"{number}: {value:.3g}", vmin=None, vmax=None)
+            for number, image, value in zip(filters, images, final)
+        ]
+        title = (
+            f"{run}: {layer.name}, inputs maximising each filter's mean activation\n"
+            f"({args.steps} steps of {args.step_size:g} from grey noise; title: filter: activation)"
+        )
+        name = f"filters_{layer.name}"
+        print(
+            f"{layer.name}: mean activation of filters 0-{filters[-1]} went from "
+            f"{np.mean(start):.4g} (grey noise) to {np.mean(final):.4g}"
+        )
+    else:
+        maps = explain.activation_maps(model, layer, faces[args.image], filters)
+        panels = [plots.Panel(faces[args.image], "face")] + [
+            plots.Panel(activation, f"{number}: {activation.mean():.3g}", "viridis", None, None)
+            for number, activation in zip(filters, maps)
+        ]
+        title = f"{run}: {layer.name} activation maps of face {args.image} of {described}"
+        name = f"activations_{layer.name}_{args.image}"
+    path = plots.figure_path(args.model, name, args.out)
+    plots.save(plots.grid_figure(plots.square_rows(panels), title), path)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    cli.run(main)
