@@ -1,0 +1,198 @@
+"""Saliency, gradient ascent and activation maps on a tiny CNN run (synthetic faces, one
+epoch), checked against gradients known in closed form, on TensorFlow and, where it is
+installed, JAX."""
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from conftest import REPOSITORY, make_train_csv
+from keras import layers, ops
+from test_plots import assert_drawn, call_script
+from test_training import tiny_config
+
+from ferkit import explain, models, runs, training
+from ferkit.errors import FerError
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return tmp_path_factory.mktemp("explain")
+
+
+@pytest.fixture(scope="module")
+def cnn_run(folder):
+    train_csv = make_train_csv(folder / "train.csv", count=140)
+    return training.train(
+        tiny_config(train_csv, "cnn", epochs=1), str(folder / "cnn"), verbose=False
+    )
+
+
+@pytest.fixture(scope="module")
+def cnn(cnn_run):
+    return runs.load_model(cnn_run)
+
+
+@pytest.fixture(scope="module")
+def faces(cnn_run):
+    return runs.validation_data(cnn_run).images[:3]
+
+
+def linear_model(seed=0):
+    """pixels -> Dense 'logits' -> softmax: the score's gradient is a column of the weights."""
+    inputs = keras.Input(shape=(48, 48, 1), name="pixels")
+    logits = layers.Dense(7, name="logits")(layers.Flatten()(inputs))
+    model = keras.Model(inputs, layers.Activation("softmax", name="probabilities")(logits))
+    weights = np.random.default_rng(seed).normal(size=(48 * 48, 7)).astype("float32")
+    model.get_layer("logits").set_weights([weights, np.zeros(7, "float32")])
+    return model, weights
+
+
+def test_value_and_gradient_of_a_known_function():
+    inputs = np.random.default_rng(0).normal(size=(2, 48, 48, 1)).astype("float32")
+    weights = ops.convert_to_tensor(np.arange(2 * 48 * 48, dtype="float32").reshape(inputs.shape))
+    values, gradients = explain.value_and_gradient(
+        lambda tensor: ops.sum(ops.square(tensor) * weights, axis=(1, 2, 3)), inputs
+    )
+    expected_weights = ops.convert_to_numpy(weights)
+    assert np.allclose(values, (inputs**2 * expected_weights).sum(axis=(1, 2, 3)), rtol=1e-4)
+    assert np.allclose(gradients, 2 * inputs * expected_weights, rtol=1e-4)
+
+
+def test_saliency_is_the_score_gradient_not_the_probability_gradient():
+    model, weights = linear_model()
+    images = np.random.default_rng(1).integers(0, 255, (2, 48, 48, 1)).astype("float32")
+    maps = explain.saliency(model, images, [3, 5])
+    for map_, column in zip(maps, (3, 5)):
+        expected = np.abs(weights[:, column]) / np.abs(weights[:, column]).max()
+        assert np.allclose(map_.reshape(-1), expected, atol=1e-5)
+
+
+JAX_SCRIPT = """
+import numpy as np, keras
+from ferkit import explain
+from tests.test_explain import linear_model
+assert keras.config.backend() == "jax"
+model, weights = linear_model()
+images = np.random.default_rng(1).integers(0, 255, (2, 48, 48, 1)).astype("float32")
+maps = explain.saliency(model, images, [3, 5])
+expected = np.abs(weights[:, 3]) / np.abs(weights[:, 3]).max()
+assert np.allclose(maps[0].reshape(-1), expected, atol=1e-5)
+print("ok")
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
+def test_saliency_on_jax():
+    environment = {
+        **os.environ,
+        "KERAS_BACKEND": "jax",
+        "PYTHONPATH": os.pathsep.join([REPOSITORY, os.path.join(REPOSITORY, "tests")]),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", JAX_SCRIPT],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=REPOSITORY,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("ok")
+
+
+def test_saliency_map_has_the_input_shape_and_is_not_zero(cnn, faces):
+    for samples in (0, 3):
+        maps = explain.saliency(cnn, faces, [0, 1, 2], samples=samples)
+        assert maps.shape == faces.shape
+        assert maps.min() >= 0 and np.allclose(maps.reshape(3, -1).max(axis=1), 1.0)
+        assert (maps > 0).mean() > 0.5
+
+
+def test_mask_keeps_the_most_salient_share():
+    rng = np.random.default_rng(0)
+    images = np.full((2, 48, 48, 1), 200, dtype=np.uint8)
+    maps = rng.random((2, 48, 48, 1)).astype("float32")
+    masked = explain.mask_low_saliency(images, maps, keep=0.25)
+    assert masked.dtype == np.uint8
+    assert np.allclose((masked > 0).mean(axis=(1, 2, 3)), 0.25, atol=0.01)
+    for kept, saliency in zip(masked > 0, maps):
+        assert saliency[kept].min() >= saliency[~kept].max()
+    with pytest.raises(FerError, match="--keep must be in"):
+        explain.mask_low_saliency(images, maps, keep=0)
+
+
+def test_pick_per_class_takes_right_then_wrong_of_each_class():
+    labels = np.array([0, 0, 0, 1, 1, 2])
+    predictions = np.array([0, 1, 0, 1, 0, 3])
+    assert explain.pick_per_class(labels, predictions, 1) == [0, 1, 3, 4, 5]
+    assert explain.pick_per_class(labels, predictions, 2) == [0, 2, 1, 3, 4, 5]
+
+
+def test_conv_layer_choice(cnn):
+    assert explain.choose_conv_layer(cnn).name == "block2b_conv"  # the middle of six
+    assert explain.choose_conv_layer(cnn, "block1a_conv").name == "block1a_conv"
+    assert explain.choose_conv_layer(cnn, "-1").name == "block3b_conv"
+    with pytest.raises(FerError, match=r"no conv layer 'fc1_dense': give a name \(block1a_conv"):
+        explain.choose_conv_layer(cnn, "fc1_dense")
+    with pytest.raises(FerError, match="has no Conv2D layers"):
+        explain.choose_conv_layer(models.build_dnn())
+
+
+def test_gradient_ascent_raises_each_filters_activation(cnn):
+    layer = explain.choose_conv_layer(cnn)
+    images, start, final = explain.gradient_ascent(cnn, layer, [0, 1, 2, 3], steps=8)
+    assert images.shape == (4, 48, 48, 1) and images.min() >= 0 and images.max() <= 255
+    assert (final > start).all(), (start, final)
+
+
+def test_activation_maps_have_the_layers_size(cnn, faces):
+    maps = explain.activation_maps(cnn, cnn.get_layer("block2b_conv"), faces[0], [0, 5, 7])
+    assert maps.shape == (3, 24, 24) and maps.std() > 0
+    with pytest.raises(FerError, match="block1a_conv has filters 0-63, not 64"):
+        explain.activation_maps(cnn, cnn.get_layer("block1a_conv"), faces[0], [64])
+
+
+def test_filter_script_draws_a_grid(cnn_run, monkeypatch):
+    call_script(monkeypatch, "visualize_filters.py", cnn_run, "--filters", 4, "--steps", 3)
+    # Four filters: a 2 x 2 grid.
+    assert_drawn(
+        os.path.join(cnn_run, "figures", "filters_block2b_conv.png"), 2 * 1.7, 2 * 1.7 + 0.7, 0.05
+    )
+    call_script(monkeypatch, "visualize_filters.py", cnn_run, "--image", 1, "--filters", 5)
+    # The face and five maps: a 3 x 2 grid.
+    assert_drawn(
+        os.path.join(cnn_run, "figures", "activations_block2b_conv_1.png"),
+        3 * 1.7,
+        2 * 1.7 + 0.7,
+        0.05,
+    )
+
+
+def test_saliency_script_per_class(cnn_run, monkeypatch, capsys):
+    call_script(monkeypatch, "saliency.py", cnn_run, "--per-class", 1, "--smoothgrad", 2)
+    path = os.path.join(cnn_run, "figures", "saliency_per-class-1_smoothgrad-2.png")
+    rows = int(capsys.readouterr().out.split("(")[-1].split()[0])
+    assert 7 <= rows <= 14  # one right and one wrong face per class, where there is one
+    assert_drawn(path, 3 * 1.7 + 0.9, rows * 1.7 + 0.7, 0.05)
+
+
+def test_filter_script_on_the_dnn_exits_2_with_one_line(folder):
+    path = str(folder / "dnn.keras")
+    models.build_dnn().save(path)
+    result = subprocess.run(
+        [sys.executable, "visualize_filters.py", path],
+        capture_output=True,
+        text=True,
+        cwd=REPOSITORY,
+        timeout=300,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"visualize_filters.py: error: {path}: has no Conv2D layers (a DNN?); "
+        "filters can only be drawn for a CNN"
+    )

@@ -1,0 +1,170 @@
+"""The figure scripts on a tiny DNN run (synthetic faces, one epoch): each writes a PNG of the
+expected size that is not blank, and the confusion matrix adds up."""
+
+import os
+import runpy
+import sys
+
+import matplotlib.image
+import numpy as np
+import pytest
+from conftest import REPOSITORY, make_train_csv
+from test_training import tiny_config
+
+from ferkit import data, evaluation, plots, runs, training
+from ferkit.errors import FerError
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return tmp_path_factory.mktemp("plots")
+
+
+@pytest.fixture(scope="module")
+def train_csv(folder):
+    # 140 faces: the 10% validation split then holds two of each class.
+    return make_train_csv(folder / "train.csv", count=140)
+
+
+@pytest.fixture(scope="module")
+def dnn_run(folder, train_csv):
+    return training.train(
+        tiny_config(train_csv, "dnn", epochs=1), str(folder / "dnn"), verbose=False
+    )
+
+
+def call_script(monkeypatch, script, *arguments):
+    """Run a script's main() in this process (Keras is already started here)."""
+    namespace = runpy.run_path(os.path.join(REPOSITORY, script))
+    monkeypatch.setattr(sys, "argv", [script, *map(str, arguments)])
+    namespace["main"]()
+
+
+def assert_drawn(path, width_inches, height_inches, variance=0.0, coloured=0.0):
+    """The PNG has the figure's size in pixels, and is not blank: its grey levels vary more
+    than empty axes do (0.01-0.03) or enough of it is in colour (curves, the matrix)."""
+    image = matplotlib.image.imread(path)[..., :3]
+    expected = (round(height_inches * plots.DPI), round(width_inches * plots.DPI))
+    assert abs(image.shape[0] - expected[0]) <= 1 and abs(image.shape[1] - expected[1]) <= 1
+    assert image.mean(axis=-1).var() > variance
+    if coloured:
+        assert (image.max(axis=-1) - image.min(axis=-1) > 0.3).mean() > coloured
+    leftovers = [name for name in os.listdir(os.path.dirname(path)) if ".tmp" in name]
+    assert leftovers == []
+
+
+def write_history(folder, epochs):
+    os.makedirs(folder, exist_ok=True)
+    lines = ["epoch,loss,accuracy,val_loss,val_accuracy,lr,seconds"]
+    for epoch in range(1, epochs + 1):
+        # Validation accuracy peaks at epoch 6 (0.6), then falls.
+        validation = 0.6 - 0.02 * abs(epoch - 6)
+        lines.append(f"{epoch},{2 / epoch:.4f},{0.3 + epoch / 40},1.5,{validation:.4f},0.001,9")
+    (folder / "history.csv").write_text("\n".join(lines) + "\n")
+    return str(folder)
+
+
+def test_history_two_panels_in_the_run_folder(dnn_run, folder, monkeypatch, capsys):
+    still_training = write_history(folder / "running", epochs=10)  # no metrics.json yet
+    call_script(monkeypatch, "plot_history.py", dnn_run, still_training)
+    path = os.path.join(dnn_run, "figures", "history.png")
+    assert_drawn(path, 12, 4.6, coloured=0.003)
+    output = capsys.readouterr().out
+    assert "dnn: 1 epochs, best epoch 1" in output and "running: 10 epochs, best epoch 6" in output
+
+
+def test_history_figure_layout_and_colours(folder):
+    history = plots.read_history(write_history(folder / "layout", epochs=10))
+    figure = plots.history_figure([("a", history, 6), ("b", history, 6)], "two runs")
+    accuracy, loss = figure.axes
+    assert len(figure.axes) == 2
+    assert accuracy.get_title() == "Accuracy" and loss.get_title() == "Loss"
+    curves = [line for line in accuracy.get_lines() if len(line.get_xdata()) == 10]
+    colours = [line.get_color() for line in curves]
+    styles = [line.get_linestyle() for line in curves]
+    assert colours == ["tab:blue", "tab:orange"] * 2 and styles == ["-", "-", "--", "--"]
+    labels = [text.get_text() for text in accuracy.get_legend().get_texts()]
+    assert "a training" in labels and "b validation" in labels and "a best epoch 6" in labels
+
+
+def test_confusion_rows_sum_to_one_and_counts_to_the_images(dnn_run):
+    validation = runs.validation_data(dnn_run)
+    model = runs.load_model(dnn_run)
+    predictions = evaluation.predict_probabilities(model, validation.images).argmax(axis=1)
+    counts = plots.confusion_counts(validation.labels, predictions)
+    assert counts.shape == (7, 7) and counts.sum() == len(validation) == 14
+    assert np.allclose(plots.row_rates(counts).sum(axis=1), 1.0)
+    assert np.array_equal(
+        counts.diagonal(), [np.sum((validation.labels == c) & (predictions == c)) for c in range(7)]
+    )
+
+
+def test_most_confused_pairs_are_named_with_their_share():
+    counts = np.diag([10] * 7)
+    fear, sad, neutral = (data.CLASS_NAMES.index(name) for name in ("Fear", "Sad", "Neutral"))
+    counts[fear] = 0
+    counts[fear, fear], counts[fear, sad], counts[fear, neutral] = 72, 18, 10
+    assert plots.most_confused(counts) == ["Fear → Sad 18%", "Fear → Neutral 10%"]
+
+
+def test_confusion_script_figure_and_report(dnn_run, monkeypatch, capsys):
+    call_script(monkeypatch, "confusion.py", dnn_run, "--tta", "flip")
+    assert_drawn(
+        os.path.join(dnn_run, "figures", "confusion_tta-flip.png"), 8.5, 7.5, coloured=0.02
+    )
+    output = capsys.readouterr().out
+    assert "14 images, accuracy" in output and "TTA flip" in output
+    assert "precision" in output and "Neutral" in output  # scikit-learn's report
+    figure = plots.confusion_figure(np.diag([2] * 7), "title")
+    assert len(figure.axes) == 2  # the matrix and its colour bar
+
+
+def test_confusion_on_a_data_file_with_labels(dnn_run, folder, train_csv, monkeypatch, capsys):
+    # An id,feature file labelled by an id,label file, as the public test set comes.
+    images, labels = data.read_csv(train_csv).images[:20], data.read_csv(train_csv).labels[:20]
+    pixels = [" ".join(map(str, image.reshape(-1))) for image in images]
+    test = folder / "unlabelled.csv"
+    test.write_text("id,feature\n" + "".join(f"{i + 100},{p}\n" for i, p in enumerate(pixels)))
+    labels_file = folder / "labels.csv"
+    labels_file.write_text("id,label\n" + "".join(f"{i + 100},{v}\n" for i, v in enumerate(labels)))
+    out = folder / "confusion.svg"
+    call_script(
+        monkeypatch, "confusion.py", dnn_run, "--data", test, "--labels", labels_file, "--out", out
+    )
+    assert out.read_text().lstrip().startswith("<?xml") and "20 images" in capsys.readouterr().out
+
+
+def test_saliency_script_one_row_per_face(dnn_run, monkeypatch):
+    call_script(monkeypatch, "saliency.py", dnn_run, "--index", 0, 5, 9)
+    # Three rows of face, map and masked face, plus the row labels and the title.
+    assert_drawn(
+        os.path.join(dnn_run, "figures", "saliency_0-5-9.png"),
+        3 * 1.7 + 0.9,
+        3 * 1.7 + 0.7,
+        variance=0.05,
+    )
+
+
+def test_samples_script_two_grids(train_csv, folder, monkeypatch):
+    out = folder / "samples.png"
+    call_script(monkeypatch, "samples.py", "--data", train_csv, "--per-class", 3, "--out", out)
+    assert_drawn(str(out), 2 * 3 * 1.3 + 1.5, 7 * 1.3 + 1.2, variance=0.05)
+    image = matplotlib.image.imread(out)
+    # The two halves differ: the right one holds the augmented faces.
+    assert not np.allclose(image[:, : image.shape[1] // 2], image[:, image.shape[1] // 2 :])
+
+
+def test_pdf_output_and_refused_formats(dnn_run, folder, monkeypatch):
+    call_script(monkeypatch, "plot_history.py", dnn_run, "--out", folder / "history.pdf")
+    assert (folder / "history.pdf").read_bytes().startswith(b"%PDF")
+    with pytest.raises(FerError, match=r"history\.jpg: figures are written as \.png, \.pdf, \.svg"):
+        call_script(monkeypatch, "plot_history.py", dnn_run, "--out", folder / "history.jpg")
+
+
+def test_user_mistakes_are_one_line_errors(dnn_run, folder, monkeypatch):
+    with pytest.raises(FerError, match="history.csv: no such file"):
+        call_script(monkeypatch, "plot_history.py", str(folder))
+    with pytest.raises(FerError, match="--index 14: validation split of train.csv has images 0-13"):
+        call_script(monkeypatch, "saliency.py", dnn_run, "--index", 14)
+    with pytest.raises(FerError, match="--labels labels a --data file"):
+        call_script(monkeypatch, "confusion.py", dnn_run, "--labels", "x.csv")
