@@ -24,12 +24,14 @@ def main():
     path = plots.figure_path(args.runs[0], "history", args.out)
     plots.save(plots.history_figure(histories, f"Training history: {names}"), path)
     for name, history, best in histories:
-        row = list(history["epoch"]).index(best)
-        print(
-            f"{name}: {len(history['epoch'])} epochs, best epoch {best} "
-            f"(val_accuracy {history['val_accuracy'][row]:.4f}, "
-            f"val_loss {history['val_loss'][row]:.4f})"
-        )
+        rows = (history["epoch"] == best).nonzero()[0]
+        scores = ""
+        if len(rows):
+            scores = (
+                f" (val_accuracy {history['val_accuracy'][rows[0]]:.4f}, "
+                f"val_loss {history['val_loss'][rows[0]]:.4f})"
+            )
+        print(f"{name}: {len(history['epoch'])} epochs, best epoch {best}{scores}")
     print(f"wrote {path}")
 
 
