@@ -42,6 +42,9 @@ class FerData:
     labels: np.ndarray | None  # (N,) int64 in 0..6
     ids: np.ndarray  # (N,) int64: the file's ids, or row numbers where it has none
     path: str
+    # The image-folder form (ferkit.faces.read_image_folder) keys images by file name: their
+    # paths relative to the folder. None for CSVs; a default, so existing calls stay valid.
+    names: list | None = None
 
     def __len__(self):
         return len(self.images)
@@ -78,6 +81,26 @@ def file_sha256(path):
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def read_any(path, usage=None, require_labels=None):
+    """``read_csv`` for a file, ``ferkit.faces.read_image_folder`` for a folder.
+
+    A separate entry point, so that ``read_csv`` keeps refusing a folder with its own message.
+    """
+    if not os.path.isdir(path):
+        return read_csv(path, usage=usage, require_labels=require_labels)
+    from ferkit import faces  # imported here: faces imports this module, and OpenCV
+
+    if usage is not None:
+        raise FerError(f"{path}: --usage needs a fer2013.csv file, not an image folder")
+    dataset = faces.read_image_folder(path)
+    if require_labels and dataset.labels is None:
+        raise FerError(
+            f"{path}: has no class sub-folders (angry/, happy/, ...): this looks like a test "
+            "folder, but labelled images are needed here"
+        )
+    return dataset
 
 
 def read_csv(path, usage=None, require_labels=None):

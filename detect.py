@@ -1,0 +1,92 @@
+"""Find the faces in photos, folders of photos or videos, and classify their expressions.
+
+    python detect.py photo.jpg --model models/cnn_a                   # rows printed as CSV
+    python detect.py photos/ --model models/cnn_a --csv faces.csv --out annotated/
+    python detect.py clip.mp4 --every 10 --model models/cnn_a models/cnn_b --tta flip \\
+        --csv clip.csv                          # two models averaged, one frame in ten
+    python detect.py crops/ --no-detect --csv crops.csv    # images that are already faces
+    python detect.py photo.jpg                  # the shipped pretrained CNN
+
+One row per face: file, frame (video frame number, empty for a photo), box x, y, w, h in
+pixels, label, and the seven class probabilities; a picture without a face gets one row with
+an empty box and the label "no face". Annotated copies (--out) keep the file's name; a video's
+frames become NAME.frame000120.jpg. A file that cannot be read is one line on stderr, the
+others are still processed, and the exit status is then 2. --margin widens each face box by
+that fraction of its size on every side. Faces are found with OpenCV's Haar cascade, part of
+opencv-python-headless 4.x: OpenCV 5's wheels lack it (install 'opencv-python-headless<5').
+"""
+
+import csv
+import io
+import os
+import sys
+
+from ferkit import cli, data, evaluation, faces, files, runs
+from ferkit.errors import FerError
+
+COLUMNS = ("file", "frame", "x", "y", "w", "h", "label", *data.CLASS_NAMES)
+
+
+def main():
+    parser = cli.ArgumentParser(description=__doc__, formatter_class=cli.RawHelp)
+    parser.add_argument("input", help="an image, a video, or a folder of them (and sub-folders)")
+    parser.add_argument("--model", nargs="+", help="run folders or .keras files (averaged)")
+    parser.add_argument("--csv", help="write the rows to this file (default: print them)")
+    parser.add_argument("--out", help="folder for annotated copies: boxes and labels drawn")
+    parser.add_argument("--every", type=int, default=1, help="videos: one frame in N (default 1)")
+    parser.add_argument("--tta", default="none", choices=evaluation.TTA_MODES, help="as predict.py")
+    parser.add_argument("--no-detect", action="store_true", help="each image is one face crop")
+    margin = faces.DEFAULT_MARGIN
+    parser.add_argument("--margin", type=float, default=margin, help=f"per side (default {margin})")
+    parser.add_argument("--cascade", help="a Haar cascade XML instead of OpenCV's own")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing --csv file")
+    parser.add_argument("--unsafe", action="store_true", help="allow models holding code (Lambda)")
+    args = parser.parse_args()
+    for option, value, least in (("--every", args.every, 1), ("--margin", args.margin, 0)):
+        if value < least:
+            raise FerError(f"{option} must be at least {least}, got {value}")
+    if args.csv and os.path.exists(args.csv) and not args.force:
+        raise FerError(f"{args.csv}: already exists (pass --force to overwrite it)")
+    media = faces.find_media(args.input)
+    root = args.input if os.path.isdir(args.input) else os.path.dirname(args.input) or "."
+    if args.out and os.path.realpath(args.out) == os.path.realpath(root):
+        raise FerError(f"--out {args.out}: is the input's folder; annotating would overwrite it")
+    detector = None if args.no_detect else faces.load_detector(args.cascade)
+    if not args.model:
+        print(f"No model given: using the pretrained CNN {runs.PRETRAINED}", file=sys.stderr)
+    models = [runs.load_model(path, unsafe=args.unsafe) for path in args.model or [runs.PRETRAINED]]
+
+    table, failed, pictures, found = io.StringIO(), 0, 0, 0
+    writer = csv.writer(table, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    stream = faces.read_media(media, args.every)
+    for file, frame, image, boxes, probabilities in faces.analyse(
+        stream, models, detector, args.tta, args.margin
+    ):
+        if image is None:
+            failed += 1
+            continue
+        pictures, found = pictures + 1, found + len(boxes)
+        frame_text = "" if frame is None else str(frame)
+        labels = [data.CLASS_NAMES[row.argmax()] for row in probabilities]
+        for box, label, row in zip(boxes, labels, probabilities):
+            writer.writerow([file, frame_text, *box, label, *(f"{value:.6f}" for value in row)])
+        if not boxes:
+            writer.writerow([file, frame_text, "", "", "", "", "no face"] + [""] * data.NUM_CLASSES)
+        if args.out:
+            name = os.path.relpath(file, root)
+            name += "" if frame is None else f".frame{frame:06d}.jpg"
+            name += ".png" if name.lower().endswith(".pgm") else ""  # PGM holds no colour
+            captions = [f"{label} {row.max():.0%}" for label, row in zip(labels, probabilities)]
+            faces.write_image(os.path.join(args.out, name), faces.annotate(image, boxes, captions))
+    if args.csv:
+        files.write_text(args.csv, table.getvalue(), force=True)
+        print(f"wrote {args.csv}: {found} face(s) in {pictures} picture(s)", file=sys.stderr)
+    else:
+        sys.stdout.write(table.getvalue())
+    if failed:
+        raise FerError(f"{failed} of {len(media)} files could not be read (listed above)")
+
+
+if __name__ == "__main__":
+    cli.run(main)

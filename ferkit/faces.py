@@ -1,0 +1,464 @@
+"""Faces in real photos and videos, and FER2013's image-folder form.
+
+Every picture reaches a model through one function, ``to_model_input``: grayscale, resized
+to 48x48 with ``cv2.INTER_AREA``, uint8 0-255 (the model's own Rescaling layer divides by
+255). The image-folder reader, the face detector and ``detect.py`` all go through it, so a
+photo is prepared exactly like the training images.
+
+Faces are found with OpenCV's Haar cascade, which ships inside opencv-python 4.x. OpenCV 5
+moved the cascade classifier out of its main wheel; ``load_detector`` then says what to do.
+
+The image-folder form is the one the popular Kaggle copy of FER2013 uses::
+
+    train/angry/im0.png  train/happy/im1.png  ...    labelled: one sub-folder per class
+    test/0.png  test/1.png  ...                      unlabelled: images directly inside
+"""
+
+import concurrent.futures
+import os
+import re
+import sys
+
+import numpy as np
+
+# FFmpeg, inside OpenCV, prints its own lines ("moov atom not found") for a file it cannot
+# decode; silenced so that a bad file is the one line read_image or video_frames gives.
+# Read when the first video is opened; a user's own setting wins.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+import cv2  # noqa: E402
+
+if "OPENCV_LOG_LEVEL" not in os.environ:
+    # OpenCV's own warnings ("PNG input buffer is incomplete") would be a second line about a
+    # bad file; errors are still shown. A user's OPENCV_LOG_LEVEL wins.
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+from ferkit import data, evaluation
+from ferkit.errors import FerError
+from ferkit.files import atomic_path
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".tif", ".tiff", ".webp")
+VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
+CASCADE_FILE = "haarcascade_frontalface_default.xml"
+# The cascade's box is about 0.93 of a FER2013 crop's side (measured on 200 pasted public-test
+# faces), so 5% more on each side makes a detected face look like a training image.
+DEFAULT_MARGIN = 0.05
+# OpenCV's usual settings: on pasted FER2013 faces, smaller steps or fewer neighbours found a
+# few more faces but many more false ones, and histogram equalisation made noise look like faces.
+SCALE_FACTOR = 1.1
+MIN_NEIGHBOURS = 5
+MIN_FACE_SIZE = 24
+
+_GRAY_CODES = {
+    ("bgr", 3): cv2.COLOR_BGR2GRAY,
+    ("bgr", 4): cv2.COLOR_BGRA2GRAY,
+    ("rgb", 3): cv2.COLOR_RGB2GRAY,
+    ("rgb", 4): cv2.COLOR_RGBA2GRAY,
+}
+
+
+def to_gray(image, channel_order="bgr"):
+    """A (H, W) uint8 view of a gray (H, W) or (H, W, 1), or colour (H, W, 3 or 4) image.
+
+    ``channel_order`` is "bgr" for what OpenCV reads and "rgb" for what PIL or matplotlib
+    give: the two weigh red and blue differently.
+    """
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 image, got {image.dtype}")
+    if image.ndim == 3 and image.shape[2] == 1:
+        return image[:, :, 0]
+    if image.ndim == 2:
+        return image
+    code = _GRAY_CODES.get((channel_order, image.shape[2] if image.ndim == 3 else 0))
+    if code is None:
+        raise ValueError(
+            f"expected a gray or BGR/RGB(A) image and channel_order bgr or rgb, got shape "
+            f"{image.shape} and {channel_order!r}"
+        )
+    return cv2.cvtColor(image, code)
+
+
+def to_model_input(image, channel_order="bgr"):
+    """The model's input (48, 48, 1) uint8 from any image or face crop, of any size."""
+    gray = to_gray(image, channel_order)
+    size = (data.IMAGE_SIZE, data.IMAGE_SIZE)
+    if gray.shape != size:  # a 48x48 image passes through bit for bit
+        gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(gray)[:, :, np.newaxis]
+
+
+def cascade_path():
+    """OpenCV's bundled frontal-face cascade, or None where this OpenCV has none."""
+    folder = getattr(getattr(cv2, "data", None), "haarcascades", None)
+    if not folder or not hasattr(cv2, "CascadeClassifier"):
+        return None
+    path = os.path.join(folder, CASCADE_FILE)
+    return path if os.path.exists(path) else None
+
+
+def load_detector(path=None):
+    """A cv2.CascadeClassifier for frontal faces: OpenCV's own, or the cascade file given."""
+    if not hasattr(cv2, "CascadeClassifier"):
+        raise FerError(
+            f"OpenCV {cv2.__version__} has no Haar cascade face detector (OpenCV 5 moved it "
+            "out of opencv-python): pip install 'opencv-python-headless>=4.9,<5', or pass "
+            "--no-detect for images that are already face crops"
+        )
+    path = path or cascade_path()
+    if path is None:
+        raise FerError(
+            f"OpenCV {cv2.__version__} ships no {CASCADE_FILE}: pip install "
+            "'opencv-python-headless>=4.9,<5', or pass --no-detect for face crops"
+        )
+    detector = cv2.CascadeClassifier(path)
+    if detector.empty():
+        raise FerError(f"{path}: not a cascade file OpenCV can load")
+    return detector
+
+
+def detect_faces(image, detector, margin=DEFAULT_MARGIN, channel_order="bgr"):
+    """Square boxes (x, y, w, h) around the faces in ``image``, left to right."""
+    gray = to_gray(image, channel_order)
+    found = detector.detectMultiScale(
+        gray, SCALE_FACTOR, MIN_NEIGHBOURS, minSize=(MIN_FACE_SIZE, MIN_FACE_SIZE)
+    )
+    boxes = [square_box(box, margin, gray.shape) for box in found]
+    return sorted(boxes)
+
+
+def square_box(box, margin, shape):
+    """``box`` grown by ``margin`` of its size on each side, made square, kept in the image.
+
+    At an edge the square is shifted inward rather than cut, so the face is never squashed
+    when the crop is resized to 48x48; it is smaller only where the image itself is.
+    """
+    x, y, width, height = (int(value) for value in box)
+    image_height, image_width = shape[:2]
+    side = round(max(width, height) * (1 + 2 * margin))
+    side = max(1, min(side, image_width, image_height))
+    left = round(x + width / 2 - side / 2)
+    top = round(y + height / 2 - side / 2)
+    left = min(max(left, 0), image_width - side)
+    top = min(max(top, 0), image_height - side)
+    return (left, top, side, side)
+
+
+def crop(image, box):
+    x, y, width, height = box
+    return image[y : y + height, x : x + width]
+
+
+def read_image(path, flags=cv2.IMREAD_COLOR):
+    """An image file as a uint8 array; FerError where it is not one OpenCV can read."""
+    try:
+        # Python reads the bytes and OpenCV decodes them: unlike cv2.imread this opens
+        # non-ASCII paths on Windows, names why a file cannot be opened, and refuses a
+        # truncated JPEG instead of returning it half gray. It is as fast (np.fromfile is not).
+        with open(path, "rb", buffering=0) as file:
+            raw = file.readall()
+        image = cv2.imdecode(np.frombuffer(raw, dtype=np.uint8), flags) if raw else None
+    except OSError as error:
+        raise FerError(f"{path}: cannot read ({error.strerror or error})") from None
+    except cv2.error:
+        image = None
+    if image is None:
+        raise FerError(f"{path}: cannot read (not an image OpenCV can decode)")
+    return image
+
+
+def write_image(path, image):
+    """Write an image atomically, in the format its extension names."""
+    with atomic_path(path) as temporary:
+        if not cv2.imwrite(temporary, image):
+            raise FerError(f"{path}: OpenCV cannot write this kind of image")
+
+
+def annotate(image, boxes, labels):
+    """A colour copy of ``image`` with each box drawn and its label written above it."""
+    canvas = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image.copy()
+    thickness = max(1, round(max(canvas.shape[:2]) / 400))
+    for (x, y, width, height), label in zip(boxes, labels):
+        cv2.rectangle(canvas, (x, y), (x + width, y + height), (0, 255, 0), thickness)
+        scale = max(0.4, width / 200)
+        text_y = y - 4 if y >= 20 else y + height + round(16 * scale)
+        # A dark outline under the green text keeps it readable on light backgrounds.
+        for colour, width in (((0, 0, 0), thickness + 2), ((0, 255, 0), thickness)):
+            cv2.putText(canvas, label, (x, text_y), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, width)
+    return canvas
+
+
+def video_frames(path, every=1):
+    """(frame number, BGR frame) of every ``every``-th frame of a video file."""
+    capture = cv2.VideoCapture(path)
+    try:
+        if not capture.isOpened():
+            raise FerError(f"{path}: cannot read (not a video OpenCV can decode)")
+        number = 0
+        while True:
+            # grab() skips decoding, so the frames between samples cost little.
+            if not capture.grab():
+                break
+            if number % every == 0:
+                ok, frame = capture.retrieve()
+                if ok:
+                    yield number, frame
+            number += 1
+        if number == 0:
+            raise FerError(f"{path}: cannot read (a video with no frames OpenCV can decode)")
+    finally:
+        capture.release()
+
+
+def find_media(path):
+    """[(file, is it a video)]: the file given, or the images and videos in a folder tree."""
+    if os.path.isfile(path):
+        return [(path, path.lower().endswith(VIDEO_EXTENSIONS))]
+    if not os.path.isdir(path):
+        raise FerError(f"{path}: no such file or folder")
+    found = []
+    for folder, subfolders, names in os.walk(path):
+        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+        for name in sorted(names, key=_natural_key):
+            if name.lower().endswith(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS):
+                found.append((os.path.join(folder, name), name.lower().endswith(VIDEO_EXTENSIONS)))
+    if not found:
+        raise FerError(f"{path}: no images or videos in this folder")
+    return found
+
+
+def read_media(media, every=1):
+    """Yield (file, frame, image) for ``find_media``'s list: a photo's frame is None.
+
+    Videos give every ``every``-th frame. A file that cannot be read is one line on stderr
+    and yields (file, None, None), so that the caller can count it; the others go on.
+    """
+    for file, is_video in media:
+        try:
+            if is_video:
+                for frame, image in video_frames(file, every):
+                    yield file, frame, image
+            else:
+                yield file, None, read_image(file)
+        except FerError as error:
+            print(error, file=sys.stderr)
+            yield file, None, None
+
+
+def analyse(pictures, models, detector=None, tta="none", margin=DEFAULT_MARGIN, batch=32):
+    """Yield (file, frame, image, boxes, probabilities (faces, 7)) for each picture.
+
+    ``pictures`` yields (file, frame, image), as ``read_media`` does; an image None (a file
+    that could not be read) is passed on with boxes and probabilities None. With
+    ``detector`` None each picture is taken as one face crop. The faces of ``batch``
+    pictures are classified together, one prediction per model rather than one per face.
+    """
+    pending = []
+
+    def classify_pending():
+        crops = [
+            to_model_input(crop(image, box)) for _, _, image, boxes in pending for box in boxes
+        ]
+        probabilities = np.zeros((0, data.NUM_CLASSES), dtype=np.float32)
+        if crops:
+            probabilities = ensemble_probabilities(models, np.stack(crops), tta)
+        start = 0
+        for file, frame, image, boxes in pending:
+            yield file, frame, image, boxes, probabilities[start : start + len(boxes)]
+            start += len(boxes)
+        pending.clear()
+
+    for file, frame, image in pictures:
+        if image is None:
+            yield from classify_pending()  # keeps the rows in the order of the files
+            yield file, frame, None, None, None
+            continue
+        if detector is None:
+            boxes = [(0, 0, image.shape[1], image.shape[0])]
+        else:
+            boxes = detect_faces(image, detector, margin)
+        pending.append((file, frame, image, boxes))
+        if len(pending) >= batch:
+            yield from classify_pending()
+    yield from classify_pending()
+
+
+def ensemble_probabilities(models, images, tta="none"):
+    """Class probabilities (N, 7) averaged over the models (and their TTA views)."""
+    total = sum(evaluation.predict_probabilities(model, images, tta) for model in models)
+    return total / len(models)
+
+
+def _natural_key(name):
+    # "im2" before "im10", as a person numbering files expects.
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def _stem(name):
+    return name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+
+
+def _image_files(folder):
+    """The image files' names, in no particular order (read_image_folder sorts them once)."""
+    with os.scandir(folder) as entries:
+        return [
+            entry.name
+            for entry in entries
+            if entry.is_file() and entry.name.lower().endswith(IMAGE_EXTENSIONS)
+        ]
+
+
+def _class_folders(path):
+    """({label: folder name} of the class sub-folders, the other sub-folders' names).
+
+    Other sub-folders beside class folders are refused: dropping a class silently (FER+'s
+    "contempt", say) would change what the model learns.
+    """
+    wanted = {name.lower(): label for label, name in enumerate(data.CLASS_NAMES)}
+    with os.scandir(path) as entries:
+        folders = sorted(
+            entry.name
+            for entry in entries
+            if entry.is_dir() and not entry.name.startswith((".", "__"))
+        )
+    found, unknown = {}, []
+    for name in folders:
+        label = wanted.get(name.lower())
+        if label is None:
+            unknown.append(name)
+        elif label in found:
+            raise FerError(f"{path}: two folders for one class: {found[label]} and {name}")
+        else:
+            found[label] = name
+    if unknown and found:
+        raise FerError(
+            f"{path}: sub-folder {unknown[0]!r} is not a class: expected "
+            f"{', '.join(name.lower() for name in data.CLASS_NAMES)}"
+        )
+    if unknown and {"train", "test"} & {name.lower() for name in unknown}:
+        raise FerError(f"{path}: holds {', '.join(unknown)}: give one of them, e.g. {path}/train")
+    return found, unknown
+
+
+def read_image_folder(path, workers=None):
+    """Read the image-folder form: class sub-folders (labelled) or images directly inside.
+
+    Any image size or colour goes through ``to_model_input``. Ids are the file names' numbers
+    where every name is one (``0.png``, ``17.png``; the order is then by id, as in a CSV),
+    otherwise row numbers; ``names`` always holds the paths relative to ``path``. A file that
+    cannot be read is one line on stderr and is left out.
+    """
+    if not os.path.exists(path):
+        raise FerError(f"{path}: no such folder")
+    if not os.path.isdir(path):
+        raise FerError(f"{path}: not a folder")
+    class_folders, other_folders = _class_folders(path)
+    loose = _image_files(path)
+    if class_folders and loose:
+        raise FerError(
+            f"{path}: holds both class folders and images ({loose[0]}): put the images in "
+            "their class folder, or give a folder of unlabelled images only"
+        )
+    names, labels = loose, None
+    if class_folders:
+        names, labels = [], []
+        for label, folder in sorted(class_folders.items()):
+            files = _image_files(os.path.join(path, folder))
+            names += [f"{folder}/{name}" for name in files]
+            labels += [label] * len(files)
+    if not names and other_folders:
+        raise FerError(
+            f"{path}: no images, and its sub-folders ({', '.join(other_folders)}) are not "
+            f"classes: expected {', '.join(name.lower() for name in data.CLASS_NAMES)}"
+        )
+    if not names:
+        raise FerError(f"{path}: no images ({', '.join(IMAGE_EXTENSIONS)}) found")
+
+    # The order is settled before reading, so every image is decoded straight into its place.
+    stems = [_stem(name) for name in names]
+    numbered = all(stem.isdigit() for stem in stems) and len(set(map(int, stems))) == len(stems)
+    if numbered:
+        order = np.argsort(np.array([int(stem) for stem in stems], dtype=np.int64), kind="stable")
+    else:
+        order = np.array(sorted(range(len(names)), key=lambda i: _natural_key(names[i])))
+        if labels is not None:  # grouped by class, in CLASS_NAMES order
+            order = order[np.argsort(np.array(labels)[order], kind="stable")]
+    names = [names[index] for index in order.tolist()]
+    labels = np.array(labels, dtype=np.int64)[order] if labels is not None else None
+
+    images, readable = _read_images([os.path.join(path, name) for name in names], workers)
+    if not readable.any():
+        raise FerError(f"{path}: none of its {len(names)} images could be read")
+    if not readable.all():
+        names = [name for name, keep in zip(names, readable.tolist()) if keep]
+        images = images[readable]
+        labels = labels[readable] if labels is not None else None
+    if numbered:
+        ids = np.array([int(_stem(name)) for name in names], dtype=np.int64)
+    else:
+        ids = np.arange(len(names), dtype=np.int64)
+    return data.FerData(images=images, labels=labels, ids=ids, path=str(path), names=names)
+
+
+def _read_images(paths, workers=None):
+    """(images (N, 48, 48, 1), readable (N,) bool), decoding in threads.
+
+    OpenCV releases the GIL while it reads and decodes, so threads scale; each thread fills
+    its own slice of one preallocated array.
+    """
+    images = np.zeros((len(paths), data.IMAGE_SIZE, data.IMAGE_SIZE, 1), dtype=np.uint8)
+    readable = np.zeros(len(paths), dtype=bool)
+    # More threads than cores only queue up on the GIL's Python part of each image.
+    workers = workers or min(8, os.cpu_count() or 1)
+    errors = [None] * len(paths)
+
+    def read_slice(start, stop):
+        for index in range(start, stop):
+            try:
+                image = read_image(paths[index], cv2.IMREAD_ANYCOLOR)
+                images[index] = to_model_input(image)
+                readable[index] = True
+            except FerError as error:
+                errors[index] = str(error)
+
+    bounds = np.linspace(0, len(paths), workers * 4 + 1).astype(int)
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        jobs = [pool.submit(read_slice, start, stop) for start, stop in zip(bounds, bounds[1:])]
+        for job in jobs:
+            job.result()
+    for message in errors:
+        if message:
+            print(f"{message}: skipped", file=sys.stderr)
+    return images, readable
+
+
+def write_image_folder(dataset, path, extension=".png", workers=None):
+    """Write ``dataset`` in the image-folder form, file names being its ids.
+
+    Labelled data goes to ``path/<class>/<id>.png``, unlabelled to ``path/<id>.png``;
+    ``read_image_folder`` gives back the same arrays, in id order. PNG is lossless.
+    """
+    if dataset.labels is not None:
+        for name in data.CLASS_NAMES:
+            os.makedirs(os.path.join(path, name.lower()), exist_ok=True)
+    else:
+        os.makedirs(path, exist_ok=True)
+
+    def target(index):
+        name = f"{dataset.ids[index]}{extension}"
+        if dataset.labels is None:
+            return os.path.join(path, name)
+        return os.path.join(path, data.CLASS_NAMES[dataset.labels[index]].lower(), name)
+
+    def write_slice(start, stop):
+        for index in range(start, stop):
+            if not cv2.imwrite(target(index), dataset.images[index]):
+                raise FerError(f"{target(index)}: OpenCV cannot write this kind of image")
+
+    workers = workers or min(8, os.cpu_count() or 1)
+    bounds = np.linspace(0, len(dataset), workers * 4 + 1).astype(int)
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        jobs = [pool.submit(write_slice, start, stop) for start, stop in zip(bounds, bounds[1:])]
+        for job in jobs:
+            job.result()
+    return path

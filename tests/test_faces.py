@@ -1,0 +1,315 @@
+"""Faces in photos and videos (detect.py), the shared preprocessing, the image-folder form."""
+
+import csv
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from conftest import REPOSITORY, make_test_csv, make_train_csv, synthetic_images
+from test_training import tiny_config
+
+from ferkit import cli, data, faces, runs, training
+from ferkit.errors import FerError
+
+sys.path.insert(0, REPOSITORY)
+import detect  # noqa: E402  (the script, run in-process: no second TensorFlow start-up)
+
+NO_CASCADE = faces.cascade_path() is None
+NO_CASCADE_REASON = (
+    f"OpenCV {cv2.__version__} ships no Haar cascade (opencv-python-headless<5 does)"
+)
+# Public-test faces the cascade finds when pasted at 150 px (IoU 0.8 to 0.9 with the paste).
+FACE_IDS = (0, 11, 12, 14, 19)
+FACE_BOX = (90, 70, 150, 150)  # x, y, w, h of the paste
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A tiny DNN, one epoch on synthetic faces: enough to compare predictions."""
+    folder = tmp_path_factory.mktemp("model")
+    train_csv = make_train_csv(folder / "train.csv")
+    config = tiny_config(train_csv, epochs=1)
+    return training.train(config, str(folder / "run"), verbose=False)
+
+
+@pytest.fixture(scope="module")
+def model(model_dir):
+    return runs.load_model(model_dir)
+
+
+def run_detect(monkeypatch, *arguments):
+    """detect.py's exit status, run in this process."""
+    monkeypatch.setattr(sys, "argv", ["detect.py", *map(str, arguments)])
+    try:
+        cli.run(detect.main)
+    except SystemExit as exit:
+        return exit.code
+    return 0
+
+
+def read_rows(path):
+    with open(path, newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def iou(first, second):
+    (ax, ay, aw, ah), (bx, by, bw, bh) = first, second
+    width = max(0, min(ax + aw, bx + bw) - max(ax, bx))
+    height = max(0, min(ay + ah, by + bh) - max(ay, by))
+    return width * height / (aw * ah + bw * bh - width * height)
+
+
+def background(height=320, width=320, seed=0):
+    # Blurred noise: no face in it, and nothing the cascade mistakes for one.
+    noise = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    return cv2.GaussianBlur(noise, (0, 0), 3)
+
+
+def paste(canvas, face, box):
+    x, y, width, height = box
+    resized = cv2.resize(face[:, :, 0], (width, height), interpolation=cv2.INTER_CUBIC)
+    canvas[y : y + height, x : x + width] = resized[:, :, np.newaxis]
+    return canvas
+
+
+# The shared preprocessing.
+
+
+def test_model_input_from_any_image():
+    images, _ = synthetic_images(1)
+    face = images[0]
+    # A 48x48 gray image passes through bit for bit, with or without its channel axis.
+    np.testing.assert_array_equal(faces.to_model_input(face)[:, :, 0], face)
+    np.testing.assert_array_equal(faces.to_model_input(face[:, :, None])[:, :, 0], face)
+    colour = np.random.default_rng(0).integers(0, 256, (120, 90, 3), dtype=np.uint8)
+    result = faces.to_model_input(colour)
+    assert result.shape == (48, 48, 1) and result.dtype == np.uint8
+    gray = cv2.cvtColor(colour, cv2.COLOR_BGR2GRAY)
+    expected = cv2.resize(gray, (48, 48), interpolation=cv2.INTER_AREA)
+    np.testing.assert_array_equal(result[:, :, 0], expected)
+    # RGB weighs the channels the other way round; RGBA's alpha is ignored.
+    swapped = colour[:, :, ::-1]
+    np.testing.assert_array_equal(faces.to_model_input(swapped, "rgb"), result)
+    with_alpha = np.dstack([colour, np.full(colour.shape[:2], 7, np.uint8)])
+    np.testing.assert_array_equal(faces.to_model_input(with_alpha), result)
+    with pytest.raises(ValueError, match="uint8"):
+        faces.to_model_input(colour.astype(np.float32))
+
+
+def test_square_box_grows_and_stays_inside_the_image():
+    assert faces.square_box((100, 100, 50, 50), 0.1, (400, 400)) == (95, 95, 60, 60)
+    # At the edge the square is shifted inward, not cut: it stays square.
+    assert faces.square_box((0, 5, 50, 50), 0.2, (400, 400)) == (0, 0, 70, 70)
+    assert faces.square_box((350, 350, 50, 50), 0.2, (400, 400)) == (330, 330, 70, 70)
+    # Smaller only where the image itself is.
+    assert faces.square_box((0, 0, 60, 60), 0.5, (80, 200)) == (0, 0, 80, 80)
+
+
+# The image-folder form.
+
+
+def test_labelled_folder_reads_like_the_csv(tmp_path):
+    csv_form = data.read_csv(make_train_csv(tmp_path / "train.csv", count=21))
+    # Class folders in any case; file names are the CSV's row numbers.
+    folder_names = ["ANGRY", "Disgust", "fear", "Happy", "sad", "SurPrise", "neutral"]
+    for index, (image, label) in enumerate(zip(csv_form.images, csv_form.labels)):
+        os.makedirs(tmp_path / "train" / folder_names[label], exist_ok=True)
+        cv2.imwrite(str(tmp_path / "train" / folder_names[label] / f"{index}.png"), image)
+    folder_form = data.read_any(str(tmp_path / "train"), require_labels=True)
+    np.testing.assert_array_equal(folder_form.images, csv_form.images)
+    np.testing.assert_array_equal(folder_form.labels, csv_form.labels)
+    np.testing.assert_array_equal(folder_form.ids, csv_form.ids)
+    assert folder_form.images.dtype == np.uint8 and folder_form.names[0] == "ANGRY/0.png"
+
+
+def test_written_folders_round_trip(tmp_path):
+    for dataset in (
+        data.read_csv(make_train_csv(tmp_path / "train.csv", count=14)),
+        data.read_csv(make_test_csv(tmp_path / "test.csv", count=12)),
+    ):
+        folder = faces.write_image_folder(dataset, str(tmp_path / f"folder{len(dataset)}"))
+        again = faces.read_image_folder(folder)
+        np.testing.assert_array_equal(again.images, dataset.images)
+        np.testing.assert_array_equal(again.ids, dataset.ids)
+        if dataset.labels is None:
+            assert again.labels is None and again.names[:3] == ["0.png", "1.png", "2.png"]
+        else:
+            np.testing.assert_array_equal(again.labels, dataset.labels)
+
+
+def test_unlabelled_folder_is_keyed_by_file_name(tmp_path):
+    images, _ = synthetic_images(3)
+    colour = np.random.default_rng(1).integers(0, 256, (96, 64, 3), dtype=np.uint8)
+    for name, image in zip(("face_b.png", "face_10.png", "face_2.png"), images):
+        cv2.imwrite(str(tmp_path / name), image)
+    cv2.imwrite(str(tmp_path / "photo.png"), colour)
+    (tmp_path / "notes.txt").write_text("not an image, and not one by its name either")
+    loaded = faces.read_image_folder(str(tmp_path))
+    assert loaded.names == ["face_2.png", "face_10.png", "face_b.png", "photo.png"]
+    assert loaded.labels is None and loaded.ids.tolist() == [0, 1, 2, 3]
+    np.testing.assert_array_equal(loaded.images[0, :, :, 0], images[2])
+    # Any size and colour goes through the one preprocessing function that detect.py uses.
+    np.testing.assert_array_equal(loaded.images[3], faces.to_model_input(colour))
+
+
+def test_bad_file_is_one_line_and_the_rest_are_read(tmp_path, capsys):
+    images, _ = synthetic_images(3)
+    os.makedirs(tmp_path / "happy")
+    for index, image in enumerate(images):
+        cv2.imwrite(str(tmp_path / "happy" / f"{index}.png"), image)
+    (tmp_path / "happy" / "3.png").write_bytes(b"\x89PNG truncated")
+    (tmp_path / "happy" / "4.jpg").write_bytes(b"")
+    loaded = faces.read_image_folder(str(tmp_path))
+    assert loaded.ids.tolist() == [0, 1, 2] and loaded.labels.tolist() == [3, 3, 3]
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 2 and all(line.endswith(": skipped") for line in errors)
+    assert "3.png: cannot read" in errors[0] and "4.jpg: cannot read" in errors[1]
+
+
+@pytest.mark.parametrize(
+    "layout, message",
+    [
+        ({"happy/0.png": 1, "contempt/1.png": 1}, "sub-folder 'contempt' is not a class"),
+        ({"happy/0.png": 1, "loose.png": 1}, "holds both class folders and images"),
+        ({"happy/0.png": 1, "Happy/1.png": 1}, "two folders for one class"),
+        ({"train/happy/0.png": 1, "test/0.png": 1}, "give one of them"),
+        ({"happiness/0.png": 1}, "its sub-folders \\(happiness\\) are not classes"),
+        ({"notes.txt": 0}, "no images"),
+    ],
+)
+def test_folder_mistakes_are_named(tmp_path, layout, message):
+    image = synthetic_images(1)[0][0]
+    for name, is_image in layout.items():
+        os.makedirs((tmp_path / name).parent, exist_ok=True)
+        if is_image:
+            cv2.imwrite(str(tmp_path / name), image)
+        else:
+            (tmp_path / name).write_text("x")
+    with pytest.raises(FerError, match=message):
+        faces.read_image_folder(str(tmp_path))
+
+
+def test_read_any_dispatches_and_keeps_csv_messages(tmp_path):
+    cv2.imwrite(str(tmp_path / "0.png"), synthetic_images(1)[0][0])
+    assert len(data.read_any(str(tmp_path))) == 1
+    with pytest.raises(FerError, match="labelled images are needed here"):
+        data.read_any(str(tmp_path), require_labels=True)
+    with pytest.raises(FerError, match="not an image folder"):
+        data.read_any(str(tmp_path), usage="Training")
+    with pytest.raises(FerError, match="no such file"):
+        data.read_any(str(tmp_path / "nope.csv"))
+    with pytest.raises(FerError, match="is a directory"):
+        data.read_csv(str(tmp_path))
+
+
+# Detection and detect.py.
+
+
+@pytest.mark.skipif(NO_CASCADE, reason=NO_CASCADE_REASON)
+def test_pasted_real_faces_are_found_and_classified_like_their_crop(real_data, model, tmp_path):
+    test = data.read_csv(os.path.join(real_data, "test.csv.gz"))
+    for index in FACE_IDS:
+        picture = paste(background(), test.images[index], FACE_BOX)
+        cv2.imwrite(str(tmp_path / f"face{index}.png"), picture)  # PNG: lossless
+    cv2.imwrite(str(tmp_path / "no_face.png"), background())
+    media = faces.find_media(str(tmp_path))
+    assert [os.path.basename(file) for file, _ in media][-1] == "no_face.png"
+    results = list(faces.analyse(faces.read_media(media), [model], faces.load_detector()))
+    assert [len(boxes) for _, _, _, boxes, _ in results] == [1] * len(FACE_IDS) + [0]
+    for (_, _, picture, boxes, probabilities), index in zip(results, FACE_IDS):
+        assert iou(boxes[0], FACE_BOX) > 0.5
+        crop = faces.to_model_input(faces.crop(picture, boxes[0]))[np.newaxis]
+        np.testing.assert_allclose(
+            probabilities, faces.ensemble_probabilities([model], crop), atol=1e-5
+        )
+        # Detected, re-cropped and resized, the face still looks like the original to the model.
+        original = faces.ensemble_probabilities([model], test.images[index : index + 1])
+        np.testing.assert_allclose(probabilities, original, atol=0.05)
+
+
+@pytest.mark.skipif(NO_CASCADE, reason=NO_CASCADE_REASON)
+def test_detect_writes_rows_and_annotated_copies(real_data, model_dir, tmp_path, monkeypatch):
+    test = data.read_csv(os.path.join(real_data, "test.csv.gz"))
+    photos = tmp_path / "photos"
+    os.makedirs(photos)
+    two = paste(background(320, 480), test.images[0], (20, 60, 150, 150))
+    cv2.imwrite(str(photos / "two.png"), paste(two, test.images[11], (280, 90, 150, 150)))
+    cv2.imwrite(str(photos / "empty.png"), background())
+    status = run_detect(
+        monkeypatch, photos, "--model", model_dir, "--csv", tmp_path / "f.csv", "--out", tmp_path
+    )
+    assert status == 0
+    rows = read_rows(tmp_path / "f.csv")
+    assert [(os.path.basename(row["file"]), row["label"] == "no face") for row in rows] == [
+        ("empty.png", True),
+        ("two.png", False),
+        ("two.png", False),
+    ]
+    assert rows[0]["x"] == "" and rows[0]["Happy"] == ""
+    assert int(rows[1]["x"]) < int(rows[2]["x"])  # left to right
+    total = sum(float(rows[1][name]) for name in data.CLASS_NAMES)
+    assert total == pytest.approx(1, abs=1e-4)
+    annotated = cv2.imread(str(tmp_path / "two.png"))
+    assert annotated.shape == (320, 480, 3)
+
+
+def test_video_gives_one_row_per_sampled_frame(model_dir, tmp_path, monkeypatch):
+    images, _ = synthetic_images(10)
+    video = str(tmp_path / "clip.avi")
+    writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"MJPG"), 10, (96, 96))
+    for image in images:
+        writer.write(cv2.cvtColor(cv2.resize(image, (96, 96)), cv2.COLOR_GRAY2BGR))
+    writer.release()
+    arguments = ("--model", model_dir, "--no-detect", "--every", 3, "--csv", tmp_path / "v.csv")
+    assert run_detect(monkeypatch, video, *arguments, "--out", tmp_path / "frames") == 0
+    rows = read_rows(tmp_path / "v.csv")
+    assert [row["frame"] for row in rows] == ["0", "3", "6", "9"]
+    assert all(row["file"] == video and row["w"] == "96" for row in rows)
+    assert sorted(os.listdir(tmp_path / "frames")) == [
+        f"clip.avi.frame{frame:06d}.jpg" for frame in (0, 3, 6, 9)
+    ]
+
+
+def test_unreadable_file_exits_2_after_the_others(model_dir, tmp_path):
+    images, _ = synthetic_images(2)
+    for index, image in enumerate(images):
+        cv2.imwrite(str(tmp_path / f"{index}.png"), image)
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    (tmp_path / "broken.mp4").write_bytes(b"not a video")
+    result = subprocess.run(
+        [sys.executable, "detect.py", str(tmp_path), "--model", model_dir, "--no-detect"],
+        capture_output=True,
+        text=True,
+        cwd=REPOSITORY,
+        timeout=300,
+    )
+    assert result.returncode == 2
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == 3 and errors[-1] == (
+        "detect.py: error: 2 of 4 files could not be read (listed above)"
+    )
+    assert "broken.jpg: cannot read" in result.stderr and "broken.mp4: cannot read" in result.stderr
+    rows = list(csv.DictReader(result.stdout.splitlines()))
+    assert [os.path.basename(row["file"]) for row in rows] == ["0.png", "1.png"]
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (("--every", 0), "--every must be at least 1"),
+        (("--csv", "{existing}"), "already exists"),
+        (("--out", "{folder}"), "is the input's folder"),
+    ],
+)
+def test_mistakes_are_one_line_exit_2(arguments, message, tmp_path, monkeypatch, capsys):
+    cv2.imwrite(str(tmp_path / "0.png"), synthetic_images(1)[0][0])
+    (tmp_path / "existing.csv").write_text("keep me")
+    places = {"existing": tmp_path / "existing.csv", "folder": tmp_path}
+    arguments = [str(value).format(**places) for value in arguments]
+    assert run_detect(monkeypatch, tmp_path, "--no-detect", *arguments) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("detect.py: error: ") and message in error and "\n" not in error
+    assert (tmp_path / "existing.csv").read_text() == "keep me"
