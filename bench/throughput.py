@@ -126,10 +126,14 @@ def main():
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"backend {backend.name()} on {backend.accelerator()}, auto precision {precision}"
     )
-    train = data.read_csv(args.data)
+    if args.data.endswith(".npz"):  # packed by bench/pack_data.py for a lent GPU
+        packed = np.load(args.data)
+        train = data.FerData(packed["train_images"], packed["train_labels"], None, args.data)
+        test_images = packed["test_images"]
+    else:
+        train, test_images = data.read_csv(args.data), data.read_csv(args.test).images
     needed = args.steps * args.batch_size
     images, labels = train.images[:needed], keras.utils.to_categorical(train.labels[:needed], 7)
-    test_images = data.read_csv(args.test).images
     results = {}
     for network in args.networks:
         report = report_trainer(network, images, labels, args.batch_size)
