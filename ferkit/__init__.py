@@ -1,6 +1,8 @@
 """ferkit: train, evaluate, explain and ensemble facial-expression classifiers on FER2013."""
 
+import importlib
 import os
+import sys
 
 # On a 2-core CPU, TensorFlow's default of running independent ops in parallel on top of
 # 2 intra-op threads oversubscribes the cores: one inter-op thread trained the CNN 1.6x faster
@@ -8,7 +10,63 @@ import os
 os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from ferkit import backend  # noqa: E402  (loads Keras and its backend, quietly)
-
 __version__ = "0.1.0"
 __all__ = ["backend"]
+
+
+class _QuietKerasImport:
+    """Make the first ``import keras``, from whichever module, go through ferkit.backend.
+
+    Keras is not imported here any more: importing TensorFlow takes about 5 s, and a script
+    that refuses a bad option or a bad data file should say so before paying for it. Keras
+    is still always started quietly (see ferkit/backend.py): this finder wraps the real
+    loader of ``keras`` so that its first import silences stderr and starts the backend.
+    """
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "keras":
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None:
+                spec.loader = _QuietLoader(spec.loader)
+                return spec
+        return None
+
+
+class _QuietLoader:
+    def __init__(self, loader):
+        self._loader = loader
+
+    def __getattr__(self, name):
+        return getattr(self._loader, name)
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        if _HOOK in sys.meta_path:
+            sys.meta_path.remove(_HOOK)
+        saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        try:
+            self._loader.exec_module(module)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(devnull)
+        importlib.import_module("ferkit.backend")  # starts the backend, also quietly
+
+
+def __getattr__(name):
+    # ``ferkit.backend`` without importing it first, as when it was imported here eagerly.
+    if name == "backend":
+        return importlib.import_module("ferkit.backend")
+    raise AttributeError(f"module 'ferkit' has no attribute {name!r}")
+
+
+_HOOK = _QuietKerasImport()
+if "keras" not in sys.modules:
+    sys.meta_path.insert(0, _HOOK)

@@ -1,9 +1,16 @@
-"""What every script shares: one-line errors with exit status 2, never a traceback."""
+"""What every script shares: one-line errors with exit status 2, never a traceback.
+
+Exit statuses: 0 done; 2 bad input or options (``prog: error: message``, nothing written);
+130 stopped by Ctrl-C (SIGINT), the shell's convention, so that ``a && b`` stops too and
+a wrapper can tell an interruption from a mistake.
+"""
 
 import argparse
 import sys
 
 from ferkit.errors import FerError
+
+INTERRUPTED = 130
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -14,15 +21,27 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def run(main):
-    """Call ``main()``; a FerError becomes ``prog: error: message`` and exit status 2."""
+    """Call ``main()``; a FerError becomes ``prog: error: message`` and exit status 2.
+
+    An error that carries its own ``exit_status`` (training's interruption, 130) is printed
+    as ``prog: message``: it reports what happened, it is not the user's mistake.
+    """
+    prog = sys.argv[0].rsplit("/", 1)[-1]
     try:
         main()
     except FerError as error:
-        print(f"{sys.argv[0].rsplit('/', 1)[-1]}: error: {error}", file=sys.stderr)
-        sys.exit(2)
+        status = getattr(error, "exit_status", 2)
+        prefix = "error: " if status == 2 else ""
+        print(f"{prog}: {prefix}{error}", file=sys.stderr)
+        sys.exit(status)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+        print(f"{prog}: interrupted", file=sys.stderr)
+        sys.exit(INTERRUPTED)
+    except OSError as error:
+        # A full disk or a folder without write permission: the system's words, one line.
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"{prog}: error: {where}{error.strerror or error}", file=sys.stderr)
+        sys.exit(2)
 
 
 # Keep the docstrings' example command lines as they are written.

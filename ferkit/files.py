@@ -1,24 +1,33 @@
 """Atomic writes: a crash or a full disk never leaves a half-written file where a good one was.
 
-Everything is written to a temporary file in the destination's folder and renamed over it
-with ``os.replace``, which is atomic on POSIX and Windows.
+Everything is written to a temporary file in the destination's folder, flushed to disk and
+renamed over it with ``os.replace``, which is atomic on POSIX and Windows. A process killed
+mid-write (SIGKILL, power cut) can leave only a hidden temporary ``.<name>.<random>.tmp<ext>``
+beside the destination, never a damaged destination; ``remove_leftovers`` clears those.
 """
 
 import contextlib
 import json
 import os
+import re
 import tempfile
 
 from ferkit.errors import FerError
+
+# The names atomic_path gives its temporary files: ".<base>.<random>.tmp<extension>".
+LEFTOVER = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?$")
 
 
 @contextlib.contextmanager
 def atomic_path(path, force=True):
     """Yield a temporary path beside ``path``; rename it to ``path`` if the block succeeds.
 
-    With ``force`` False an existing ``path`` is refused before anything is written.
+    With ``force`` False an existing ``path`` is refused before anything is written. If the
+    block raises (or is interrupted), ``path`` is untouched and the temporary file removed.
     """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise FerError(f"{path}: is a folder, expected a file name")
     if not force and os.path.exists(path):
         raise FerError(f"{path}: already exists (pass --force to overwrite it)")
     folder = os.path.dirname(os.path.abspath(path))
@@ -33,10 +42,37 @@ def atomic_path(path, force=True):
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(temporary, 0o666 & ~umask)
+        # Without the flush a power cut soon after the rename can leave an empty file.
+        _flush_to_disk(temporary)
         os.replace(temporary, path)
+        _flush_to_disk(folder)
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+
+
+def _flush_to_disk(path):
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except OSError:  # a folder cannot be opened on Windows; the rename is still atomic
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def remove_leftovers(folder):
+    """Delete temporary files that a killed atomic write left in ``folder``; their names."""
+    removed = []
+    if os.path.isdir(folder):
+        for name in sorted(os.listdir(folder)):
+            if LEFTOVER.match(name) and os.path.isfile(os.path.join(folder, name)):
+                os.remove(os.path.join(folder, name))
+                removed.append(name)
+    return removed
 
 
 def write_text(path, text, force=True):
@@ -48,6 +84,7 @@ def write_text(path, text, force=True):
 
 
 def write_json(path, data, force=True):
+    # Serialised before the file is opened: an unserialisable value leaves nothing behind.
     write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n", force=force)
 
 
@@ -57,5 +94,9 @@ def read_json(path):
             return json.load(file)
     except FileNotFoundError:
         raise FerError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise FerError(f"{path}: is a folder, expected a JSON file") from None
+    except UnicodeDecodeError:
+        raise FerError(f"{path}: not a JSON file (not UTF-8 text)") from None
     except json.JSONDecodeError as error:
         raise FerError(f"{path}: line {error.lineno}: not valid JSON ({error.msg})") from None
