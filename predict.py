@@ -38,18 +38,27 @@ def main():
     args = parser.parse_args()
     if not (args.out or args.proba or args.labels):
         raise FerError("nothing to do: give --out, --proba or --labels")
-    for path in (args.out, args.proba):
-        if path and os.path.exists(path) and not args.force:
-            raise FerError(f"{path}: already exists (pass --force to overwrite it)")
+    if args.batch_size < 1:
+        raise FerError(f"--batch-size must be at least 1, got {args.batch_size}")
+    _check_outputs(args)
+    # Everything that can be checked without Keras is checked first: starting TensorFlow
+    # takes seconds, and loading a model more.
+    if not args.model and not os.path.exists(runs.PRETRAINED):
+        raise FerError(
+            f"no model given and the pretrained CNN {runs.PRETRAINED} is not there: "
+            "give a run folder or a model file"
+        )
     model_source = args.model or runs.PRETRAINED
+    runs.checked_model_path(model_source)
+    test = data.read_csv(args.test, usage=args.usage)
+    labels_by_id = data.read_labels(args.labels) if args.labels else None
+    if labels_by_id is not None:
+        positions, labels = evaluation.labelled_subset(test.ids, labels_by_id, args.labels)
     if not args.model:
         print(f"No model given: using the pretrained CNN {runs.PRETRAINED}")
     model = runs.load_model(model_source, unsafe=args.unsafe)
-    test = data.read_csv(args.test, usage=args.usage)
-    labels_by_id = data.read_labels(args.labels) if args.labels else None
     probabilities = evaluation.predict_probabilities(model, test.images, args.tta, args.batch_size)
     if labels_by_id is not None:
-        positions, labels = evaluation.labelled_subset(test.ids, labels_by_id, args.labels)
         score = evaluation.accuracy(probabilities[positions], labels)
         print(f"accuracy on {len(labels)} labelled ids of {args.labels}: {score:.4f}")
     if args.out:
@@ -58,6 +67,26 @@ def main():
     if args.proba:
         evaluation.write_probabilities(args.proba, test.ids, probabilities, force=args.force)
         print(f"wrote {args.proba}")
+
+
+def _check_outputs(args):
+    """Refuse outputs that would overwrite something before any work is done."""
+    inputs = {"--test": args.test, "--labels": args.labels}
+    outputs = {"--out": args.out, "--proba": args.proba}
+    for option, path in outputs.items():
+        if not path:
+            continue
+        if os.path.isdir(path):
+            raise FerError(f"{path}: is a folder, expected a file name for {option}")
+        for input_option, input_path in inputs.items():
+            if input_path and os.path.abspath(path) == os.path.abspath(input_path):
+                raise FerError(
+                    f"{path}: is the {input_option} file; {option} must not overwrite it"
+                )
+        if os.path.exists(path) and not args.force:
+            raise FerError(f"{path}: already exists (pass --force to overwrite it)")
+    if args.out and args.proba and os.path.abspath(args.out) == os.path.abspath(args.proba):
+        raise FerError(f"{args.out}: given as both --out and --proba")
 
 
 if __name__ == "__main__":

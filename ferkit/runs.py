@@ -8,13 +8,16 @@ Downstream tools rebuild everything from these files, never from retyped options
 
 import datetime
 import os
+import zipfile
 
-import keras
 import numpy as np
 
 from ferkit import data
 from ferkit.errors import FerError
 from ferkit.files import read_json
+
+# Keras is imported inside load_model only: checking a path, reading a config or the data
+# must not wait ~5 s for TensorFlow, so that scripts refuse bad input at once.
 
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
@@ -22,18 +25,35 @@ REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PRETRAINED = os.path.join(REPOSITORY, "pretrained", "ferkit-cnn.keras")
 
 
-def new_run_dir(out, network, name=None):
-    """A fresh folder ``out/<name>``; the name defaults to network and timestamp."""
+def run_folder(out, network, name=None):
+    """The path ``out/<name>`` for a new run, refusing one that holds a run; creates nothing.
+
+    The name defaults to network and timestamp.
+    """
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise FerError(f"{out}: is a file, expected the folder that run folders go in (--out)")
     name = name or f"{network}_{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}"
     path = os.path.join(out, name)
     if os.path.exists(os.path.join(path, CONFIG_FILE)):
         raise FerError(f"{path}: a run already exists there (use --resume {path} to continue it)")
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise FerError(f"{path}: is a file, expected a run folder")
+    return path
+
+
+def new_run_dir(out, network, name=None):
+    """A fresh folder ``out/<name>`` (see ``run_folder``), created."""
+    path = run_folder(out, network, name)
     os.makedirs(path, exist_ok=True)
     return path
 
 
+MODEL_EXTENSIONS = (".keras", ".h5", ".hdf5")
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
 def model_path(path):
-    """The model file of a run folder or a model file given directly."""
+    """The model file of a run folder or a model file given directly (it exists)."""
     if os.path.isdir(path):
         candidate = os.path.join(path, MODEL_FILE)
         if not os.path.exists(candidate):
@@ -41,6 +61,32 @@ def model_path(path):
         return candidate
     if not os.path.exists(path):
         raise FerError(f"{path}: no such run folder or model file")
+    return path
+
+
+def checked_model_path(path):
+    """``model_path``, and the file checked to be a .keras zip or an HDF5 .h5 by its name and
+    first bytes only, so that a wrong file is refused before Keras is started."""
+    path = model_path(path)
+    extension = os.path.splitext(path)[1].lower()
+    if extension not in MODEL_EXTENSIONS:
+        raise FerError(
+            f"{path}: not a model file: expected a run folder, a .keras file or a legacy .h5 file"
+        )
+    if extension == ".keras":
+        if not zipfile.is_zipfile(path):
+            raise FerError(
+                f"{path}: not a Keras model (a .keras file is a zip archive, this is not)"
+            )
+        with zipfile.ZipFile(path) as archive:
+            if "config.json" not in archive.namelist():
+                raise FerError(f"{path}: not a Keras model (the zip archive has no config.json)")
+    else:
+        with open(path, "rb") as file:
+            if file.read(len(HDF5_SIGNATURE)) != HDF5_SIGNATURE:
+                raise FerError(
+                    f"{path}: not a Keras model (a {extension} file is HDF5, this is not)"
+                )
     return path
 
 
@@ -52,29 +98,34 @@ def run_config(path):
 
 
 def load_model(path, unsafe=False):
-    """Load a run's best model (or a model file) with Keras' safe mode, checked for shape.
+    """Load a run's best model (or a .keras/.h5 file) with Keras' safe mode, checked for shape.
 
     Safe mode refuses a Lambda layer, which would run arbitrary code; ``unsafe`` allows it.
+    Keras 3 applies safe mode to legacy .h5 files too (tests/test_reliability.py checks).
     """
-    file = model_path(path)
+    import keras
+
+    file = checked_model_path(path)
     try:
         model = keras.saving.load_model(file, compile=False, safe_mode=not unsafe)
-    except ValueError as error:
+    except Exception as error:  # Keras raises many types for a file that is not a model.
         if "safe_mode" in str(error) or "Lambda" in str(error):
             raise FerError(
                 f"{file}: holds a Lambda layer (arbitrary code); refused, pass --unsafe "
                 "only if you trust where this file came from"
             ) from None
         raise FerError(f"{file}: not a Keras model ({_first_line(error)})") from None
-    except Exception as error:  # Keras raises many types for a file that is not a model.
-        raise FerError(f"{file}: not a Keras model ({_first_line(error)})") from None
-    input_shape = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, list) else ()
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise FerError(
+            f"{file}: model has {len(model.inputs)} inputs and {len(model.outputs)} outputs, "
+            "expected one (48, 48, 1) image input and one 7-class output"
+        )
+    input_shape = tuple(model.inputs[0].shape[1:])
     if input_shape != (data.IMAGE_SIZE, data.IMAGE_SIZE, 1):
         raise FerError(f"{file}: model input is {input_shape}, expected (48, 48, 1)")
-    if model.output_shape[-1] != data.NUM_CLASSES:
-        raise FerError(
-            f"{file}: model outputs {model.output_shape[-1]} classes, expected {data.NUM_CLASSES}"
-        )
+    classes = model.outputs[0].shape[-1]
+    if classes != data.NUM_CLASSES:
+        raise FerError(f"{file}: model outputs {classes} classes, expected {data.NUM_CLASSES}")
     return model
 
 

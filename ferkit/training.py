@@ -4,25 +4,50 @@ One epoch at a time: the epoch's shuffle comes from (seed, epoch) and the augmen
 random state is saved with the model, so a resumed run continues exactly where it stopped.
 After every epoch the run folder holds a resumable checkpoint, the history and, when the
 epoch improved validation accuracy, the new best model; everything is written atomically.
+
+Every option, the data and the run folder are checked before anything is written, and
+before Keras is imported (inside the functions that need it): TensorFlow takes about 5 s to
+start, and a typo should be refused at once.
 """
 
 import math
 import os
+import re
 import shlex
+import subprocess
 import sys
 import time
 
-import keras
 import numpy as np
 
-from ferkit import backend, data, models, runs
 from ferkit import config as configuration
+from ferkit import data, runs
 from ferkit.errors import FerError
-from ferkit.files import atomic_path, read_json, write_json, write_text
+from ferkit.files import atomic_path, read_json, remove_leftovers, write_json, write_text
 
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
 CHECKPOINT_FOLDER = "checkpoint"
 STATE_FILE = "state.json"
+CHECKPOINT_NAME = re.compile(r"^epoch-\d{4,}\.keras$")
+# Environment variables that change the numbers a run computes, recorded with its versions.
+NUMERIC_ENVIRONMENT = (
+    "KERAS_BACKEND",
+    "TF_ENABLE_ONEDNN_OPTS",
+    "TF_NUM_INTEROP_THREADS",
+    "TF_NUM_INTRAOP_THREADS",
+    "TF_DETERMINISTIC_OPS",
+    "OMP_NUM_THREADS",
+    "CUDA_VISIBLE_DEVICES",
+    "XLA_FLAGS",
+)
+# What --resume may be given besides the run: it trains on with the run's recorded options.
+RESUME_OPTIONS = ("epochs", "quiet", "out")
+
+
+class TrainingInterruptedError(FerError):
+    """Ctrl-C during training: the last finished epoch is saved; exit status 130, not 2."""
+
+    exit_status = 130
 
 
 def add_arguments(parser, network):
@@ -96,157 +121,319 @@ def add_arguments(parser, network):
 def main(args, network):
     """Train as the parsed command line says: a new run, several seeds, or a resume."""
     if args.resume:
+        _refuse_options_given_with_resume(args, network)
         return train(
             resume_config(args.resume, args), args.resume, resume=True, verbose=not args.quiet
         )
     if not args.data:
         raise FerError("--data is required (or --resume RUN)")
+    seeds = args.seeds or [None]
+    repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+    if repeated:
+        raise FerError(f"--seeds: seed {repeated[0]} is given twice")
     overrides = {key: getattr(args, key) for key in _config_keys(network) if hasattr(args, key)}
     overrides["data"] = os.path.abspath(args.data)
     overrides["val_data"] = os.path.abspath(args.val_data) if args.val_data else None
-    seeds = args.seeds or [None]
-    run_dirs = []
+    # Every option and every run folder first, then the data, and only then is anything
+    # written: a mistake anywhere leaves no half-made run behind.
+    plans = []
+    stamp = f"{network}_{time.strftime('%Y%m%d-%H%M%S')}"
     for seed in seeds:
         if seed is not None:
             overrides["seed"] = seed
         config = configuration.resolve(network, args.preset, overrides)
-        name = args.name
-        if name and len(seeds) > 1:
+        name = args.name or stamp
+        if len(seeds) > 1:
             name = f"{name}_seed{seed}"
-        run_dir = runs.new_run_dir(args.out, network, name)
-        if len(seeds) > 1 and not args.name:
-            run_dir = _rename_with_seed(run_dir, seed)
-        run_dirs.append(train(config, run_dir, verbose=not args.quiet))
+        plans.append((config, runs.run_folder(args.out, network, name)))
+    loaded = runs.load_training_data(plans[0][0])  # the seeds share the data and the split
+    run_dirs = []
+    for config, run_dir in plans:
+        os.makedirs(run_dir, exist_ok=True)
+        run_dirs.append(train(config, run_dir, verbose=not args.quiet, loaded=loaded))
     return run_dirs
-
-
-def _rename_with_seed(run_dir, seed):
-    target = f"{run_dir}_seed{seed}"
-    os.rename(run_dir, target)
-    return target
 
 
 def _config_keys(network):
     return list(configuration.DEFAULTS) + list(configuration.NETWORK_DEFAULTS[network])
 
 
+def _refuse_options_given_with_resume(args, network):
+    """A resumed run keeps its recorded options; silently ignoring a typed one would mislead."""
+    typed = [
+        key
+        for key in [*_config_keys(network), "data", "val_data", "preset", "name", "seeds"]
+        if key not in RESUME_OPTIONS and getattr(args, key, None) is not None
+    ]
+    if typed:
+        option = "--" + typed[0].replace("_", "-")
+        if typed[0] in ("horizontal_flip", "augment"):
+            option = "--no-flip" if typed[0] == "horizontal_flip" else "--no-augment"
+        raise FerError(
+            f"{option} cannot be given with --resume: a resumed run keeps the options in "
+            f"{os.path.join(args.resume, runs.CONFIG_FILE)} (only --epochs may change)"
+        )
+
+
 def resume_config(run_dir, args=None):
-    config = read_json(os.path.join(run_dir, runs.CONFIG_FILE))
+    """The recorded configuration of ``run_dir``; ``args.epochs`` may raise its epochs."""
+    if not os.path.exists(run_dir):
+        raise FerError(f"{run_dir}: no such run folder")
+    if not os.path.isdir(run_dir):
+        raise FerError(f"{run_dir}: is a file, expected a run folder")
+    config_path = os.path.join(run_dir, runs.CONFIG_FILE)
+    if not os.path.exists(config_path):
+        raise FerError(f"{run_dir}: not a run folder (it has no {runs.CONFIG_FILE})")
+    config = read_json(config_path)
     if args is not None and args.epochs is not None:
         config["epochs"] = args.epochs  # the one option a resume may change: train longer
+        configuration.validate(config)
     return config
 
 
-def train(config, run_dir, resume=False, verbose=True):
-    """Train one run into ``run_dir``; returns ``run_dir``."""
+def train(config, run_dir, resume=False, verbose=True, loaded=None):
+    """Train one run into ``run_dir``; returns ``run_dir``.
+
+    ``loaded``: the (train, validation, split) that ``runs.load_training_data(config)`` gives,
+    when the caller has read them already.
+    """
     config = dict(config)
-    precision = backend.resolve_precision(config["precision"])
-    keras.config.set_dtype_policy(precision)
-    keras.utils.set_random_seed(config["seed"])
-    train_set, validation, split = runs.load_training_data(config)
+    state = _resume_state(run_dir, config) if resume else None
+    train_set, validation, split = loaded or runs.load_training_data(config)
+    # A resumed run computes as it started, even where "auto" would now choose otherwise.
+    recorded = read_json(os.path.join(run_dir, runs.CONFIG_FILE)) if resume else config
     config.update(
-        precision_resolved=precision,
-        jit_resolved=backend.resolve_jit(config["jit"]),
         data_sha256=data.file_sha256(config["data"]),
+        val_data_sha256=data.file_sha256(config["val_data"]) if config.get("val_data") else None,
         train_count=len(train_set),
         split=split,
-        versions=backend.versions(),
     )
+    for key, path in (("data_sha256", config["data"]), ("val_data_sha256", config.get("val_data"))):
+        if resume and recorded.get(key) is not None and config[key] != recorded[key]:
+            raise FerError(f"{path}: changed since the run started; cannot resume {run_dir}")
+    if resume and recorded.get("epochs") != config["epochs"]:
+        # --epochs given with --resume: recorded, so that a later resume trains as far.
+        write_json(
+            os.path.join(run_dir, runs.CONFIG_FILE), {**recorded, "epochs": config["epochs"]}
+        )
+
+    # Everything is checked: only from here on is Keras needed.
+    import keras
+
+    from ferkit import backend
+
+    precision = recorded.get("precision_resolved") or backend.resolve_precision(config["precision"])
+    jit = recorded.get("jit_resolved")
+    versions = backend.versions()
+    for key, value in versions.items():
+        before = recorded.get("versions", {}).get(key)
+        if resume and before not in (None, value):
+            print(f"Note: {key} was {before} when the run started, now {value}; results may differ")
+    config.update(
+        precision_resolved=precision,
+        jit_resolved=backend.resolve_jit(config["jit"]) if jit is None else jit,
+        versions=versions,
+        environment={key: os.environ[key] for key in NUMERIC_ENVIRONMENT if key in os.environ},
+        source=_source_revision(),
+    )
+    keras.config.set_dtype_policy(precision)
+    keras.utils.set_random_seed(config["seed"])
     checkpoint_dir = os.path.join(run_dir, CHECKPOINT_FOLDER)
-    if resume:
-        if config["data_sha256"] != _recorded(run_dir, "data_sha256"):
-            raise FerError(f"{config['data']}: changed since the run started; cannot resume")
-        state = read_json(os.path.join(checkpoint_dir, STATE_FILE))
-        training_model = keras.saving.load_model(os.path.join(checkpoint_dir, state["checkpoint"]))
+    if state is not None and state["checkpoint"]:
+        checkpoint = os.path.join(checkpoint_dir, state["checkpoint"])
+        try:
+            training_model = keras.saving.load_model(checkpoint)
+        except Exception as error:  # a checkpoint is written atomically; this is a damaged disk
+            raise FerError(f"{checkpoint}: cannot be loaded ({error})") from None
         model = _inner_model(training_model, config["network"])
+        _write_history(run_dir, state["history"])  # a kill may have left one row too many
         print(f"Resuming {run_dir} after epoch {state['epoch']}")
     else:
-        write_text(
-            os.path.join(run_dir, "command.txt"), shlex.join([sys.executable, *sys.argv]) + "\n"
-        )
-        write_json(os.path.join(run_dir, runs.CONFIG_FILE), config)
+        if state is None:
+            write_text(
+                os.path.join(run_dir, "command.txt"),
+                shlex.join([sys.executable, *sys.argv]) + "\n",
+            )
+            write_json(os.path.join(run_dir, runs.CONFIG_FILE), config)
+        else:
+            print(f"Resuming {run_dir}: no epoch had finished, starting at epoch 1")
         model, training_model = build_training_model(config)
-        state = {
-            "epoch": 0,
-            "best_epoch": 0,
-            "best_val_accuracy": -1.0,
-            "best_val_loss": None,
-            "plateau_best": math.inf,
-            "plateau_wait": 0,
-            "early_wait": 0,
-            "lr": config["lr"],
-            "history": [],
-            "checkpoint": None,
-        }
+        state = _initial_state(config)
     print(f"Run {run_dir}\n{configuration.describe(config)}")
     model.summary()
     train_labels = keras.utils.to_categorical(train_set.labels, data.NUM_CLASSES)
     validation_labels = keras.utils.to_categorical(validation.labels, data.NUM_CLASSES)
-    for epoch in range(state["epoch"], config["epochs"]):
-        state["lr"] = _scheduled_lr(config, state, epoch)
-        training_model.optimizer.learning_rate.assign(state["lr"])
-        _reseed(training_model, config["seed"], epoch)
-        print(f"Epoch {epoch + 1}/{config['epochs']}")
-        # The epoch's order depends only on (seed, epoch): a resumed run sees the same batches.
-        order = np.random.default_rng([config["seed"], epoch]).permutation(len(train_set))
-        epoch_start = time.perf_counter()
-        try:
-            result = training_model.fit(
-                train_set.images[order],
-                train_labels[order],
-                batch_size=config["batch_size"],
-                epochs=1,
-                shuffle=False,
-                verbose=1 if verbose else 0,
+    epoch = state["epoch"]
+    try:
+        for epoch in range(state["epoch"], config["epochs"]):
+            stop = _train_one_epoch(
+                run_dir,
+                config,
+                state,
+                epoch,
+                (model, training_model),
+                (train_set, train_labels, validation, validation_labels),
+                verbose,
             )
-        except KeyboardInterrupt:
-            _interrupted(run_dir, state, config)
-        train_seconds = time.perf_counter() - epoch_start
-        scores = training_model.evaluate(
-            validation.images,
-            validation_labels,
-            batch_size=max(256, config["batch_size"]),
-            verbose=0,
-            return_dict=True,
-        )
-        row = {
-            "epoch": epoch + 1,
-            "loss": result.history["loss"][-1],
-            "accuracy": result.history["accuracy"][-1],
-            "val_loss": scores["loss"],
-            "val_accuracy": scores["accuracy"],
-            "lr": state["lr"],
-            "seconds": time.perf_counter() - epoch_start,
-            "train_seconds": train_seconds,
-        }
-        if not all(math.isfinite(row[key]) for key in ("loss", "val_loss")):
-            _write_history(run_dir, state["history"])
+            if stop:
+                print(
+                    f"No val_accuracy improvement for {config['early_stop_patience']} epochs: "
+                    "stopping"
+                )
+                break
+        return _finish(run_dir, config, state, validation)
+    except KeyboardInterrupt:
+        _interrupted(run_dir, config, epoch)
+
+
+def _initial_state(config):
+    return {
+        "epoch": 0,
+        "best_epoch": 0,
+        "best_val_accuracy": -1.0,
+        "best_val_loss": None,
+        "plateau_best": math.inf,
+        "plateau_wait": 0,
+        "early_wait": 0,
+        "lr": config["lr"],
+        "history": [],
+        "checkpoint": None,
+    }
+
+
+def _resume_state(run_dir, config):
+    """The saved state of an interrupted run, checked; an empty state where no epoch finished.
+
+    Also clears what a kill can leave behind: temporary files of an interrupted write and a
+    checkpoint that state.json does not name (written just before the kill).
+    """
+    checkpoint_dir = os.path.join(run_dir, CHECKPOINT_FOLDER)
+    state_path = os.path.join(checkpoint_dir, STATE_FILE)
+    if not os.path.exists(state_path):
+        state = _initial_state(config)
+    else:
+        state = read_json(state_path)
+        if not os.path.exists(os.path.join(checkpoint_dir, str(state.get("checkpoint")))):
             raise FerError(
-                f"training diverged: the loss became NaN at epoch {epoch + 1}; the best model so "
-                f"far (epoch {state['best_epoch']}) is kept in {run_dir}; try a lower --lr "
-                f"(was {state['lr']:g})"
+                f"{state_path}: names the checkpoint {state.get('checkpoint')}, which is missing"
             )
-        state["history"].append(row)
-        print(
-            f"  val_loss {row['val_loss']:.4f} "
-            f"val_accuracy {row['val_accuracy']:.4f} lr {row['lr']:.2g} "
-            f"({len(train_set) / train_seconds:.0f} images/s)"
+    finished = os.path.exists(os.path.join(run_dir, "metrics.json"))
+    if finished and state["early_wait"] >= config["early_stop_patience"]:
+        raise FerError(
+            f"{run_dir}: already finished: it stopped early at epoch {state['epoch']} after "
+            f"{state['early_wait']} epochs without val_accuracy improvement"
         )
-        stop = _end_of_epoch(run_dir, model, training_model, state, row, config)
-        if stop:
-            print(
-                f"No val_accuracy improvement for {config['early_stop_patience']} epochs: stopping"
-            )
-            break
-    return _finish(run_dir, config, state, validation)
+    if state["epoch"] > config["epochs"]:
+        raise FerError(
+            f"--epochs {config['epochs']}: {run_dir} has already trained {state['epoch']} epochs"
+        )
+    if finished and state["epoch"] >= config["epochs"]:
+        raise FerError(
+            f"{run_dir}: already finished its {state['epoch']} epochs (give --epochs with more "
+            "to train it longer)"
+        )
+    for folder in (run_dir, checkpoint_dir):
+        for name in remove_leftovers(folder):
+            print(f"Removed {os.path.join(folder, name)}, left by an interrupted write")
+    if os.path.isdir(checkpoint_dir):
+        for name in os.listdir(checkpoint_dir):
+            if CHECKPOINT_NAME.match(name) and name != state["checkpoint"]:
+                os.remove(os.path.join(checkpoint_dir, name))
+    return state
 
 
-def _recorded(run_dir, key):
-    return read_json(os.path.join(run_dir, runs.CONFIG_FILE)).get(key)
+def _train_one_epoch(run_dir, config, state, epoch, models_pair, arrays, verbose):
+    """Train, validate and save one epoch; True when early stopping says to stop."""
+    model, training_model = models_pair
+    train_set, train_labels, validation, validation_labels = arrays
+    state["lr"] = _scheduled_lr(config, state, epoch)
+    training_model.optimizer.learning_rate.assign(state["lr"])
+    _reseed(training_model, config["seed"], epoch)
+    print(f"Epoch {epoch + 1}/{config['epochs']}", flush=True)
+    # The epoch's order depends only on (seed, epoch): a resumed run sees the same batches.
+    order = np.random.default_rng([config["seed"], epoch]).permutation(len(train_set))
+    epoch_start = time.perf_counter()
+    result = training_model.fit(
+        train_set.images[order],
+        train_labels[order],
+        batch_size=config["batch_size"],
+        epochs=1,
+        shuffle=False,
+        verbose=1 if verbose else 0,
+    )
+    train_seconds = time.perf_counter() - epoch_start
+    scores = training_model.evaluate(
+        validation.images,
+        validation_labels,
+        batch_size=max(256, config["batch_size"]),
+        verbose=0,
+        return_dict=True,
+    )
+    row = {
+        "epoch": epoch + 1,
+        "loss": result.history["loss"][-1],
+        "accuracy": result.history["accuracy"][-1],
+        "val_loss": scores["loss"],
+        "val_accuracy": scores["accuracy"],
+        "lr": state["lr"],
+        "seconds": time.perf_counter() - epoch_start,
+        "train_seconds": train_seconds,
+    }
+    if not all(math.isfinite(row[key]) for key in ("loss", "val_loss")):
+        _diverged(run_dir, state, epoch)
+    state["history"].append(row)
+    print(
+        f"  val_loss {row['val_loss']:.4f} "
+        f"val_accuracy {row['val_accuracy']:.4f} lr {row['lr']:.2g} "
+        f"({len(train_set) / train_seconds:.0f} images/s)",
+        flush=True,
+    )
+    return _end_of_epoch(run_dir, model, training_model, state, row, config)
+
+
+def _diverged(run_dir, state, epoch):
+    """The loss is NaN or infinite: stop, keeping the best model and the last checkpoint."""
+    _write_history(run_dir, state["history"])
+    if state["best_epoch"]:
+        kept = f"the best model so far (epoch {state['best_epoch']}) is kept in {run_dir}"
+    else:
+        kept = "no epoch had finished, so no model was saved"
+    raise FerError(
+        f"training diverged: the loss became NaN at epoch {epoch + 1}; {kept}; "
+        f"try a lower --lr (was {state['lr']:g})"
+    )
+
+
+def _source_revision():
+    """The git commit of the code that trained (and whether it had changes), where known."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=runs.REPOSITORY,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        changes = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "ferkit", "*.py"],
+            cwd=runs.REPOSITORY,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if commit.returncode != 0:
+        return None
+    return {"commit": commit.stdout.strip(), "modified": bool(changes.stdout.strip())}
 
 
 def build_training_model(config):
     """(model that is saved, compiled model that is trained: augmentation + model)."""
+    import keras
+
+    from ferkit import models
+
     network = config["network"]
     options = {key: config[key] for key in configuration.NETWORK_DEFAULTS[network]}
     model = models.BUILDERS[network](**options)
@@ -271,6 +458,8 @@ def build_training_model(config):
 
 
 def _optimizer(config):
+    import keras
+
     if config["optimizer"] == "sgd":
         return keras.optimizers.SGD(
             config["lr"],
@@ -357,12 +546,19 @@ def _write_history(run_dir, history):
     write_text(os.path.join(run_dir, "history.csv"), "\n".join(lines) + "\n")
 
 
-def _interrupted(run_dir, state, config):
+def _interrupted(run_dir, config, epoch):
+    """Ctrl-C: the checkpoint on disk is whole (written atomically); say how to go on."""
+    state_path = os.path.join(run_dir, CHECKPOINT_FOLDER, STATE_FILE)
+    saved = read_json(state_path) if os.path.exists(state_path) else _initial_state(config)
+    # history.csv is written just before the checkpoint: make it agree with what is saved.
+    _write_history(run_dir, saved["history"])
     script = "train_cnn.py" if config["network"] == "cnn" else "train_dnn.py"
-    raise FerError(
-        f"interrupted during epoch {state['epoch'] + 1}; epoch {state['epoch']} is saved. "
-        f"Resume with: python {script} --resume {run_dir}"
-    )
+    finished = saved["epoch"]
+    where = f"during epoch {epoch + 1}" if finished <= epoch else f"after epoch {finished}"
+    kept = f"epoch {finished} is saved" if finished else "no epoch had finished"
+    raise TrainingInterruptedError(
+        f"interrupted {where}; {kept}. Resume with: python {script} --resume {run_dir}"
+    ) from None
 
 
 def _finish(run_dir, config, state, validation):
