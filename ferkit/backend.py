@@ -24,6 +24,13 @@ def _start_quietly():
             import tensorflow as tf
 
             tf.config.list_physical_devices("GPU")  # CUDA probing prints here, once
+            # Testing --distribute on one CPU: FERKIT_CPU_DEVICES=2 splits it in two.
+            count = int(os.environ.get("FERKIT_CPU_DEVICES", "1"))
+            if count > 1:
+                cpu = tf.config.list_physical_devices("CPU")[0]
+                tf.config.set_logical_device_configuration(
+                    cpu, [tf.config.LogicalDeviceConfiguration()] * count
+                )
     finally:
         os.dup2(saved, 2)
         os.close(saved)
@@ -108,3 +115,41 @@ def versions():
         found[module] = __import__(module).__version__
     found["cpu_count"] = os.cpu_count()
     return found
+
+
+def distribution_scope(enabled):
+    """Data-parallel training over every local device, with the backend's own engine.
+
+    TensorFlow: MirroredStrategy, or MultiWorkerMirroredStrategy when TF_CONFIG names
+    several machines. JAX: Keras' DataParallel distribution. Build and compile inside.
+    """
+    import contextlib
+
+    if not enabled:
+        return contextlib.nullcontext()
+    backend = name()
+    if backend == "tensorflow":
+        import json
+
+        import tensorflow as tf
+
+        cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+        if sum(len(addresses) for addresses in cluster.values()) > 1:
+            return tf.distribute.MultiWorkerMirroredStrategy().scope()
+        devices = [device.name for device in tf.config.list_logical_devices("GPU")]
+        devices = devices or [device.name for device in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices).scope()
+    if backend == "jax":
+        keras.distribution.set_distribution(
+            keras.distribution.DataParallel(devices=keras.distribution.list_devices())
+        )
+        return contextlib.nullcontext()
+    raise NotImplementedError(f"--distribute is not available on the {backend} backend")
+
+
+def device_count():
+    if name() == "tensorflow":
+        import tensorflow as tf
+
+        return len(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU"))
+    return len(keras.distribution.list_devices()) if name() == "jax" else 1

@@ -39,6 +39,7 @@ DEFAULTS = {
     "precision": "auto",
     "jit": "auto",
     "limit": None,
+    "distribute": False,
 }
 NETWORK_DEFAULTS = {
     "cnn": {"dropout_conv": 0.25, "dropout_dense": 0.5},

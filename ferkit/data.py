@@ -119,6 +119,11 @@ def read_csv(path, usage=None, require_labels=None):
         raise FerError(f"{path}: has a header but no rows") from None
     header = raw[:text_start].decode("utf-8", "replace").strip().lstrip("\ufeff")
     columns = [name.strip().strip('"').strip() for name in header.split(",")]
+    if columns[0].lstrip("-").isdigit():
+        raise FerError(
+            f"{path}: line 1: no header: the first line must name the columns "
+            "(label,feature or id,feature or emotion,pixels,Usage)"
+        )
     body = raw[text_start:]
     if not body.strip():
         raise FerError(f"{path}: has a header but no rows")

@@ -114,6 +114,13 @@ def add_arguments(parser, network):
         choices=configuration.CHOICES["precision"],
     )
     option("--jit", str, "XLA compilation", choices=configuration.CHOICES["jit"])
+    option("--limit", int, "use only the first N rows of --data (quick checks)")
+    parser.add_argument(
+        "--distribute",
+        action="store_const",
+        const=True,
+        help="data-parallel over every local device (GPUs; several machines via TF_CONFIG)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -429,7 +436,16 @@ def _source_revision():
 
 
 def build_training_model(config):
-    """(model that is saved, compiled model that is trained: augmentation + model)."""
+    """(model that is saved, compiled model that is trained: augmentation + model).
+
+    With --distribute both are built inside the backend's data-parallel scope."""
+    from ferkit import backend
+
+    with backend.distribution_scope(config.get("distribute", False)):
+        return _build_training_model(config)
+
+
+def _build_training_model(config):
     import keras
 
     from ferkit import models

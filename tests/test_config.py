@@ -43,3 +43,43 @@ def test_unknown_preset_lists_the_available_ones(tmp_path, monkeypatch):
 def test_options_out_of_range(overrides, message):
     with pytest.raises(FerError, match=message):
         config.resolve("cnn", overrides=overrides)
+
+
+def test_shipped_presets_resolve():
+    for network in ("cnn", "dnn"):
+        names = config.available_presets(network)
+        assert {"report", "quick", "best"} <= set(names)
+        for name in names:
+            assert config.resolve(network, name)["preset"] == name
+
+
+def test_preset_reaches_the_run_config_and_the_command_line_overrides_it(train_csv, tmp_path):
+    import argparse
+
+    from ferkit import training
+
+    parser = training.add_arguments(argparse.ArgumentParser(), "dnn")
+    args = parser.parse_args(
+        [
+            "--data",
+            train_csv,
+            "--preset",
+            "quick",
+            "--epochs",
+            "1",
+            "--lr",
+            "0.005",
+            "--out",
+            str(tmp_path),
+            "--name",
+            "p",
+            "--quiet",
+            "--precision",
+            "float32",
+        ]
+    )
+    (run_dir,) = training.main(args, "dnn")
+    recorded = json.loads((tmp_path / "p" / "config.json").read_text())
+    assert run_dir.endswith("p") and recorded["preset"] == "quick"
+    assert recorded["schedule"] == "cosine" and recorded["label_smoothing"] == 0.1  # preset
+    assert recorded["epochs"] == 1 and recorded["lr"] == 0.005  # command line
