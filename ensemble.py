@@ -43,7 +43,7 @@ def main():
     for path in args.members:
         runs.model_path(path)  # a missing member is found before any slow work
     labels_by_id = data.read_labels(args.labels) if args.labels else None
-    test = data.read_csv(args.test, usage=args.usage)
+    test = data.read_any(args.test, usage=args.usage)
 
     weights = ensemble.choose_weights(
         args.members, args.weights, args.greedy, args.tta, args.unsafe
@@ -64,10 +64,14 @@ def main():
             )
         )
     if args.out:
-        evaluation.write_submission(args.out, test.ids, combined, force=args.force)
+        evaluation.write_submission(
+            args.out, evaluation.submission_keys(test), combined, force=args.force
+        )
         print(f"wrote {args.out} ({len(test)} rows)")
     if args.proba:
-        evaluation.write_probabilities(args.proba, test.ids, combined, force=args.force)
+        evaluation.write_probabilities(
+            args.proba, evaluation.submission_keys(test), combined, force=args.force
+        )
         print(f"wrote {args.proba}")
 
 

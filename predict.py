@@ -50,7 +50,7 @@ def main():
         )
     model_source = args.model or runs.PRETRAINED
     runs.checked_model_path(model_source)
-    test = data.read_csv(args.test, usage=args.usage)
+    test = data.read_any(args.test, usage=args.usage)
     labels_by_id = data.read_labels(args.labels) if args.labels else None
     if labels_by_id is not None:
         positions, labels = evaluation.labelled_subset(test.ids, labels_by_id, args.labels)
@@ -62,10 +62,14 @@ def main():
         score = evaluation.accuracy(probabilities[positions], labels)
         print(f"accuracy on {len(labels)} labelled ids of {args.labels}: {score:.4f}")
     if args.out:
-        evaluation.write_submission(args.out, test.ids, probabilities, force=args.force)
+        evaluation.write_submission(
+            args.out, evaluation.submission_keys(test), probabilities, force=args.force
+        )
         print(f"wrote {args.out} ({len(test)} rows)")
     if args.proba:
-        evaluation.write_probabilities(args.proba, test.ids, probabilities, force=args.force)
+        evaluation.write_probabilities(
+            args.proba, evaluation.submission_keys(test), probabilities, force=args.force
+        )
         print(f"wrote {args.proba}")
 
 

@@ -4,6 +4,8 @@ Submissions are Kaggle's ``id,label``; probability files are ``id,Angry,...,Neut
 that ensembles can be tried without running the models again.
 """
 
+import os
+
 import numpy as np
 
 from ferkit.data import CLASS_NAMES, NUM_CLASSES
@@ -66,6 +68,15 @@ def labelled_subset(ids, labels_by_id, labels_path):
         )
     chosen = np.array([positions[row_id] for row_id in labels_by_id], dtype=np.int64)
     return chosen, np.array(list(labels_by_id.values()), dtype=np.int64)
+
+
+def submission_keys(dataset):
+    """The id column of a submission: the file's ids, or for an image folder whose file
+    names are not all numbers, the file names."""
+    if dataset.names is None:
+        return dataset.ids
+    stems = [os.path.splitext(os.path.basename(name))[0] for name in dataset.names]
+    return dataset.ids if all(stem.isdigit() for stem in stems) else list(dataset.names)
 
 
 def write_submission(path, ids, probabilities, force=False):

@@ -331,7 +331,7 @@ def figure_images(source, args, labelled_only=True):
         validation = runs.validation_data(source)
         described = f"validation split of {os.path.basename(config['data'])}"
         return validation.images, validation.labels, described
-    table = data.read_csv(args.data, usage=args.usage)
+    table = data.read_any(args.data, usage=args.usage)
     described = os.path.basename(args.data) + (f" ({args.usage})" if args.usage else "")
     if args.labels:
         positions, labels = evaluation.labelled_subset(

@@ -162,10 +162,10 @@ def load_training_data(config):
 def _read_labelled(path, usage):
     # fer2013.csv holds all three splits: train on its Training rows unless told otherwise.
     try:
-        return data.read_csv(path, usage=usage, require_labels=True)
+        return data.read_any(path, usage=usage, require_labels=True)
     except FerError as error:
         if usage and "needs a 'Usage' column" in str(error):
-            return data.read_csv(path, require_labels=True)
+            return data.read_any(path, require_labels=True)
         raise
 
 

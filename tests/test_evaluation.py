@@ -89,3 +89,19 @@ def test_predict_cli_refuses_a_run_without_model(tmp_path):
     assert result.stderr.strip().endswith(
         "run folder has no model.keras (did its training finish?)"
     )
+
+
+def test_predict_on_an_image_folder_keys_the_submission_by_file_name(trained_run, tmp_path):
+    import cv2
+
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    images, _ = __import__("conftest").synthetic_images(3)
+    for name, image in zip(("anna", "ben", "cleo"), images):
+        cv2.imwrite(str(folder / f"{name}.png"), image)
+    out = tmp_path / "sub.csv"
+    result = run_script("predict.py", trained_run, "--test", str(folder), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    lines = out.read_text().splitlines()
+    assert lines[0] == "id,label"
+    assert [line.split(",")[0] for line in lines[1:]] == ["anna.png", "ben.png", "cleo.png"]
