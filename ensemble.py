@@ -11,8 +11,6 @@ Members are run folders, .keras files, or probability files from predict.py --pr
 member trained on) and refuse members whose validation splits differ.
 """
 
-import os
-
 from ferkit import cli, data, ensemble, evaluation, runs
 from ferkit.errors import FerError
 
@@ -37,9 +35,9 @@ def main():
     args = parser.parse_args()
     if not (args.out or args.proba or args.labels):
         raise FerError("nothing to do: give --out, --proba or --labels")
-    for path in (args.out, args.proba):
-        if path and os.path.exists(path) and not args.force:
-            raise FerError(f"{path}: already exists (pass --force to overwrite it)")
+    evaluation.check_outputs(
+        args.out, args.proba, args.force, {"--test": args.test, "--labels": args.labels}
+    )
     for path in args.members:
         runs.model_path(path)  # a missing member is found before any slow work
     labels_by_id = data.read_labels(args.labels) if args.labels else None
@@ -63,16 +61,7 @@ def main():
                 )
             )
         )
-    if args.out:
-        evaluation.write_submission(
-            args.out, evaluation.submission_keys(test), combined, force=args.force
-        )
-        print(f"wrote {args.out} ({len(test)} rows)")
-    if args.proba:
-        evaluation.write_probabilities(
-            args.proba, evaluation.submission_keys(test), combined, force=args.force
-        )
-        print(f"wrote {args.proba}")
+    evaluation.write_outputs(args.out, args.proba, test, combined, args.force)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,9 @@ def main():
         raise FerError("nothing to do: give --out, --proba or --labels")
     if args.batch_size < 1:
         raise FerError(f"--batch-size must be at least 1, got {args.batch_size}")
-    _check_outputs(args)
+    evaluation.check_outputs(
+        args.out, args.proba, args.force, {"--test": args.test, "--labels": args.labels}
+    )
     # Everything that can be checked without Keras is checked first: starting TensorFlow
     # takes seconds, and loading a model more.
     if not args.model and not os.path.exists(runs.PRETRAINED):
@@ -61,36 +63,7 @@ def main():
     if labels_by_id is not None:
         score = evaluation.accuracy(probabilities[positions], labels)
         print(f"accuracy on {len(labels)} labelled ids of {args.labels}: {score:.4f}")
-    if args.out:
-        evaluation.write_submission(
-            args.out, evaluation.submission_keys(test), probabilities, force=args.force
-        )
-        print(f"wrote {args.out} ({len(test)} rows)")
-    if args.proba:
-        evaluation.write_probabilities(
-            args.proba, evaluation.submission_keys(test), probabilities, force=args.force
-        )
-        print(f"wrote {args.proba}")
-
-
-def _check_outputs(args):
-    """Refuse outputs that would overwrite something before any work is done."""
-    inputs = {"--test": args.test, "--labels": args.labels}
-    outputs = {"--out": args.out, "--proba": args.proba}
-    for option, path in outputs.items():
-        if not path:
-            continue
-        if os.path.isdir(path):
-            raise FerError(f"{path}: is a folder, expected a file name for {option}")
-        for input_option, input_path in inputs.items():
-            if input_path and os.path.abspath(path) == os.path.abspath(input_path):
-                raise FerError(
-                    f"{path}: is the {input_option} file; {option} must not overwrite it"
-                )
-        if os.path.exists(path) and not args.force:
-            raise FerError(f"{path}: already exists (pass --force to overwrite it)")
-    if args.out and args.proba and os.path.abspath(args.out) == os.path.abspath(args.proba):
-        raise FerError(f"{args.out}: given as both --out and --proba")
+    evaluation.write_outputs(args.out, args.proba, test, probabilities, args.force)
 
 
 if __name__ == "__main__":

@@ -79,6 +79,36 @@ def submission_keys(dataset):
     return dataset.ids if all(stem.isdigit() for stem in stems) else list(dataset.names)
 
 
+def check_outputs(out, proba, force, inputs):
+    """Refuse, before any work, outputs that would overwrite something: an existing file
+    without ``force``, a folder, one of the ``inputs`` ({option: path}), or --out = --proba."""
+    for option, path in {"--out": out, "--proba": proba}.items():
+        if not path:
+            continue
+        if os.path.isdir(path):
+            raise FerError(f"{path}: is a folder, expected a file name for {option}")
+        for input_option, input_path in inputs.items():
+            if input_path and os.path.abspath(path) == os.path.abspath(input_path):
+                raise FerError(
+                    f"{path}: is the {input_option} file; {option} must not overwrite it"
+                )
+        if os.path.exists(path) and not force:
+            raise FerError(f"{path}: already exists (pass --force to overwrite it)")
+    if out and proba and os.path.abspath(out) == os.path.abspath(proba):
+        raise FerError(f"{out}: given as both --out and --proba")
+
+
+def write_outputs(out, proba, dataset, probabilities, force):
+    """The submission (``out``) and the probability file (``proba``), whichever are given."""
+    keys = submission_keys(dataset)
+    if out:
+        write_submission(out, keys, probabilities, force=force)
+        print(f"wrote {out} ({len(dataset)} rows)")
+    if proba:
+        write_probabilities(proba, keys, probabilities, force=force)
+        print(f"wrote {proba}")
+
+
 def write_submission(path, ids, probabilities, force=False):
     """Kaggle's format: ``id,label``, one row per id, in the given order."""
     predictions = np.asarray(probabilities).argmax(axis=1)
