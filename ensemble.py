@@ -29,6 +29,13 @@ def main():
         help="uniform, fit (log loss on shared validation images) or w1,w2,...",
     )
     parser.add_argument("--greedy", type=int, metavar="N", help="N rounds of greedy selection")
+    parser.add_argument(
+        "--blur",
+        type=float,
+        default=0.0,
+        metavar="SIGMA",
+        help="Gaussian-blur test faces first (to match blurred training faces)",
+    )
     parser.add_argument("--tta", default="none", choices=evaluation.TTA_MODES)
     parser.add_argument("--force", action="store_true", help="overwrite existing output files")
     parser.add_argument("--unsafe", action="store_true", help="allow models holding code (Lambda)")
@@ -42,6 +49,8 @@ def main():
         runs.model_path(path)  # a missing member is found before any slow work
     labels_by_id = data.read_labels(args.labels) if args.labels else None
     test = data.read_any(args.test, usage=args.usage)
+    test.images = evaluation.blur_images(test.images, args.blur)
+    print(f"{args.test}: {len(test)} faces, sharpness {evaluation.sharpness(test.images):.2f}")
 
     weights = ensemble.choose_weights(
         args.members, args.weights, args.greedy, args.tta, args.unsafe

@@ -5,6 +5,7 @@
     python predict.py models/cnn_a --test data/test.csv --out sub.csv \\
         --labels data/public_test_labels.csv --proba cnn_a_proba.csv
     python predict.py --test data/test.csv --out submission.csv      # the shipped pretrained CNN
+    python predict.py models/cnn_a --test data/test.csv --out sub.csv --blur 3.5
 
 Writes ``id,label`` (one row per test id, in the file's order), atomically, and never over
 an existing file without --force.
@@ -26,6 +27,13 @@ def main():
     parser.add_argument("--out", help="submission CSV to write")
     parser.add_argument("--proba", help="also write the class probabilities here")
     parser.add_argument("--labels", help="id,label CSV: print accuracy on the labelled ids")
+    parser.add_argument(
+        "--blur",
+        type=float,
+        default=0.0,
+        metavar="SIGMA",
+        help="Gaussian-blur test faces first (to match blurred training faces)",
+    )
     parser.add_argument(
         "--tta",
         default="none",
@@ -53,6 +61,8 @@ def main():
     model_source = args.model or runs.PRETRAINED
     runs.checked_model_path(model_source)
     test = data.read_any(args.test, usage=args.usage)
+    test.images = evaluation.blur_images(test.images, args.blur)
+    print(f"{args.test}: {len(test)} faces, sharpness {evaluation.sharpness(test.images):.2f}")
     labels_by_id = data.read_labels(args.labels) if args.labels else None
     if labels_by_id is not None:
         positions, labels = evaluation.labelled_subset(test.ids, labels_by_id, args.labels)

@@ -27,6 +27,29 @@ def shift_images(images, rows, columns):
     return padded[:, top : top + images.shape[1], left : left + images.shape[2], :]
 
 
+def sharpness(images):
+    """Mean absolute difference between vertically neighbouring pixels: about 3 for the
+    blurred faces of ../shared/fer2013/train.csv.gz, about 13 for its sharp test faces."""
+    return float(np.abs(np.diff(np.asarray(images, dtype=np.float32), axis=1)).mean())
+
+
+def blur_images(images, sigma):
+    """Gaussian-blur each (48, 48, 1) image, to match test faces to blurred training faces.
+
+    A model trained only on blurred faces fails on sharp ones (measured: 0.18 instead of
+    0.45); blurring the test faces until their ``sharpness`` matches the training faces'
+    closes that gap without looking at any test label.
+    """
+    if not sigma:
+        return images
+    if sigma < 0:
+        raise FerError(f"--blur must not be negative, got {sigma}")
+    import cv2  # imported here: only this option needs OpenCV
+
+    blurred = [cv2.GaussianBlur(image[:, :, 0], (0, 0), sigma) for image in images]
+    return np.stack(blurred)[..., np.newaxis].astype(images.dtype)  # (N, 48, 48, 1)
+
+
 def tta_views(images, mode="flip"):
     """The images a prediction averages over: the image, its mirror and, in full, shifts."""
     if mode in (None, "none"):

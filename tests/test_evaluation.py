@@ -105,3 +105,13 @@ def test_predict_on_an_image_folder_keys_the_submission_by_file_name(trained_run
     lines = out.read_text().splitlines()
     assert lines[0] == "id,label"
     assert [line.split(",")[0] for line in lines[1:]] == ["anna.png", "ben.png", "cleo.png"]
+
+
+def test_blur_lowers_sharpness_and_keeps_shape_and_type():
+    images = np.random.default_rng(3).integers(0, 255, (4, 48, 48, 1)).astype(np.uint8)
+    blurred = evaluation.blur_images(images, 2.0)
+    assert blurred.shape == images.shape and blurred.dtype == np.uint8
+    assert evaluation.sharpness(blurred) < evaluation.sharpness(images) / 3
+    assert evaluation.blur_images(images, 0) is images
+    with pytest.raises(FerError, match="--blur must not be negative"):
+        evaluation.blur_images(images, -1)
