@@ -35,6 +35,7 @@ def main():
     parser.add_argument("--out", help="folder for annotated copies: boxes and labels drawn")
     parser.add_argument("--every", type=int, default=1, help="videos: one frame in N (default 1)")
     parser.add_argument("--tta", default="none", choices=evaluation.TTA_MODES, help="as predict.py")
+    parser.add_argument("--blur", type=float, default=0.0, help="as predict.py (sigma)")
     parser.add_argument("--no-detect", action="store_true", help="each image is one face crop")
     margin = faces.DEFAULT_MARGIN
     parser.add_argument("--margin", type=float, default=margin, help=f"per side (default {margin})")
@@ -61,7 +62,7 @@ def main():
     writer.writerow(COLUMNS)
     stream = faces.read_media(media, args.every)
     for file, frame, image, boxes, probabilities in faces.analyse(
-        stream, models, detector, args.tta, args.margin
+        stream, models, detector, args.tta, args.margin, blur=args.blur
     ):
         if image is None:
             failed += 1

@@ -66,6 +66,7 @@ def main():
     parser.add_argument("--count", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tta", default="none", choices=evaluation.TTA_MODES)
+    parser.add_argument("--blur", type=float, default=0.0, help="as predict.py --blur")
     parser.add_argument("--margin", type=float, nargs="+", default=[faces.DEFAULT_MARGIN])
     args = parser.parse_args()
     test = data.read_csv(os.path.join(args.data, "test.csv.gz"))
@@ -78,7 +79,9 @@ def main():
 
     rng = np.random.default_rng(args.seed)
     pictures, pasted = zip(*(make_picture(face, rng) for face in originals))
-    original_correct = evaluation.predict_probabilities(model, originals, args.tta).argmax(1)
+    original_correct = evaluation.predict_probabilities(
+        model, evaluation.blur_images(originals, args.blur), args.tta
+    ).argmax(1)
     original_correct = original_correct == labels
     print(
         f"{len(labels)} public-test faces (ids {test.ids[positions[0]]}..), pasted at "
@@ -89,7 +92,7 @@ def main():
     for margin in args.margin:
         started = time.perf_counter()
         stream = ((f"face{index}", None, picture) for index, picture in enumerate(pictures))
-        results = list(faces.analyse(stream, [model], detector, args.tta, margin))
+        results = list(faces.analyse(stream, [model], detector, args.tta, margin, blur=args.blur))
         seconds = time.perf_counter() - started
         found = np.zeros(len(labels), dtype=bool)
         pipeline_correct = np.zeros(len(labels), dtype=bool)

@@ -245,13 +245,14 @@ def read_media(media, every=1):
             yield file, None, None
 
 
-def analyse(pictures, models, detector=None, tta="none", margin=DEFAULT_MARGIN, batch=32):
+def analyse(pictures, models, detector=None, tta="none", margin=DEFAULT_MARGIN, batch=32, blur=0.0):
     """Yield (file, frame, image, boxes, probabilities (faces, 7)) for each picture.
 
     ``pictures`` yields (file, frame, image), as ``read_media`` does; an image None (a file
     that could not be read) is passed on with boxes and probabilities None. With
     ``detector`` None each picture is taken as one face crop. The faces of ``batch``
     pictures are classified together, one prediction per model rather than one per face.
+    ``blur`` Gaussian-blurs the crops first, as ``predict.py --blur`` does.
     """
     pending = []
 
@@ -261,7 +262,8 @@ def analyse(pictures, models, detector=None, tta="none", margin=DEFAULT_MARGIN, 
         ]
         probabilities = np.zeros((0, data.NUM_CLASSES), dtype=np.float32)
         if crops:
-            probabilities = ensemble_probabilities(models, np.stack(crops), tta)
+            faces_in = evaluation.blur_images(np.stack(crops), blur)  # (faces, 48, 48, 1)
+            probabilities = ensemble_probabilities(models, faces_in, tta)
         start = 0
         for file, frame, image, boxes in pending:
             yield file, frame, image, boxes, probabilities[start : start + len(boxes)]
