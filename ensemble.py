@@ -12,39 +12,20 @@ member trained on) and refuse members whose validation splits differ.
 """
 
 from ferkit import cli, data, ensemble, evaluation, runs
-from ferkit.errors import FerError
 
 
 def main():
     parser = cli.ArgumentParser(description=__doc__, formatter_class=cli.RawHelp)
     parser.add_argument("members", nargs="+", help="run folders, model files, probability files")
-    parser.add_argument("--test", required=True, help="test CSV (id,feature) or any FER2013 CSV")
-    parser.add_argument("--usage", help="fer2013.csv only: PublicTest, PrivateTest or Training")
-    parser.add_argument("--out", help="submission CSV to write")
-    parser.add_argument("--proba", help="also write the ensemble's probabilities here")
-    parser.add_argument("--labels", help="id,label CSV: print a score table on the labelled ids")
+    evaluation.add_prediction_arguments(parser)
     parser.add_argument(
         "--weights",
         default="uniform",
         help="uniform, fit (log loss on shared validation images) or w1,w2,...",
     )
     parser.add_argument("--greedy", type=int, metavar="N", help="N rounds of greedy selection")
-    parser.add_argument(
-        "--blur",
-        type=float,
-        default=0.0,
-        metavar="SIGMA",
-        help="Gaussian-blur test faces first (to match blurred training faces)",
-    )
-    parser.add_argument("--tta", default="none", choices=evaluation.TTA_MODES)
-    parser.add_argument("--force", action="store_true", help="overwrite existing output files")
-    parser.add_argument("--unsafe", action="store_true", help="allow models holding code (Lambda)")
     args = parser.parse_args()
-    if not (args.out or args.proba or args.labels):
-        raise FerError("nothing to do: give --out, --proba or --labels")
-    evaluation.check_outputs(
-        args.out, args.proba, args.force, {"--test": args.test, "--labels": args.labels}
-    )
+    evaluation.check_prediction_arguments(args)
     for path in args.members:
         runs.model_path(path)  # a missing member is found before any slow work
     labels_by_id = data.read_labels(args.labels) if args.labels else None

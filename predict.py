@@ -22,35 +22,12 @@ def main():
     parser.add_argument(
         "model", nargs="?", help="run folder or .keras/.h5 file (default: pretrained)"
     )
-    parser.add_argument("--test", required=True, help="test CSV (id,feature) or any FER2013 CSV")
-    parser.add_argument("--usage", help="fer2013.csv only: PublicTest, PrivateTest or Training")
-    parser.add_argument("--out", help="submission CSV to write")
-    parser.add_argument("--proba", help="also write the class probabilities here")
-    parser.add_argument("--labels", help="id,label CSV: print accuracy on the labelled ids")
-    parser.add_argument(
-        "--blur",
-        type=float,
-        default=0.0,
-        metavar="SIGMA",
-        help="Gaussian-blur test faces first (to match blurred training faces)",
-    )
-    parser.add_argument(
-        "--tta",
-        default="none",
-        choices=evaluation.TTA_MODES,
-        help="test-time augmentation: mirror (flip), or mirror and shifts (full)",
-    )
+    evaluation.add_prediction_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=512)
-    parser.add_argument("--force", action="store_true", help="overwrite existing output files")
-    parser.add_argument("--unsafe", action="store_true", help="allow models holding code (Lambda)")
     args = parser.parse_args()
-    if not (args.out or args.proba or args.labels):
-        raise FerError("nothing to do: give --out, --proba or --labels")
+    evaluation.check_prediction_arguments(args)
     if args.batch_size < 1:
         raise FerError(f"--batch-size must be at least 1, got {args.batch_size}")
-    evaluation.check_outputs(
-        args.out, args.proba, args.force, {"--test": args.test, "--labels": args.labels}
-    )
     # Everything that can be checked without Keras is checked first: starting TensorFlow
     # takes seconds, and loading a model more.
     if not args.model and not os.path.exists(runs.PRETRAINED):

@@ -102,6 +102,39 @@ def submission_keys(dataset):
     return dataset.ids if all(stem.isdigit() for stem in stems) else list(dataset.names)
 
 
+def add_prediction_arguments(parser):
+    """The options predict.py and ensemble.py share: what to predict, what to write, how."""
+    parser.add_argument(
+        "--test", required=True, help="test CSV (id,feature), any FER2013 CSV or image folder"
+    )
+    parser.add_argument("--usage", help="fer2013.csv only: PublicTest, PrivateTest or Training")
+    parser.add_argument("--out", help="submission CSV to write")
+    parser.add_argument("--proba", help="also write the class probabilities here")
+    parser.add_argument("--labels", help="id,label CSV: print accuracy on the labelled ids")
+    parser.add_argument(
+        "--blur",
+        type=float,
+        default=0.0,
+        metavar="SIGMA",
+        help="Gaussian-blur test faces first (to match blurred training faces)",
+    )
+    parser.add_argument(
+        "--tta",
+        default="none",
+        choices=TTA_MODES,
+        help="test-time augmentation: mirror (flip), or mirror and shifts (full)",
+    )
+    parser.add_argument("--force", action="store_true", help="overwrite existing output files")
+    parser.add_argument("--unsafe", action="store_true", help="allow models holding code (Lambda)")
+
+
+def check_prediction_arguments(args):
+    """Refuse a command with nothing to do or outputs that would overwrite something."""
+    if not (args.out or args.proba or args.labels):
+        raise FerError("nothing to do: give --out, --proba or --labels")
+    check_outputs(args.out, args.proba, args.force, {"--test": args.test, "--labels": args.labels})
+
+
 def check_outputs(out, proba, force, inputs):
     """Refuse, before any work, outputs that would overwrite something: an existing file
     without ``force``, a folder, one of the ``inputs`` ({option: path}), or --out = --proba."""
