@@ -29,9 +29,9 @@ def main():
     for path in args.members:
         runs.model_path(path)  # a missing member is found before any slow work
     labels_by_id = data.read_labels(args.labels) if args.labels else None
-    test = data.read_any(args.test, usage=args.usage)
-    test.images = evaluation.blur_images(test.images, args.blur)
-    print(f"{args.test}: {len(test)} faces, sharpness {evaluation.sharpness(test.images):.2f}")
+    test = evaluation.read_test(args)
+    if labels_by_id is not None:  # unknown ids are refused before any model runs
+        positions, labels = evaluation.labelled_subset(test.ids, labels_by_id, args.labels)
 
     weights = ensemble.choose_weights(
         args.members, args.weights, args.greedy, args.tta, args.unsafe
@@ -42,7 +42,6 @@ def main():
     ]
     combined = ensemble.average(members, weights)
     if labels_by_id is not None:
-        positions, labels = evaluation.labelled_subset(test.ids, labels_by_id, args.labels)
         print(f"On {len(labels)} labelled ids of {args.labels}:")
         print(
             "\n".join(

@@ -37,9 +37,7 @@ def main():
         )
     model_source = args.model or runs.PRETRAINED
     runs.checked_model_path(model_source)
-    test = data.read_any(args.test, usage=args.usage)
-    test.images = evaluation.blur_images(test.images, args.blur)
-    print(f"{args.test}: {len(test)} faces, sharpness {evaluation.sharpness(test.images):.2f}")
+    test = evaluation.read_test(args)
     labels_by_id = data.read_labels(args.labels) if args.labels else None
     if labels_by_id is not None:
         positions, labels = evaluation.labelled_subset(test.ids, labels_by_id, args.labels)

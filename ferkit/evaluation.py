@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 
+from ferkit import data
 from ferkit.data import CLASS_NAMES, NUM_CLASSES
 from ferkit.errors import FerError
 from ferkit.files import write_text
@@ -126,6 +127,14 @@ def add_prediction_arguments(parser):
     )
     parser.add_argument("--force", action="store_true", help="overwrite existing output files")
     parser.add_argument("--unsafe", action="store_true", help="allow models holding code (Lambda)")
+
+
+def read_test(args):
+    """The test faces that ``--test`` (and ``--usage``) name, blurred as ``--blur`` says."""
+    test = data.read_any(args.test, usage=args.usage)
+    test.images = blur_images(test.images, args.blur)
+    print(f"{args.test}: {len(test)} faces, sharpness {sharpness(test.images):.2f}")
+    return test
 
 
 def check_prediction_arguments(args):
