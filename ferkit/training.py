@@ -249,7 +249,9 @@ def train(config, run_dir, resume=False, verbose=True, loaded=None):
     if state is not None and state["checkpoint"]:
         checkpoint = os.path.join(checkpoint_dir, state["checkpoint"])
         try:
-            training_model = keras.saving.load_model(checkpoint)
+            # A --distribute run's variables must be made inside its strategy, as when built.
+            with backend.distribution_scope(config.get("distribute", False)):
+                training_model = keras.saving.load_model(checkpoint)
         except Exception as error:  # a checkpoint is written atomically; this is a damaged disk
             raise FerError(f"{checkpoint}: cannot be loaded ({error})") from None
         model = _inner_model(training_model, config["network"])
