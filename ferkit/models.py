@@ -85,39 +85,128 @@ def build_augmentation(
     horizontal_flip=True,
     seed=None,
 ):
-    """ImageDataGenerator's augmentation as Keras layers, active only in training.
+    """ImageDataGenerator's augmentation as one Keras layer, active only in training.
 
     Arguments keep ImageDataGenerator's meaning and units: rotation in degrees, shifts as a
     fraction of the size (or pixels when >= 1), zoom as ``[1 - z, 1 + z]`` drawn
     independently for height and width, edges filled with the nearest pixel. Returns a
-    Sequential model, or None when every transform is off.
+    ``RandomAffine`` layer, or None when every transform is off.
     """
     size = float(IMAGE_SIZE)
     height_shift = height_shift_range / size if height_shift_range >= 1 else height_shift_range
     width_shift = width_shift_range / size if width_shift_range >= 1 else width_shift_range
-    steps = []
-    if horizontal_flip:
-        steps.append(layers.RandomFlip("horizontal", seed=seed, name="flip"))
-    if rotation_range:
-        # Keras takes the angle as a fraction of a full turn.
-        steps.append(
-            layers.RandomRotation(
-                rotation_range / 360.0, fill_mode="nearest", seed=seed, name="rotation"
-            )
-        )
-    if height_shift or width_shift:
-        steps.append(
-            layers.RandomTranslation(
-                height_shift, width_shift, fill_mode="nearest", seed=seed, name="shift"
-            )
-        )
-    if zoom_range:
-        steps.append(
-            layers.RandomZoom(zoom_range, zoom_range, fill_mode="nearest", seed=seed, name="zoom")
-        )
-    if not steps:
+    if not (horizontal_flip or rotation_range or height_shift or width_shift or zoom_range):
         return None
-    return keras.Sequential(steps, name="augmentation")
+    return RandomAffine(
+        rotation_range=rotation_range,
+        width_shift=width_shift,
+        height_shift=height_shift,
+        zoom_range=zoom_range,
+        horizontal_flip=horizontal_flip,
+        seed=seed,
+        name="augmentation",
+    )
+
+
+def affine_transforms(angle, shift_x, shift_y, zoom_x, zoom_y, flip, height, width):
+    """(N, 8) projective transforms for ``keras.ops.image.affine_transform``, one per image.
+
+    Each maps an output pixel (x = column, y = row) to where it is read in the input, as
+    ImageDataGenerator.apply_transform does: rotation by ``angle`` degrees after a shift of
+    (shift_x, shift_y) pixels after a zoom of (zoom_x, zoom_y) about the centre, and the
+    result mirrored left-right where ``flip`` is 1 (tests compare the two pixel for pixel):
+
+        input = centre + R(angle) @ Z @ F @ (output - centre) + R(angle) @ shift
+    """
+    ops = keras.ops
+    radians = angle * (3.141592653589793 / 180.0)
+    cos, sin = ops.cos(radians), ops.sin(radians)
+    mirror = 1.0 - 2.0 * flip  # -1 mirrors x about the centre
+    centre_x, centre_y = (width - 1) / 2.0, (height - 1) / 2.0
+    a0, a1 = cos * zoom_x * mirror, -sin * zoom_y
+    b0, b1 = sin * zoom_x * mirror, cos * zoom_y
+    a2 = centre_x - a0 * centre_x - a1 * centre_y + cos * shift_x - sin * shift_y
+    b2 = centre_y - b0 * centre_x - b1 * centre_y + sin * shift_x + cos * shift_y
+    zeros = ops.zeros_like(a0)
+    return ops.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)  # (N, 8)
+
+
+@keras.saving.register_keras_serializable(package="ferkit")
+class RandomAffine(layers.Layer):
+    """Random flip, rotation, shift and zoom composed into one affine map per image.
+
+    Keras' RandomFlip, RandomRotation, RandomTranslation and RandomZoom resample the batch
+    once each; composing them first resamples it once, which is what ImageDataGenerator
+    did too (one interpolation, so less blur) and is 3x faster (bench/RESULTS.md). Unlike
+    Keras' four layers it does not switch XLA off for the whole training step on JAX.
+    Runs in float32 under mixed precision: pixels are still 0-255 here.
+    """
+
+    def __init__(
+        self,
+        rotation_range=10.0,
+        width_shift=0.1,
+        height_shift=0.1,
+        zoom_range=0.1,
+        horizontal_flip=True,
+        seed=None,
+        **kwargs,
+    ):
+        kwargs["dtype"] = "float32"
+        super().__init__(**kwargs)
+        self.rotation_range = float(rotation_range)
+        self.width_shift = float(width_shift)
+        self.height_shift = float(height_shift)
+        self.zoom_range = float(zoom_range)
+        self.horizontal_flip = bool(horizontal_flip)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        # TensorFlow's XLA has no kernel for its image transform; JAX's is plain jnp code,
+        # so a JAX training step (on a GPU) stays one compiled function.
+        self.supports_jit = keras.backend.backend() != "tensorflow"
+
+    def call(self, images, training=True):
+        if not training:
+            return images
+        shape = keras.ops.shape(images)  # (N, height, width, channels)
+        height, width = images.shape[1], images.shape[2]
+
+        def uniform(limit):
+            return keras.random.uniform(
+                (shape[0],), -limit, limit, dtype="float32", seed=self.seed_generator
+            )
+
+        if self.horizontal_flip:
+            flip = keras.ops.cast(uniform(1.0) < 0, "float32")  # half of the images
+        else:
+            flip = keras.ops.zeros((shape[0],), dtype="float32")
+        transforms = affine_transforms(
+            angle=uniform(self.rotation_range),
+            shift_x=uniform(self.width_shift) * width,
+            shift_y=uniform(self.height_shift) * height,
+            zoom_x=1.0 + uniform(self.zoom_range),
+            zoom_y=1.0 + uniform(self.zoom_range),
+            flip=flip,
+            height=height,
+            width=width,
+        )
+        return keras.ops.image.affine_transform(
+            images, transforms, interpolation="bilinear", fill_mode="nearest"
+        )
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "rotation_range": self.rotation_range,
+            "width_shift": self.width_shift,
+            "height_shift": self.height_shift,
+            "zoom_range": self.zoom_range,
+            "horizontal_flip": self.horizontal_flip,
+            "seed": self.seed,
+        }
 
 
 def with_augmentation(model, augmentation):

@@ -227,7 +227,7 @@ def train(config, run_dir, resume=False, verbose=True, loaded=None):
     # Everything is checked: only from here on is Keras needed.
     import keras
 
-    from ferkit import backend
+    from ferkit import backend, models
 
     precision = recorded.get("precision_resolved") or backend.resolve_precision(config["precision"])
     jit = recorded.get("jit_resolved")
@@ -251,7 +251,9 @@ def train(config, run_dir, resume=False, verbose=True, loaded=None):
         try:
             # A --distribute run's variables must be made inside its strategy, as when built.
             with backend.distribution_scope(config.get("distribute", False)):
-                training_model = keras.saving.load_model(checkpoint)
+                training_model = keras.saving.load_model(
+                    checkpoint, custom_objects={"RandomAffine": models.RandomAffine}
+                )
         except Exception as error:  # a checkpoint is written atomically; this is a damaged disk
             raise FerError(f"{checkpoint}: cannot be loaded ({error})") from None
         model = _inner_model(training_model, config["network"])

@@ -40,13 +40,43 @@ def test_augmentation_units_match_image_data_generator():
     augmentation = models.build_augmentation(
         rotation_range=18, width_shift_range=4, height_shift_range=0.2, zoom_range=0.15
     )
-    by_name = {layer.name: layer for layer in augmentation.layers}
-    assert by_name["rotation"].factor == (-0.05, 0.05)  # 18 degrees = 0.05 of a turn
-    assert by_name["shift"].width_factor == pytest.approx(4 / 48)  # pixels when >= 1
-    assert by_name["shift"].height_factor == pytest.approx(0.2)
-    assert by_name["zoom"].height_factor == pytest.approx(0.15)
-    assert by_name["zoom"].width_factor == pytest.approx(0.15)
+    assert augmentation.rotation_range == 18  # degrees, as ImageDataGenerator
+    assert augmentation.width_shift == pytest.approx(4 / 48)  # pixels when >= 1
+    assert augmentation.height_shift == pytest.approx(0.2)
+    assert augmentation.zoom_range == pytest.approx(0.15)
     assert models.build_augmentation(0, 0, 0, 0, horizontal_flip=False) is None
+
+
+@pytest.mark.parametrize(
+    "theta, tx, ty, zx, zy, flip",
+    [(7.0, 3.2, -2.1, 1.08, 0.93, True), (-9.0, -4.5, 1.7, 0.91, 1.05, False), (90, 0, 0, 1, 1, 0)],
+)
+def test_affine_transform_is_image_data_generators_pixel_for_pixel(theta, tx, ty, zx, zy, flip):
+    tensorflow = pytest.importorskip("tensorflow")  # the legacy generator lives in tf.keras
+    image = np.random.default_rng(0).integers(0, 255, (48, 48, 1)).astype("float64")
+    parameters = dict(theta=theta, tx=tx, ty=ty, zx=zx, zy=zy, flip_horizontal=flip)
+    generator = tensorflow.keras.preprocessing.image.ImageDataGenerator()
+    expected = generator.apply_transform(image.copy(), parameters)
+    # ImageDataGenerator's tx (drawn from height_shift_range) moves images sideways and its
+    # zx scales columns: the generator's own axis convention, here by name.
+    transforms = models.affine_transforms(
+        *(np.array([value], dtype="float32") for value in (theta, tx, ty, zx, zy, float(flip))),
+        height=48,
+        width=48,
+    )
+    changed = keras.ops.image.affine_transform(
+        image[None].astype("float32"), transforms, interpolation="bilinear", fill_mode="nearest"
+    )
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(changed)[0], expected, atol=0.01)
+
+
+def test_augmentation_flips_about_half_the_images_and_nothing_else_when_alone():
+    augmentation = models.build_augmentation(0, 0, 0, 0, horizontal_flip=True, seed=3)
+    images = np.random.default_rng(0).integers(0, 255, (64, 48, 48, 1)).astype("float32")
+    changed = keras.ops.convert_to_numpy(augmentation(images, training=True))
+    mirrored = np.array([np.allclose(c, i[:, ::-1], atol=1e-3) for c, i in zip(changed, images)])
+    kept = np.array([np.allclose(c, i, atol=1e-3) for c, i in zip(changed, images)])
+    assert np.all(mirrored | kept) and 16 < mirrored.sum() < 48
 
 
 def test_augmentation_changes_images_only_in_training():
