@@ -12,7 +12,6 @@ start, and a typo should be refused at once.
 
 import math
 import os
-import re
 import shlex
 import subprocess
 import sys
@@ -20,15 +19,11 @@ import time
 
 import numpy as np
 
+from ferkit import checkpoints, data, runs
 from ferkit import config as configuration
-from ferkit import data, runs
 from ferkit.errors import FerError
-from ferkit.files import atomic_path, read_json, remove_leftovers, write_json, write_text
+from ferkit.files import atomic_path, read_json, write_json, write_text
 
-HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
-CHECKPOINT_FOLDER = "checkpoint"
-STATE_FILE = "state.json"
-CHECKPOINT_NAME = re.compile(r"^epoch-\d{4,}\.keras$")
 # Environment variables that change the numbers a run computes, recorded with its versions.
 NUMERIC_ENVIRONMENT = (
     "KERAS_BACKEND",
@@ -205,7 +200,7 @@ def train(config, run_dir, resume=False, verbose=True, loaded=None):
     when the caller has read them already.
     """
     config = dict(config)
-    state = _resume_state(run_dir, config) if resume else None
+    state = checkpoints.resume_state(run_dir, config) if resume else None
     train_set, validation, split = loaded or runs.load_training_data(config)
     # A resumed run computes as it started, even where "auto" would now choose otherwise.
     recorded = read_json(os.path.join(run_dir, runs.CONFIG_FILE)) if resume else config
@@ -245,7 +240,7 @@ def train(config, run_dir, resume=False, verbose=True, loaded=None):
     )
     keras.config.set_dtype_policy(precision)
     keras.utils.set_random_seed(config["seed"])
-    checkpoint_dir = os.path.join(run_dir, CHECKPOINT_FOLDER)
+    checkpoint_dir = os.path.join(run_dir, checkpoints.FOLDER)
     if state is not None and state["checkpoint"]:
         checkpoint = os.path.join(checkpoint_dir, state["checkpoint"])
         try:
@@ -257,7 +252,8 @@ def train(config, run_dir, resume=False, verbose=True, loaded=None):
         except Exception as error:  # a checkpoint is written atomically; this is a damaged disk
             raise FerError(f"{checkpoint}: cannot be loaded ({error})") from None
         model = _inner_model(training_model, config["network"])
-        _write_history(run_dir, state["history"])  # a kill may have left one row too many
+        # A kill may have left history.csv one row ahead of the checkpoint.
+        checkpoints.write_history(run_dir, state["history"])
         print(f"Resuming {run_dir} after epoch {state['epoch']}")
     else:
         if state is None:
@@ -269,7 +265,7 @@ def train(config, run_dir, resume=False, verbose=True, loaded=None):
         else:
             print(f"Resuming {run_dir}: no epoch had finished, starting at epoch 1")
         model, training_model = build_training_model(config)
-        state = _initial_state(config)
+        state = checkpoints.initial_state(config)
     print(f"Run {run_dir}\n{configuration.describe(config)}")
     model.summary()
     train_labels = keras.utils.to_categorical(train_set.labels, data.NUM_CLASSES)
@@ -295,62 +291,6 @@ def train(config, run_dir, resume=False, verbose=True, loaded=None):
         return _finish(run_dir, config, state, validation)
     except KeyboardInterrupt:
         _interrupted(run_dir, config, epoch)
-
-
-def _initial_state(config):
-    return {
-        "epoch": 0,
-        "best_epoch": 0,
-        "best_val_accuracy": -1.0,
-        "best_val_loss": None,
-        "plateau_best": math.inf,
-        "plateau_wait": 0,
-        "early_wait": 0,
-        "lr": config["lr"],
-        "history": [],
-        "checkpoint": None,
-    }
-
-
-def _resume_state(run_dir, config):
-    """The saved state of an interrupted run, checked; an empty state where no epoch finished.
-
-    Also clears what a kill can leave behind: temporary files of an interrupted write and a
-    checkpoint that state.json does not name (written just before the kill).
-    """
-    checkpoint_dir = os.path.join(run_dir, CHECKPOINT_FOLDER)
-    state_path = os.path.join(checkpoint_dir, STATE_FILE)
-    if not os.path.exists(state_path):
-        state = _initial_state(config)
-    else:
-        state = read_json(state_path)
-        if not os.path.exists(os.path.join(checkpoint_dir, str(state.get("checkpoint")))):
-            raise FerError(
-                f"{state_path}: names the checkpoint {state.get('checkpoint')}, which is missing"
-            )
-    finished = os.path.exists(os.path.join(run_dir, "metrics.json"))
-    if finished and state["early_wait"] >= config["early_stop_patience"]:
-        raise FerError(
-            f"{run_dir}: already finished: it stopped early at epoch {state['epoch']} after "
-            f"{state['early_wait']} epochs without val_accuracy improvement"
-        )
-    if state["epoch"] > config["epochs"]:
-        raise FerError(
-            f"--epochs {config['epochs']}: {run_dir} has already trained {state['epoch']} epochs"
-        )
-    if finished and state["epoch"] >= config["epochs"]:
-        raise FerError(
-            f"{run_dir}: already finished its {state['epoch']} epochs (give --epochs with more "
-            "to train it longer)"
-        )
-    for folder in (run_dir, checkpoint_dir):
-        for name in remove_leftovers(folder):
-            print(f"Removed {os.path.join(folder, name)}, left by an interrupted write")
-    if os.path.isdir(checkpoint_dir):
-        for name in os.listdir(checkpoint_dir):
-            if CHECKPOINT_NAME.match(name) and name != state["checkpoint"]:
-                os.remove(os.path.join(checkpoint_dir, name))
-    return state
 
 
 def _train_one_epoch(run_dir, config, state, epoch, models_pair, arrays, verbose):
@@ -404,7 +344,7 @@ def _train_one_epoch(run_dir, config, state, epoch, models_pair, arrays, verbose
 
 def _diverged(run_dir, state, epoch):
     """The loss is NaN or infinite: stop, keeping the best model and the last checkpoint."""
-    _write_history(run_dir, state["history"])
+    checkpoints.write_history(run_dir, state["history"])
     if state["best_epoch"]:
         kept = f"the best model so far (epoch {state['best_epoch']}) is kept in {run_dir}"
     else:
@@ -541,37 +481,20 @@ def _end_of_epoch(run_dir, model, training_model, state, row, config):
             if state["plateau_wait"] >= config["plateau_patience"]:
                 state["lr"] = max(config["min_lr"], state["lr"] * config["plateau_factor"])
                 state["plateau_wait"] = 0
-    _write_history(run_dir, state["history"])
-    _save_checkpoint(run_dir, training_model, state)
+    checkpoints.write_history(run_dir, state["history"])
+    checkpoints.save(run_dir, training_model, state)
     return state["early_wait"] >= config["early_stop_patience"]
-
-
-def _save_checkpoint(run_dir, training_model, state):
-    """The training model (optimizer and augmentation random state included), then state.json
-    naming it: a kill between the two leaves the previous pair intact."""
-    checkpoint_dir = os.path.join(run_dir, CHECKPOINT_FOLDER)
-    os.makedirs(checkpoint_dir, exist_ok=True)
-    previous = state["checkpoint"]
-    state["checkpoint"] = f"epoch-{state['epoch']:04d}.keras"
-    with atomic_path(os.path.join(checkpoint_dir, state["checkpoint"])) as temporary:
-        training_model.save(temporary)
-    write_json(os.path.join(checkpoint_dir, STATE_FILE), state)
-    if previous and previous != state["checkpoint"]:
-        os.remove(os.path.join(checkpoint_dir, previous))
-
-
-def _write_history(run_dir, history):
-    lines = [",".join(HISTORY_COLUMNS)]
-    lines += [",".join(f"{row[column]:.6g}" for column in HISTORY_COLUMNS) for row in history]
-    write_text(os.path.join(run_dir, "history.csv"), "\n".join(lines) + "\n")
 
 
 def _interrupted(run_dir, config, epoch):
     """Ctrl-C: the checkpoint on disk is whole (written atomically); say how to go on."""
-    state_path = os.path.join(run_dir, CHECKPOINT_FOLDER, STATE_FILE)
-    saved = read_json(state_path) if os.path.exists(state_path) else _initial_state(config)
+    state_path = os.path.join(run_dir, checkpoints.FOLDER, checkpoints.STATE_FILE)
+    if os.path.exists(state_path):
+        saved = read_json(state_path)
+    else:
+        saved = checkpoints.initial_state(config)
     # history.csv is written just before the checkpoint: make it agree with what is saved.
-    _write_history(run_dir, saved["history"])
+    checkpoints.write_history(run_dir, saved["history"])
     script = "train_cnn.py" if config["network"] == "cnn" else "train_dnn.py"
     finished = saved["epoch"]
     where = f"during epoch {epoch + 1}" if finished <= epoch else f"after epoch {finished}"

@@ -25,8 +25,8 @@ import pytest
 from conftest import REPOSITORY, make_test_csv, make_train_csv, pixels, synthetic_images
 from test_training import tiny_config
 
+from ferkit import checkpoints, data, files, models, runs, training
 from ferkit import config as configuration
-from ferkit import data, files, models, runs, training
 from ferkit.errors import FerError
 
 SCRIPT_TIMEOUT = 300
@@ -83,7 +83,7 @@ def fake_run(folder, train_csv, epochs_trained, early_wait=0, checkpoint_present
     config["data_sha256"] = data.file_sha256(train_csv)
     Path(folder, "config.json").write_text(json.dumps(config))
     if epochs_trained:
-        state = {**training._initial_state(config), "epoch": epochs_trained}
+        state = {**checkpoints.initial_state(config), "epoch": epochs_trained}
         state.update(checkpoint=f"epoch-{epochs_trained:04d}.keras", early_wait=early_wait)
         Path(folder, "checkpoint", "state.json").write_text(json.dumps(state))
         if checkpoint_present:

@@ -11,8 +11,8 @@ import keras
 import pytest
 from conftest import REPOSITORY
 
+from ferkit import checkpoints, training
 from ferkit import config as configuration
-from ferkit import training
 from ferkit.errors import FerError
 
 RUN_FILES = {"command.txt", "config.json", "model.keras", "history.csv", "metrics.json"}
@@ -34,7 +34,7 @@ def test_two_epochs_write_every_run_file(train_csv, tmp_path):
     assert set(os.listdir(run_dir)) >= RUN_FILES
     rows = history(run_dir)
     assert [row["epoch"] for row in rows] == ["1", "2"]
-    assert set(rows[0]) == set(training.HISTORY_COLUMNS)
+    assert set(rows[0]) == set(checkpoints.HISTORY_COLUMNS)
     metrics = json.loads(Path(os.path.join(run_dir, "metrics.json")).read_text())
     for key in (
         "best_epoch",

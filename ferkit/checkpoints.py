@@ -1,0 +1,97 @@
+"""A run's resumable state: the checkpoint folder, state.json and history.csv.
+
+After every epoch training saves the training model (optimizer and augmentation random
+state included) as ``checkpoint/epoch-NNNN.keras``, then ``checkpoint/state.json`` naming it
+(epoch, best so far, schedule and early-stopping counters, history). Each file is written
+atomically and state.json last, so a kill at any moment leaves a consistent pair to resume.
+"""
+
+import math
+import os
+import re
+
+from ferkit.errors import FerError
+from ferkit.files import atomic_path, read_json, remove_leftovers, write_json, write_text
+
+HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
+FOLDER = "checkpoint"
+STATE_FILE = "state.json"
+CHECKPOINT_NAME = re.compile(r"^epoch-\d{4,}\.keras$")
+
+
+def initial_state(config):
+    """The state of a run before its first epoch."""
+    return {
+        "epoch": 0,
+        "best_epoch": 0,
+        "best_val_accuracy": -1.0,
+        "best_val_loss": None,
+        "plateau_best": math.inf,
+        "plateau_wait": 0,
+        "early_wait": 0,
+        "lr": config["lr"],
+        "history": [],
+        "checkpoint": None,
+    }
+
+
+def resume_state(run_dir, config):
+    """The saved state of an interrupted run, checked; an empty state where no epoch finished.
+
+    Also clears what a kill can leave behind: temporary files of an interrupted write and a
+    checkpoint that state.json does not name (written just before the kill).
+    """
+    checkpoint_dir = os.path.join(run_dir, FOLDER)
+    state_path = os.path.join(checkpoint_dir, STATE_FILE)
+    if not os.path.exists(state_path):
+        state = initial_state(config)
+    else:
+        state = read_json(state_path)
+        if not os.path.exists(os.path.join(checkpoint_dir, str(state.get("checkpoint")))):
+            raise FerError(
+                f"{state_path}: names the checkpoint {state.get('checkpoint')}, which is missing"
+            )
+    finished = os.path.exists(os.path.join(run_dir, "metrics.json"))
+    if finished and state["early_wait"] >= config["early_stop_patience"]:
+        raise FerError(
+            f"{run_dir}: already finished: it stopped early at epoch {state['epoch']} after "
+            f"{state['early_wait']} epochs without val_accuracy improvement"
+        )
+    if state["epoch"] > config["epochs"]:
+        raise FerError(
+            f"--epochs {config['epochs']}: {run_dir} has already trained {state['epoch']} epochs"
+        )
+    if finished and state["epoch"] >= config["epochs"]:
+        raise FerError(
+            f"{run_dir}: already finished its {state['epoch']} epochs (give --epochs with more "
+            "to train it longer)"
+        )
+    for folder in (run_dir, checkpoint_dir):
+        for name in remove_leftovers(folder):
+            print(f"Removed {os.path.join(folder, name)}, left by an interrupted write")
+    if os.path.isdir(checkpoint_dir):
+        for name in os.listdir(checkpoint_dir):
+            if CHECKPOINT_NAME.match(name) and name != state["checkpoint"]:
+                os.remove(os.path.join(checkpoint_dir, name))
+    return state
+
+
+def save(run_dir, training_model, state):
+    """The training model (optimizer and augmentation random state included), then state.json
+    naming it: a kill between the two leaves the previous pair intact."""
+    checkpoint_dir = os.path.join(run_dir, FOLDER)
+    os.makedirs(checkpoint_dir, exist_ok=True)
+    previous = state["checkpoint"]
+    state["checkpoint"] = f"epoch-{state['epoch']:04d}.keras"
+    with atomic_path(os.path.join(checkpoint_dir, state["checkpoint"])) as temporary:
+        training_model.save(temporary)
+    write_json(os.path.join(checkpoint_dir, STATE_FILE), state)
+    if previous and previous != state["checkpoint"]:
+        os.remove(os.path.join(checkpoint_dir, previous))
+
+
+def write_history(run_dir, history):
+    """history.csv from the state's rows (one per finished epoch), 6 significant digits."""
+    lines = [",".join(HISTORY_COLUMNS)]
+    lines += [",".join(f"{row[column]:.6g}" for column in HISTORY_COLUMNS) for row in history]
+    write_text(os.path.join(run_dir, "history.csv"), "\n".join(lines) + "\n")
