@@ -220,6 +220,40 @@ def with_augmentation(model, augmentation):
     return keras.Model(inputs, model(augmentation(inputs)), name=f"{model.name}_training")
 
 
+def speed_up_prelu(model):
+    """Compute every PReLU in ``model`` as ``x * where(x > 0, 1, alpha)``.
+
+    Keras computes ``relu(x) - alpha * relu(-x)``: five passes over the activations forwards
+    and more backwards. Multiplying by the slope is the same function with the same
+    gradients in three, 1.65x faster forwards and backwards on a (128, 48, 48, 64) bf16 map
+    on this CPU, and PReLU was half of the CNN's training step once batch normalisation was
+    fused (bench/RESULTS.md). The layers stay Keras' own, so saved models are unchanged.
+    Returns the number of layers changed.
+    """
+    changed = 0
+    for layer in all_layers(model):
+        if isinstance(layer, layers.PReLU):
+            layer.call = _slope_call(layer)
+            changed += 1
+    return changed
+
+
+def all_layers(model):
+    """Every layer of ``model``, and of the models nested in it."""
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from all_layers(layer)
+
+
+def _slope_call(layer):
+    def call(inputs):
+        alpha = keras.ops.cast(layer.alpha, inputs.dtype)
+        return inputs * keras.ops.where(inputs > 0, keras.ops.ones_like(alpha), alpha)
+
+    return call
+
+
 def count_parameters(model):
     """(total, trainable, non-trainable) parameter counts."""
     trainable = sum(int(keras.ops.size(weight)) for weight in model.trainable_weights)

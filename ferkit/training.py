@@ -251,6 +251,8 @@ def train(config, run_dir, resume=False, verbose=True, loaded=None):
                 )
         except Exception as error:  # a checkpoint is written atomically; this is a damaged disk
             raise FerError(f"{checkpoint}: cannot be loaded ({error})") from None
+        backend.fuse_batch_norm(training_model)
+        models.speed_up_prelu(training_model)
         model = _inner_model(training_model, config["network"])
         # A kill may have left history.csv one row ahead of the checkpoint.
         checkpoints.write_history(run_dir, state["history"])
@@ -392,7 +394,7 @@ def build_training_model(config):
 def _build_training_model(config):
     import keras
 
-    from ferkit import models
+    from ferkit import backend, models
 
     network = config["network"]
     options = {key: config[key] for key in configuration.NETWORK_DEFAULTS[network]}
@@ -408,6 +410,9 @@ def _build_training_model(config):
             seed=config["seed"],
         )
     training_model = models.with_augmentation(model, augmentation)
+    # Faster ways to train the same layers; the saved model keeps Keras' own.
+    backend.fuse_batch_norm(training_model)
+    models.speed_up_prelu(training_model)
     training_model.compile(
         optimizer=_optimizer(config),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config["label_smoothing"]),

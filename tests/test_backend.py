@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import keras
+import numpy as np
 import pytest
 from conftest import REPOSITORY
 
@@ -68,3 +70,32 @@ def test_precision_auto_follows_the_hardware(monkeypatch):
     monkeypatch.setattr(backend, "cpu_flags", lambda: {"avx2"})
     assert backend.resolve_precision("auto") == "float32"
     assert backend.resolve_precision("mixed_float16") == "mixed_float16"
+
+
+@pytest.mark.parametrize("shape", [(16, 6, 6, 5), (16, 7)])  # the fused kernel; Keras' own
+def test_fused_batch_norm_trains_like_keras_own(shape):
+    if backend.name() != "tensorflow":
+        pytest.skip("the fused kernel is TensorFlow's; other backends keep Keras' code")
+    import tensorflow as tf
+
+    def one_layer_model():
+        inputs = keras.Input(shape[1:])
+        return keras.Model(inputs, keras.layers.BatchNormalization(momentum=0.9)(inputs))
+
+    keras_model, fused_model = one_layer_model(), one_layer_model()
+    assert backend.fuse_batch_norm(fused_model) == 1
+    images = tf.constant(np.random.default_rng(0).normal(2, 3, shape).astype("float32"))
+    weights = tf.constant(np.random.default_rng(1).normal(size=shape).astype("float32"))
+    results = []
+    for model in (keras_model, fused_model):
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+            outputs = model(images, training=True)
+            loss = tf.reduce_sum(outputs * weights)
+        gradients = tape.gradient(loss, [images, *model.trainable_weights])
+        results.append([outputs, *gradients, *model.non_trainable_weights])  # + moving stats
+    for expected, got in zip(*results):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(expected), atol=1e-4)
+    # Inference is Keras' own code path, and the saved layer is Keras' own class.
+    np.testing.assert_allclose(fused_model(images), keras_model(images), atol=1e-5)
+    assert type(fused_model.layers[1]) is keras.layers.BatchNormalization

@@ -93,3 +93,33 @@ def test_training_model_shares_weights_and_saved_model_has_no_augmentation():
     training_model = models.with_augmentation(model, models.build_augmentation())
     assert training_model.get_layer("dnn") is model
     assert not any("random" in type(layer).__name__.lower() for layer in model.layers)
+
+
+def test_faster_prelu_computes_keras_values_and_gradients():
+    inputs = keras.Input((6, 6, 3))
+    keras_model = keras.Model(inputs, keras.layers.PReLU()(inputs))
+    faster_model = keras.Model.from_config(keras_model.get_config())
+    keras_model.layers[1].alpha.assign(np.random.default_rng(2).uniform(0, 0.5, (6, 6, 3)))
+    faster_model.set_weights(keras_model.get_weights())
+    assert models.speed_up_prelu(faster_model) == 1
+    assert type(faster_model.layers[1]) is keras.layers.PReLU  # saved as Keras' own
+    images = np.random.default_rng(0).normal(size=(4, 6, 6, 3)).astype("float32")
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(faster_model(images)),
+        keras.ops.convert_to_numpy(keras_model(images)),
+        atol=1e-6,
+    )
+    if keras.config.backend() != "tensorflow":
+        return  # gradients below use TensorFlow's tape
+    import tensorflow as tf
+
+    weights = tf.constant(np.random.default_rng(1).normal(size=(4, 6, 6, 3)), "float32")
+    gradients = []
+    for model in (keras_model, faster_model):
+        tensor = tf.constant(images)
+        with tf.GradientTape() as tape:
+            tape.watch(tensor)
+            loss = tf.reduce_sum(model(tensor) * weights)
+        gradients.append(tape.gradient(loss, [tensor, model.layers[1].alpha]))
+    for expected, got in zip(*gradients):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(expected), atol=1e-5)
