@@ -9,6 +9,8 @@ un-normalised pixels. Parameter counts (tests assert them):
 - DNN: 3,533,188 total, 3,524,914 trainable, 8,274 non-trainable.
 """
 
+import math
+
 import keras
 from keras import layers
 
@@ -119,7 +121,7 @@ def affine_transforms(angle, shift_x, shift_y, zoom_x, zoom_y, flip, height, wid
         input = centre + R(angle) @ Z @ F @ (output - centre) + R(angle) @ shift
     """
     ops = keras.ops
-    radians = angle * (3.141592653589793 / 180.0)
+    radians = angle * (math.pi / 180.0)
     cos, sin = ops.cos(radians), ops.sin(radians)
     mirror = 1.0 - 2.0 * flip  # -1 mirrors x about the centre
     centre_x, centre_y = (width - 1) / 2.0, (height - 1) / 2.0
