@@ -418,7 +418,9 @@ def state(run_dir):
 @pytest.fixture(scope="module")
 def interrupted(tmp_path_factory):
     folder = str(tmp_path_factory.mktemp("interrupted"))
-    train_csv = make_train_csv(os.path.join(folder, "train.csv"), count=350)
+    # Enough rows that epochs 2 and 3 outlast the signal's delay even with the fast CPU
+    # training step (with 350 a run once finished before its Ctrl-C arrived).
+    train_csv = make_train_csv(os.path.join(folder, "train.csv"), count=1000)
     command = ["train_dnn.py", "--data", train_csv, "--epochs", str(EPOCHS), "--batch-size", "8"]
     # Cosine: the learning rate changes between the epochs, so resuming must restore it.
     command += ["--schedule", "cosine", "--precision", "float32", "--seed", "3", "--quiet"]
@@ -436,7 +438,7 @@ def interrupted(tmp_path_factory):
                 pending.pop(name)  # ended before epoch 2: the tests below say how
                 continue
             if run.signalled_at is None and run.printed(SIGNAL_AFTER):
-                run.signalled_at = time.monotonic() + 1.0
+                run.signalled_at = time.monotonic() + 0.3  # into epoch 2's steps
             if run.signalled_at is not None and time.monotonic() >= run.signalled_at:
                 run.process.send_signal(pending.pop(name))
         time.sleep(0.05)
