@@ -373,9 +373,10 @@ def test_scripts_end_in_one_line_and_a_documented_status(monkeypatch, capsys, ra
 #
 # Four runs of the same command start together (together is faster than one after another
 # where there are cores to share): two run to the end, one is killed with SIGKILL and one gets
-# Ctrl-C (SIGINT), each a second after epoch 2 of 3 starts. On the 2-core machine these tests
-# were written on an epoch takes 2-3 s (315 images in batches of 8), so the signal lands in the
-# middle of epoch 2; on a faster machine it may land in epoch 3, which tests the same promise.
+# Ctrl-C (SIGINT), each 0.3 s after epoch 2 of 3 starts. On the 2-core machine these tests
+# were written on an epoch takes 1-3 s (900 images in batches of 8), so the signal lands in
+# the middle of epoch 2; on a faster machine it may land in epoch 3, which tests the same
+# promise.
 # The tests work out from the saved state which epoch was interrupted.
 
 EPOCHS = 3
@@ -395,6 +396,9 @@ class Background:
                 stdout=stdout,
                 stderr=stderr,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                # A shell starting pytest in the background leaves SIGINT ignored, and
+                # Python then never raises KeyboardInterrupt: give the script the default.
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
             )
         self.signalled_at = None
 
