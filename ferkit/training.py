@@ -251,8 +251,7 @@ def train(config, run_dir, resume=False, verbose=True, loaded=None):
                 )
         except Exception as error:  # a checkpoint is written atomically; this is a damaged disk
             raise FerError(f"{checkpoint}: cannot be loaded ({error})") from None
-        backend.fuse_batch_norm(training_model)
-        models.speed_up_prelu(training_model)
+        _train_faster(training_model)
         model = _inner_model(training_model, config["network"])
         # A kill may have left history.csv one row ahead of the checkpoint.
         checkpoints.write_history(run_dir, state["history"])
@@ -394,7 +393,7 @@ def build_training_model(config):
 def _build_training_model(config):
     import keras
 
-    from ferkit import backend, models
+    from ferkit import models
 
     network = config["network"]
     options = {key: config[key] for key in configuration.NETWORK_DEFAULTS[network]}
@@ -410,9 +409,7 @@ def _build_training_model(config):
             seed=config["seed"],
         )
     training_model = models.with_augmentation(model, augmentation)
-    # Faster ways to train the same layers; the saved model keeps Keras' own.
-    backend.fuse_batch_norm(training_model)
-    models.speed_up_prelu(training_model)
+    _train_faster(training_model)
     training_model.compile(
         optimizer=_optimizer(config),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config["label_smoothing"]),
@@ -420,6 +417,15 @@ def _build_training_model(config):
         jit_compile=config["jit_resolved"],
     )
     return model, training_model
+
+
+def _train_faster(training_model):
+    """Faster ways to compute the same layers in training, for a built or a resumed model;
+    the saved model keeps Keras' own layers (bench/RESULTS.md)."""
+    from ferkit import backend, models
+
+    backend.fuse_batch_norm(training_model)
+    models.speed_up_prelu(training_model)
 
 
 def _optimizer(config):
