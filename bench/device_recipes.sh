@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Recipe experiments on a lent GPU: CNN runs trained side by side, one per argument.
+#
+#   bash bench/device_recipes.sh 'adam_lowdrop=--optimizer adam --lr 0.002' 'sgd_lr05=--lr 0.05'
+#
+# Each argument is NAME=OPTIONS for `train_cnn.py --preset best` (options override the
+# preset). Carry .whl and .device as for bench/device_check.sh, which explains them. Runs
+# still going BUDGET seconds after the start are stopped. Each run comes back in $OUT as a
+# tar of its folder (without the resumable checkpoint), with its log; a summary prints last,
+# after the inference rate of the first run's model on the 7,178 test faces (timed after a
+# warm-up call, so without compiling).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+budget=${BUDGET:-330}
+wheels=${WHEELS-.whl}
+out=${OUT:-/tmp/device_out}
+mkdir -p "$out"
+exec > >(tee -a "$out/log.txt") 2>&1
+if [ -n "$wheels" ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site "$wheels"/*.whl || exit 1
+    export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD KERAS_BACKEND=jax PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null || uname -m
+python3 bench/pack_data.py --out .device/fer2013.npz.xz --unpack /tmp/fer2013 || exit 1
+
+left=$((budget - SECONDS - 40))
+echo "== $# runs side by side, at most $left s =="
+pids=()
+names=()
+for argument in "$@"; do
+    name=${argument%%=*}
+    names+=("$name")
+    # Options are split on spaces on purpose: they are flags and numbers.
+    # shellcheck disable=SC2086
+    XLA_PYTHON_CLIENT_MEM_FRACTION=0.25 timeout "$left" python3 train_cnn.py --preset best \
+        --data /tmp/fer2013/train.csv --out /tmp/runs --name "$name" --quiet \
+        ${argument#*=} >"$out/$name.txt" 2>&1 &
+    pids+=($!)
+done
+wait "${pids[@]}"  # not a bare wait: that would also wait for the tee above, for ever
+for name in "${names[@]}"; do
+    [ -d "/tmp/runs/$name" ] && tar -C /tmp/runs --exclude checkpoint -cf "$out/$name.tar" "$name"
+done
+
+python3 - "/tmp/runs/${names[0]}" <<'PY'
+import sys, time
+import numpy as np
+from ferkit import data, runs
+model = runs.load_model(sys.argv[1])
+test = data.read_csv("/tmp/fer2013/test.csv")
+model.predict(test.images, batch_size=512, verbose=0)  # compiles
+rates = []
+for _ in range(3):
+    started = time.perf_counter()
+    model.predict(test.images, batch_size=512, verbose=0)
+    rates.append(len(test.images) / (time.perf_counter() - started))
+print(f"inference, batch 512, after a warm-up: {', '.join(f'{r:.0f}' for r in rates)} img/s")
+PY
+
+echo "== summary ($SECONDS s) =="
+for name in "${names[@]}"; do
+    python3 - "/tmp/runs/$name" "$(grep -m1 -o -- '--preset.*' "/tmp/runs/$name/command.txt")" <<'PY'
+import csv, os, statistics, sys
+run = sys.argv[1]
+path = os.path.join(run, "history.csv")
+rows = list(csv.DictReader(open(path))) if os.path.exists(path) else []
+if not rows:
+    sys.exit(print(f"{run}: no epoch finished"))
+best = max(rows, key=lambda row: float(row["val_accuracy"]))
+seconds = [float(row["seconds"]) for row in rows]
+finished = "finished" if os.path.exists(os.path.join(run, "metrics.json")) else "STOPPED"
+print(f"{os.path.basename(run)}: {len(rows)} epochs ({finished}) in {sum(seconds):.0f} s, "
+      f"best val {float(best['val_accuracy']):.4f} at epoch {best['epoch']}, "
+      f"last train accuracy {float(rows[-1]['accuracy']):.4f}  [{sys.argv[2]}]")
+PY
+done
