@@ -14,7 +14,10 @@ division by 255 happens in exactly one place, the model's own ``Rescaling`` laye
 
 import gzip
 import hashlib
+import mmap
 import os
+import signal
+import sys
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -110,22 +113,29 @@ def read_csv(path, usage=None, require_labels=None):
     list. ``require_labels`` True refuses a test file, False refuses nothing, None takes
     either. Raises FerError with the file, line and problem for bad input.
     """
+    early = _EarlyParse.start(path)
+    try:
+        return _read_csv(path, usage, require_labels, early)
+    finally:
+        if early is not None:
+            early.close()
+
+
+def _read_csv(path, usage, require_labels, early):
     raw = _read_bytes(path)
-    if not raw.strip():
+    if _blank(raw):
         raise FerError(f"{path}: file is empty")
     try:
         text_start = raw.index(b"\n") + 1
     except ValueError:
         raise FerError(f"{path}: has a header but no rows") from None
-    header = raw[:text_start].decode("utf-8", "replace").strip().lstrip("\ufeff")
-    columns = [name.strip().strip('"').strip() for name in header.split(",")]
+    columns = _columns(raw[:text_start])
     if columns[0].lstrip("-").isdigit():
         raise FerError(
             f"{path}: line 1: no header: the first line must name the columns "
             "(label,feature or id,feature or emotion,pixels,Usage)"
         )
-    body = raw[text_start:]
-    if not body.strip():
+    if _blank(raw[text_start : text_start + 4096]) and _blank(raw[text_start:]):
         raise FerError(f"{path}: has a header but no rows")
     pixel_column = next((name for name in PIXEL_COLUMNS if name in columns), None)
     label_column = next((name for name in LABEL_COLUMNS if name in columns), None)
@@ -141,13 +151,13 @@ def read_csv(path, usage=None, require_labels=None):
     if usage is not None and "Usage" not in columns:
         raise FerError(f"{path}: --usage needs a 'Usage' column, found {', '.join(columns)}")
 
-    fast = columns in (["label", "feature"], ["id", "feature"], ["emotion", "pixels"])
-    values = _parse_two_numeric_columns(body) if fast and b'"' not in body else None
+    fast = columns in FAST_COLUMNS and raw.find(b'"', text_start) < 0
+    values = _parse_two_numeric_columns(raw, text_start, early) if fast else None
     if values is not None:
         first_column, images = values
         usages = None
     else:
-        first_column, images, usages = _parse_rows(path, body, columns, pixel_column)
+        first_column, images, usages = _parse_rows(path, raw[text_start:], columns, pixel_column)
     first_name = columns[0]
 
     labels = None
@@ -184,32 +194,180 @@ def read_csv(path, usage=None, require_labels=None):
     return FerData(images=images, labels=labels, ids=ids, path=str(path))
 
 
-def _parse_two_numeric_columns(body):
-    """The fast path for 'number,pixels' rows: returns (first column, images) or None.
+def _blank(text):
+    """``not text.strip()`` without copying: strip() copies hundreds of MB to find one byte."""
+    return not text or text.isspace()
 
-    Turning each comma into ' -1 ' makes the whole body one stream of integers,
+
+FAST_COLUMNS = (["label", "feature"], ["id", "feature"], ["emotion", "pixels"])
+# Files of this much text have their first part parsed by a forked process while this one
+# decompresses the whole file and parses the rest: np.fromstring holds the GIL, so threads
+# would take turns, and gunzip is serial. The child's share balances its parse against
+# this process's gunzip plus parse (bench/RESULTS.md).
+PARALLEL_BYTES = 16 * 2**20
+CHILD_SHARE = 0.55
+
+
+def _columns(header_line):
+    header = header_line.decode("utf-8", "replace").strip().lstrip("\ufeff")
+    return [name.strip().strip('"').strip() for name in header.split(",")]
+
+
+def _parse_two_numeric_columns(raw, text_start, early=None):
+    """The fast path for 'number,pixels' rows after ``text_start``: (first column, images)
+    or None, in which case the careful row-by-row parser finds and names the problem.
+
+    ``early``: an ``_EarlyParse`` whose child has parsed the rows that start in
+    ``raw[:early.prefix]``; only the rest is parsed here.
+    """
+    cut = early.cut(raw) if early is not None else None
+    if cut is None or cut <= text_start:
+        return _parse_numeric_chunk(raw[text_start:])
+    own = _parse_numeric_chunk(raw[cut:])
+    theirs = early.result(cut) if own is not None else None
+    if theirs is None and own is not None:
+        # The child found a problem, or could not read what this process did (a gzip file
+        # of several members): its share is parsed here, and a problem there goes on to
+        # the careful parser.
+        theirs = _parse_numeric_chunk(raw[text_start:cut])
+    if own is None or theirs is None:
+        return None
+    return np.concatenate([theirs[0], own[0]]), np.concatenate([theirs[1], own[1]])
+
+
+def _parse_numeric_chunk(text):
+    """The fast path for whole 'number,pixels' rows of text, in this process.
+
+    Turning each comma into ' -1 ' makes the text one stream of integers,
     ``first, -1, 2304 pixels`` per row, which numpy parses in one call. The -1 marks every
     row's start, so a row with a pixel too many or too few shifts the next marker and is
-    caught; negative pixels are caught by the range check. Anything odd returns None and
-    the careful row-by-row parser finds and names the problem.
+    caught; negative pixels are caught by the range check.
+
+    numpy is told how many numbers to expect (one comma per row): without ``count`` it grows
+    its output as it goes, which took 2-3x as long. With it, numpy stops at that many and, if
+    the text holds fewer, fills the rest with uninitialised memory instead of raising. A row
+    too short or too long anywhere but last misplaces the next row's marker; the last row,
+    which no marker follows, is counted on its own.
     """
-    stream = body.replace(b",", b" -1 ")
+    rows = text.count(b",")
+    if rows == 0 or len(text[text.rindex(b",") + 1 :].split()) != NUM_PIXELS:
+        return None
+    row_length = NUM_PIXELS + 2
+    stream = text.replace(b",", b" -1 ")
     with warnings.catch_warnings():
         # numpy warns (instead of raising) when it meets a token it cannot parse.
         warnings.simplefilter("error", DeprecationWarning)
         try:
-            values = np.fromstring(stream, dtype=np.int32, sep=" ")
-        except (DeprecationWarning, ValueError):
+            values = np.fromstring(stream, dtype=np.int32, sep=" ", count=rows * row_length)
+        except (DeprecationWarning, ValueError):  # ValueError: fewer numbers than expected
             return None
-    row_length = NUM_PIXELS + 2
-    if values.size == 0 or values.size % row_length:
-        return None
     values = values.reshape(-1, row_length)  # (N, first column + marker + 2304 pixels)
     pixels = values[:, 2:]
     if (values[:, 1] != -1).any() or pixels.min() < 0 or pixels.max() > 255:
         return None
     images = pixels.astype(np.uint8).reshape(-1, IMAGE_SIZE, IMAGE_SIZE, 1)  # (N, 48, 48, 1)
     return values[:, 0].astype(np.int64), images
+
+
+def _can_fork():
+    # Linux only: a forked child costs little there, and elsewhere (macOS system libraries)
+    # forking a process that runs threads is not safe. With one core there is no gain.
+    return sys.platform == "linux" and len(os.sched_getaffinity(0)) > 1
+
+
+class _EarlyParse:
+    """A forked child that reads the first CHILD_SHARE of a large CSV's text itself and
+    parses the rows in it while the parent reads the whole file. Its result comes back
+    through shared memory: the cut (where its rows end) and row count, its first column
+    (int64), then its pixels."""
+
+    def __init__(self, child, shared, prefix, capacity):
+        self.child, self.shared, self.prefix, self.capacity = child, shared, prefix, capacity
+        self.status = None
+
+    @classmethod
+    def start(cls, path):
+        try:
+            size = os.path.getsize(path)
+            with open(path, "rb") as file:
+                gzipped = file.read(2) == b"\x1f\x8b"
+                if gzipped:  # gzip's trailer holds the text's size (modulo 4 GiB): a hint
+                    file.seek(-4, os.SEEK_END)
+                    size = int.from_bytes(file.read(4), "little")
+        except OSError:
+            return None  # the parent's own read names the problem
+        if size < PARALLEL_BYTES or not _can_fork():
+            return None
+        prefix = int(size * CHILD_SHARE)
+        capacity = prefix // (2 * NUM_PIXELS) + 1  # rows: each pixel takes 2 bytes or more
+        shared = mmap.mmap(-1, 16 + capacity * (8 + NUM_PIXELS))
+        with warnings.catch_warnings():
+            # Python 3.12+ (DeprecationWarning) and JAX, once started (RuntimeWarning), warn
+            # that a forked child of a process running threads may deadlock if it uses what
+            # those threads hold. This child uses only NumPy's parser and leaves with os._exit.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            child = os.fork()
+        if child == 0:
+            code = 1
+            try:
+                code = cls._child(path, gzipped, prefix, capacity, shared)
+            finally:
+                os._exit(code)  # no cleanup: the parent's files and handlers are not ours
+        return cls(child, shared, prefix, capacity)
+
+    @staticmethod
+    def _child(path, gzipped, prefix, capacity, shared):
+        with open(path, "rb") as file:
+            if gzipped:
+                try:
+                    from isal import isal_zlib as decompressor
+                except ImportError:
+                    decompressor = zlib
+                text = decompressor.decompressobj(31).decompress(file.read(), prefix)
+            else:
+                text = file.read(prefix)
+        text_start, cut = text.find(b"\n") + 1, text.rfind(b"\n") + 1
+        if len(text) < prefix or not 0 < text_start < cut:
+            return 1
+        parsed = _parse_numeric_chunk(text[text_start:cut])
+        if parsed is None or len(parsed[0]) > capacity:
+            return 1
+        rows = len(parsed[0])
+        shared[:16] = np.array([cut, rows], dtype=np.int64).tobytes()
+        shared[16 : 16 + rows * 8] = parsed[0].tobytes()
+        pixels_at = 16 + capacity * 8
+        shared[pixels_at : pixels_at + rows * NUM_PIXELS] = parsed[1].tobytes()
+        return 0
+
+    def cut(self, raw):
+        """Where the child's rows end in ``raw``, as it computes it; None if it cannot have
+        read the same text (a file shorter than its hint)."""
+        if len(raw) < self.prefix:
+            return None
+        return raw.rfind(b"\n", 0, self.prefix) + 1
+
+    def result(self, cut):
+        """The child's (first column, images), or None if it found a problem."""
+        _, status = os.waitpid(self.child, 0)
+        self.status = os.waitstatus_to_exitcode(status)
+        if self.status != 0:
+            return None
+        child_cut, rows = np.frombuffer(self.shared, dtype=np.int64, count=2)
+        if child_cut != cut:
+            return None
+        first = np.frombuffer(self.shared, dtype=np.int64, count=rows, offset=16)
+        pixels = np.frombuffer(
+            self.shared, dtype=np.uint8, count=rows * NUM_PIXELS, offset=16 + self.capacity * 8
+        )
+        return first.copy(), pixels.reshape(rows, IMAGE_SIZE, IMAGE_SIZE, 1).copy()
+
+    def close(self):
+        """Stop and reap the child if no result was asked for (the parent failed first)."""
+        if self.status is None:
+            os.kill(self.child, signal.SIGKILL)
+            os.waitpid(self.child, 0)
+            self.status = -1
 
 
 def _parse_rows(path, body, columns, pixel_column):

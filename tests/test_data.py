@@ -97,6 +97,60 @@ def test_bad_row_names_file_line_and_problem(tmp_path, row, message):
     assert str(error.value) == f"{path}: {message}"
 
 
+# The fast parser stops after one row's worth of numbers per comma; what follows the last
+# marker it checks must still be caught, and named by the careful parser.
+LAST_ROW_PROBLEMS = [
+    (f"0,{GOOD} 1 1\n", "line 3: expected 2304 pixels, found 2305"),
+    (f"0,{GOOD} 1\n5\n", "line 4: expected 2 fields (label, feature), found 1"),
+    (f"0,{GOOD}\n", "line 3: expected 2304 pixels, found 2303"),
+]
+
+
+@pytest.mark.parametrize("last, message", LAST_ROW_PROBLEMS)
+def test_problems_after_the_last_row_start_are_caught(tmp_path, last, message):
+    path = tmp_path / "tail.csv"
+    path.write_text(f"label,feature\n0,{GOOD} 1\n{last}")
+    with pytest.raises(FerError) as error:
+        data.read_csv(str(path))
+    assert str(error.value) == f"{path}: {message}"
+
+
+@pytest.fixture
+def two_processes(monkeypatch):
+    """Small files through the two-process parse that files of 16 MB of text and more take;
+    returns the list of children started."""
+    if not data._can_fork():
+        pytest.skip("the two-process parse runs on Linux with two or more cores")
+    children = []
+    original = data._EarlyParse.start
+    monkeypatch.setattr(data, "PARALLEL_BYTES", 0)
+    monkeypatch.setattr(
+        data._EarlyParse, "start", lambda path: children.append(original(path)) or children[-1]
+    )
+    return children
+
+
+def test_two_process_parse_gives_the_same_arrays(tmp_path, two_processes):
+    path = make_train_csv(tmp_path / "train.csv", count=11)
+    both = data.read_csv(path)
+    assert len(two_processes) == 1 and two_processes[0].status == 0  # the child's rows used
+    images, labels = synthetic_images(11)
+    np.testing.assert_array_equal(both.images[..., 0], images)
+    np.testing.assert_array_equal(both.labels, labels)
+
+
+@pytest.mark.parametrize("bad_row", [1, 2, 3, 4])
+def test_two_process_parse_catches_a_bad_row_in_either_half(tmp_path, two_processes, bad_row):
+    rows = [f"{row % 7},{GOOD} 1" for row in range(4)]
+    rows[bad_row - 1] += " 1"
+    path = tmp_path / "bad.csv"
+    path.write_text("label,feature\n" + "\n".join(rows) + "\n")
+    with pytest.raises(FerError) as error:
+        data.read_csv(str(path))
+    assert str(error.value) == f"{path}: line {bad_row + 1}: expected 2304 pixels, found 2305"
+    assert two_processes[0].status is not None  # reaped
+
+
 def test_missing_pixel_column(tmp_path):
     path = _with_row(tmp_path, "0,1", columns="label,image")
     with pytest.raises(FerError, match="no pixel column: expected 'feature' or 'pixels'"):
