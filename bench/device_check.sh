@@ -23,20 +23,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 budget=${BUDGET:-560}
 seeds=${SEEDS:-"1 2 3"}
-wheels=${WHEELS-.whl}
-out=${OUT:-/tmp/device_out}
-mkdir -p "$out"
-exec > >(tee -a "$out/log.txt") 2>&1
-if [ -n "$wheels" ]; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-        --target /tmp/site "$wheels"/*.whl || exit 1
-    export PYTHONPATH=/tmp/site
-fi
-export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD KERAS_BACKEND=jax PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader \
-    >"$out/gpu.txt" 2>/dev/null || echo "no GPU: $(uname -m)" >"$out/gpu.txt"
-cat "$out/gpu.txt"
-python3 bench/pack_data.py --out .device/fer2013.npz.xz --unpack /tmp/fer2013 || exit 1
+# shellcheck source=bench/device_setup.sh
+source bench/device_setup.sh
 
 echo "== throughput ($((budget - SECONDS)) s left) =="
 timeout "${THROUGHPUT_SECONDS:-170}" python3 bench/throughput.py \

@@ -12,18 +12,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 budget=${BUDGET:-330}
-wheels=${WHEELS-.whl}
-out=${OUT:-/tmp/device_out}
-mkdir -p "$out"
-exec > >(tee -a "$out/log.txt") 2>&1
-if [ -n "$wheels" ]; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-        --target /tmp/site "$wheels"/*.whl || exit 1
-    export PYTHONPATH=/tmp/site
-fi
-export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD KERAS_BACKEND=jax PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null || uname -m
-python3 bench/pack_data.py --out .device/fer2013.npz.xz --unpack /tmp/fer2013 || exit 1
+# shellcheck source=bench/device_setup.sh
+source bench/device_setup.sh
 
 left=$((budget - SECONDS - 40))
 echo "== $# runs side by side, at most $left s =="
