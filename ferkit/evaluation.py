@@ -141,6 +141,8 @@ def check_prediction_arguments(args):
     """Refuse a command with nothing to do or outputs that would overwrite something."""
     if not (args.out or args.proba or args.labels):
         raise FerError("nothing to do: give --out, --proba or --labels")
+    if args.blur is not None and args.blur < 0:  # before the test file is read, not after
+        raise FerError(f"--blur must not be negative, got {args.blur}")
     check_outputs(args.out, args.proba, args.force, {"--test": args.test, "--labels": args.labels})
 
 

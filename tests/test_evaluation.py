@@ -107,6 +107,15 @@ def test_predict_on_an_image_folder_keys_the_submission_by_file_name(trained_run
     assert [line.split(",")[0] for line in lines[1:]] == ["anna.png", "ben.png", "cleo.png"]
 
 
+def test_negative_blur_is_refused_before_the_test_file_is_read(tmp_path):
+    # The test file does not exist: the --blur error must come first.
+    result = run_script(
+        "predict.py", "--test", str(tmp_path / "absent.csv"), "--blur", "-1", "--labels", "x"
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().endswith("--blur must not be negative, got -1.0")
+
+
 def test_blur_lowers_sharpness_and_keeps_shape_and_type():
     images = np.random.default_rng(3).integers(0, 255, (4, 48, 48, 1)).astype(np.uint8)
     blurred = evaluation.blur_images(images, 2.0)
