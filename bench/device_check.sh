@@ -74,21 +74,4 @@ done
 echo "== summary ($SECONDS s) =="
 cat "$out/gpu.txt"
 grep -E "^(network|cnn) " "$out/throughput.txt"
-for seed in $seeds; do
-    run=/tmp/runs/cnn_best_seed$seed
-    python3 - "$run" <<'PY'
-import csv, os, statistics, sys
-run = sys.argv[1]
-rows = list(csv.DictReader(open(os.path.join(run, "history.csv")))) if os.path.exists(
-    os.path.join(run, "history.csv")) else []
-if not rows:
-    sys.exit(print(f"{run}: no epoch finished"))
-best = max(rows, key=lambda row: float(row["val_accuracy"]))
-seconds = [float(row["seconds"]) for row in rows]
-later = statistics.median(seconds[1:]) if len(seconds) > 1 else seconds[0]
-finished = "finished" if os.path.exists(os.path.join(run, "metrics.json")) else "STOPPED"
-print(f"{os.path.basename(run)}: {len(rows)} epochs ({finished}) in {sum(seconds):.0f} s "
-      f"(first {seconds[0]:.1f} s, then {later:.2f} s each = {25838 / later:.0f} img/s), "
-      f"best val {float(best['val_accuracy']):.4f} at epoch {best['epoch']}")
-PY
-done
+python3 bench/run_summary.py $(printf "/tmp/runs/cnn_best_seed%s " $seeds)

@@ -50,19 +50,4 @@ print(f"inference, batch 512, after a warm-up: {', '.join(f'{r:.0f}' for r in ra
 PY
 
 echo "== summary ($SECONDS s) =="
-for name in "${names[@]}"; do
-    python3 - "/tmp/runs/$name" "$(grep -m1 -o -- '--preset.*' "/tmp/runs/$name/command.txt")" <<'PY'
-import csv, os, statistics, sys
-run = sys.argv[1]
-path = os.path.join(run, "history.csv")
-rows = list(csv.DictReader(open(path))) if os.path.exists(path) else []
-if not rows:
-    sys.exit(print(f"{run}: no epoch finished"))
-best = max(rows, key=lambda row: float(row["val_accuracy"]))
-seconds = [float(row["seconds"]) for row in rows]
-finished = "finished" if os.path.exists(os.path.join(run, "metrics.json")) else "STOPPED"
-print(f"{os.path.basename(run)}: {len(rows)} epochs ({finished}) in {sum(seconds):.0f} s, "
-      f"best val {float(best['val_accuracy']):.4f} at epoch {best['epoch']}, "
-      f"last train accuracy {float(rows[-1]['accuracy']):.4f}  [{sys.argv[2]}]")
-PY
-done
+python3 bench/run_summary.py "${names[@]/#//tmp/runs/}"

@@ -1,0 +1,50 @@
+"""One line per training run, from its own files: for the device scripts' last table.
+
+    python bench/run_summary.py /tmp/runs/cnn_best_seed1 /tmp/runs/v_adam_lowdrop
+
+Epochs run and whether the run finished (metrics.json written) or was stopped, the wall time
+(first epoch, which compiles, and the median of the rest with its training images/s), the
+kept epoch's validation accuracy, the last epoch's training accuracy, and the options typed.
+"""
+
+import os
+import shlex
+import statistics
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from ferkit import plots, runs  # noqa: E402
+from ferkit.errors import FerError  # noqa: E402
+
+
+def summary(run):
+    if not os.path.isdir(run):
+        return f"{run}: no run folder (the run never started)"
+    history = plots.read_history(run)
+    best = plots.best_epoch(run, history)
+    seconds = history["seconds"]
+    later = statistics.median(seconds[1:]) if len(seconds) > 1 else seconds[0]
+    train_count = runs.run_config(run)["train_count"]
+    finished = "finished" if os.path.exists(os.path.join(run, "metrics.json")) else "STOPPED"
+    with open(os.path.join(run, "command.txt")) as file:
+        command = shlex.split(file.read())
+    script = next(i for i, word in enumerate(command) if word.endswith(".py"))
+    options = shlex.join(command[script + 1 :])
+    return (
+        f"{plots.run_name(run)}: {len(seconds)} epochs ({finished}) in {seconds.sum():.0f} s "
+        f"(first {seconds[0]:.1f} s, then {later:.2f} s each = {train_count / later:.0f} img/s), "
+        f"best val {history['val_accuracy'][history['epoch'] == best][0]:.4f} at epoch {best}, "
+        f"last train accuracy {history['accuracy'][-1]:.4f}  [{options}]"
+    )
+
+
+def main():
+    for run in sys.argv[1:]:
+        try:
+            print(summary(run))
+        except (FerError, OSError) as error:
+            print(f"{run}: {error}")
+
+
+if __name__ == "__main__":
+    main()
