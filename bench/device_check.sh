@@ -40,18 +40,22 @@ left=$((budget - SECONDS - 25))
 # rate together, plus 90 s each for compiling, validating and saving.
 plan=$(python3 - "$out/throughput.txt" "$left" $seeds <<'PY'
 import re, statistics, sys
+from ferkit import config as configuration
 text, left, seeds = open(sys.argv[1]).read(), int(sys.argv[2]), sys.argv[3:]
+preset = configuration.resolve("cnn", "best")
+with open("/tmp/fer2013/train.csv", "rb") as file:
+    train_images = (sum(1 for _ in file) - 1) * (1 - preset["val_split"])
 def rate(name):
     found = re.search(rf"^  cnn {name}: ([0-9, ]+)$", text, re.M)
     return statistics.median(map(float, found.group(1).split(","))) if found else 0.0
 single, large = rate("ferkit") / 2, (rate("ferkit_large") or rate("ferkit")) / 2
-images = 120 * 25838  # the best preset's epochs x training images
-def seconds(count, epochs=120):
+def seconds(count):  # for `count` whole runs side by side
     together = min(count * single, large) or 1.0
-    return count * images * epochs / 120 / together + 90
+    return count * train_images * preset["epochs"] / together + 90
 count = max([n for n in range(1, len(seeds) + 1) if seconds(n) <= left] or [1])
-epochs = 120 if seconds(1) <= left else max(20, int((left - 90) * single / 25838))
-print(" ".join(seeds[:count]), "--epochs" if epochs < 120 else "", epochs if epochs < 120 else "")
+epochs = int((left - 90) * single / train_images) if seconds(1) > left else preset["epochs"]
+shorter = f"--epochs {max(20, epochs)}" if epochs < preset["epochs"] else ""
+print(" ".join(seeds[:count]), shorter)
 PY
 )
 seeds=$(echo "$plan" | cut -d- -f1)
