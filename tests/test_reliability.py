@@ -403,7 +403,12 @@ class Background:
         self.signalled_at = None
 
     def printed(self, line):
-        return line in Path(self.stdout_path).read_text().splitlines()
+        # The script is still writing: the file can end mid-line, even inside a multi-byte
+        # character (a table rule once split at byte 8,191 and failed to decode). Only lines
+        # already ended by a newline count.
+        written = Path(self.stdout_path).read_bytes()
+        complete = written[: written.rfind(b"\n") + 1]
+        return line in complete.decode("utf-8", errors="replace").splitlines()
 
     def wait(self):
         self.process.wait(timeout=SCRIPT_TIMEOUT)
