@@ -59,6 +59,8 @@ def main():
     ]
     described = os.path.basename(args.data) + (f" ({args.usage})" if args.usage else "")
     settings_text = ", ".join(f"{key} {settings[key]}" for key in plots.AUGMENTATION_KEYS)
+    if settings.get("random_erasing"):
+        settings_text += f", random_erasing {settings['random_erasing']}"
     if not settings.get("augment", True):
         settings_text = "off (--no-augment)"
     figure = plots.sample_figure(

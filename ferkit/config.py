@@ -33,6 +33,7 @@ DEFAULTS = {
     "height_shift_range": 0.1,
     "zoom_range": 0.1,
     "horizontal_flip": True,
+    "random_erasing": 0.0,
     "val_split": 0.1,
     "split_seed": 0,
     "seed": 1,
@@ -108,6 +109,9 @@ def validate(config):
     for key in ("dropout_conv", "dropout_dense", "label_smoothing"):
         if key in config and not 0 <= config[key] < 1:
             refuse(key, "must be in [0, 1)")
+    # Runs recorded before random erasing existed have no such key: they had none.
+    if not 0 <= config.get("random_erasing", 0.0) <= 1:
+        refuse("random_erasing", "must be a probability in [0, 1]")
     if not 0 < config["val_split"] < 1:
         refuse("val_split", "must be between 0 and 1 (exclusive)")
     for key in ("rotation_range", "width_shift_range", "height_shift_range", "zoom_range"):

@@ -85,6 +85,7 @@ def build_augmentation(
     height_shift_range=0.1,
     zoom_range=0.1,
     horizontal_flip=True,
+    random_erasing=0.0,
     seed=None,
 ):
     """ImageDataGenerator's augmentation as one Keras layer, active only in training.
@@ -92,22 +93,31 @@ def build_augmentation(
     Arguments keep ImageDataGenerator's meaning and units: rotation in degrees, shifts as a
     fraction of the size (or pixels when >= 1), zoom as ``[1 - z, 1 + z]`` drawn
     independently for height and width, edges filled with the nearest pixel. Returns a
-    ``RandomAffine`` layer, or None when every transform is off.
+    ``RandomAffine`` layer, or None when every transform is off. With ``random_erasing``
+    (a probability) a ``RandomErasing`` layer follows it, the two as one Sequential layer.
     """
     size = float(IMAGE_SIZE)
     height_shift = height_shift_range / size if height_shift_range >= 1 else height_shift_range
     width_shift = width_shift_range / size if width_shift_range >= 1 else width_shift_range
-    if not (horizontal_flip or rotation_range or height_shift or width_shift or zoom_range):
-        return None
-    return RandomAffine(
-        rotation_range=rotation_range,
-        width_shift=width_shift,
-        height_shift=height_shift,
-        zoom_range=zoom_range,
-        horizontal_flip=horizontal_flip,
-        seed=seed,
-        name="augmentation",
-    )
+    stages = []
+    if horizontal_flip or rotation_range or height_shift or width_shift or zoom_range:
+        affine = RandomAffine(
+            rotation_range=rotation_range,
+            width_shift=width_shift,
+            height_shift=height_shift,
+            zoom_range=zoom_range,
+            horizontal_flip=horizontal_flip,
+            seed=seed,
+            name="augmentation" if not random_erasing else "affine",
+        )
+        stages.append(affine)
+    if random_erasing:
+        # Its own seed stream, so erasing does not change which transforms are drawn.
+        erasing_seed = None if seed is None else seed + 7919
+        stages.append(RandomErasing(random_erasing, seed=erasing_seed, name="erasing"))
+    if len(stages) < 2:
+        return stages[0] if stages else None
+    return keras.Sequential(stages, name="augmentation")
 
 
 def affine_transforms(angle, shift_x, shift_y, zoom_x, zoom_y, flip, height, width):
@@ -209,6 +219,70 @@ class RandomAffine(layers.Layer):
             "horizontal_flip": self.horizontal_flip,
             "seed": self.seed,
         }
+
+
+@keras.saving.register_keras_serializable(package="ferkit")
+class RandomErasing(layers.Layer):
+    """Random erasing (Zhong et al., 2020): with probability ``rate`` a face gets a rectangle
+    of uniform noise in 0-255, covering ``area`` of it (a fraction, drawn uniformly) with a
+    height-to-width ``aspect`` drawn log-uniformly: torchvision's ranges.
+
+    Hiding part of a face makes the network use all of it (mouth, eyes and brows) rather
+    than the one region that is most telling in training. A rectangle taller or wider than
+    the face is cut to it. Runs in float32 on 0-255 pixels, on the device, like RandomAffine.
+    """
+
+    def __init__(self, rate=0.5, area=(0.02, 0.33), aspect=(0.3, 3.3), seed=None, **kwargs):
+        kwargs["dtype"] = "float32"
+        super().__init__(**kwargs)
+        self.rate = float(rate)
+        self.area = tuple(float(value) for value in area)
+        self.aspect = tuple(float(value) for value in aspect)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images, training=True):
+        if not training or self.rate == 0:
+            return images
+        ops = keras.ops
+        shape = ops.shape(images)  # (N, height, width, channels)
+        height, width = images.shape[1], images.shape[2]
+
+        def uniform(low, high, size=None):
+            size = (shape[0],) if size is None else size
+            return keras.random.uniform(size, low, high, dtype="float32", seed=self.seed_generator)
+
+        erased = uniform(0.0, 1.0) < self.rate  # (N,)
+        area = uniform(*self.area) * (height * width)
+        aspect = ops.exp(uniform(math.log(self.aspect[0]), math.log(self.aspect[1])))
+        box_height = ops.clip(ops.round(ops.sqrt(area * aspect)), 1, height)
+        box_width = ops.clip(ops.round(ops.sqrt(area / aspect)), 1, width)
+        top = ops.floor(uniform(0.0, 1.0) * (height - box_height + 1))
+        left = ops.floor(uniform(0.0, 1.0) * (width - box_width + 1))
+        rows = ops.arange(height, dtype="float32")[None, :, None]  # (1, height, 1)
+        columns = ops.arange(width, dtype="float32")[None, None, :]  # (1, 1, width)
+        inside_rows = (rows >= top[:, None, None]) & (rows < (top + box_height)[:, None, None])
+        inside_columns = (columns >= left[:, None, None]) & (
+            columns < (left + box_width)[:, None, None]
+        )
+        mask = inside_rows & inside_columns & erased[:, None, None]  # (N, height, width)
+        noise = uniform(0.0, 255.0, shape)
+        return ops.where(mask[..., None], noise, images)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "rate": self.rate,
+            "area": list(self.area),
+            "aspect": list(self.aspect),
+            "seed": self.seed,
+        }
+
+
+CUSTOM_OBJECTS = {"RandomAffine": RandomAffine, "RandomErasing": RandomErasing}
 
 
 def with_augmentation(model, augmentation):

@@ -253,7 +253,9 @@ def augmented(images, settings, seed):
     from ferkit import models
 
     augmentation = models.build_augmentation(
-        **{key: settings[key] for key in AUGMENTATION_KEYS}, seed=seed
+        **{key: settings[key] for key in AUGMENTATION_KEYS},
+        random_erasing=settings.get("random_erasing", 0.0),  # runs from before it existed
+        seed=seed,
     )
     if augmentation is None or not settings.get("augment", True):
         return np.asarray(images)

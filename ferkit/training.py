@@ -83,6 +83,7 @@ def add_arguments(parser, network):
         "--height-shift-range", float, "random vertical shift, fraction of height (pixels if >= 1)"
     )
     option("--zoom-range", float, "random zoom in [1 - z, 1 + z]")
+    option("--random-erasing", float, "probability of erasing a random rectangle of a face")
     parser.add_argument(
         "--no-flip",
         dest="horizontal_flip",
@@ -247,7 +248,7 @@ def train(config, run_dir, resume=False, verbose=True, loaded=None):
             # A --distribute run's variables must be made inside its strategy, as when built.
             with backend.distribution_scope(config.get("distribute", False)):
                 training_model = keras.saving.load_model(
-                    checkpoint, custom_objects={"RandomAffine": models.RandomAffine}
+                    checkpoint, custom_objects=models.CUSTOM_OBJECTS
                 )
         except Exception as error:  # a checkpoint is written atomically; this is a damaged disk
             raise FerError(f"{checkpoint}: cannot be loaded ({error})") from None
@@ -406,6 +407,7 @@ def _build_training_model(config):
             height_shift_range=config["height_shift_range"],
             zoom_range=config["zoom_range"],
             horizontal_flip=config["horizontal_flip"],
+            random_erasing=config.get("random_erasing", 0.0),
             seed=config["seed"],
         )
     training_model = models.with_augmentation(model, augmentation)

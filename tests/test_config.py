@@ -38,6 +38,7 @@ def test_unknown_preset_lists_the_available_ones(tmp_path, monkeypatch):
         ({"precision": "fp8"}, "--precision must be one of auto, float32"),
         ({"lr": 0.0}, "--lr must be positive"),
         ({"dropout_conv": 1.5}, "--dropout-conv must be in"),
+        ({"random_erasing": 1.5}, "--random-erasing must be a probability"),
     ],
 )
 def test_options_out_of_range(overrides, message):

@@ -88,6 +88,51 @@ def test_augmentation_changes_images_only_in_training():
     assert changed.shape == images.shape and not np.allclose(changed, images)
 
 
+def erased_boxes(changed, images):
+    """Per image, the bounding box (top, left, height, width) of the changed pixels, or None,
+    and whether the changed pixels fill it."""
+    boxes = []
+    for after, before in zip(changed[..., 0], images[..., 0]):
+        rows, columns = np.nonzero(after != before)
+        if len(rows) == 0:
+            boxes.append((None, True))
+            continue
+        top, left = rows.min(), columns.min()
+        height, width = rows.max() - top + 1, columns.max() - left + 1
+        boxes.append(((top, left, height, width), len(rows) == height * width))
+    return boxes
+
+
+def test_random_erasing_puts_one_rectangle_of_noise_in_each_face():
+    erasing = models.RandomErasing(rate=1.0, seed=2)
+    # Pixels of 300 cannot be noise (0-255): every erased pixel is seen as changed.
+    images = np.full((64, 48, 48, 1), 300.0, dtype="float32")
+    changed = keras.ops.convert_to_numpy(erasing(images, training=True))
+    for box, filled in erased_boxes(changed, images):
+        top, left, height, width = box
+        assert filled and 0.02 * 48 * 48 * 0.6 <= height * width <= 0.33 * 48 * 48 * 1.3
+    erased = changed[changed != 300]
+    assert erased.min() >= 0 and erased.max() <= 255 and erased.std() > 50  # noise, not a fill
+
+
+def test_random_erasing_rate_and_inference():
+    images = np.full((200, 48, 48, 1), 300.0, dtype="float32")
+    erasing = models.RandomErasing(rate=0.3, seed=5)
+    changed = keras.ops.convert_to_numpy(erasing(images, training=True))
+    count = sum(box is not None for box, _ in erased_boxes(changed, images))
+    assert 35 <= count <= 85  # 60 expected
+    unchanged = erasing(images, training=False)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(unchanged), images)
+
+
+def test_random_erasing_follows_the_affine_augmentation_only_when_asked():
+    assert isinstance(models.build_augmentation(random_erasing=0.0), models.RandomAffine)
+    both = models.build_augmentation(horizontal_flip=False, random_erasing=1.0, seed=1)
+    assert [type(layer) for layer in both.layers] == [models.RandomAffine, models.RandomErasing]
+    alone = models.build_augmentation(0, 0, 0, 0, horizontal_flip=False, random_erasing=0.5)
+    assert isinstance(alone, models.RandomErasing)
+
+
 def test_training_model_shares_weights_and_saved_model_has_no_augmentation():
     model = models.build_dnn()
     training_model = models.with_augmentation(model, models.build_augmentation())

@@ -76,6 +76,27 @@ def test_resume_after_interruption_ends_like_an_uninterrupted_run(train_csv, tmp
             assert float(got[column]) == pytest.approx(float(expected[column]), rel=1e-4)
 
 
+def test_random_erasing_run_resumes_from_its_checkpoint(train_csv, tmp_path, monkeypatch):
+    # The checkpoint holds the training model, augmentation included: it must load again.
+    config = tiny_config(train_csv, "cnn", epochs=2, random_erasing=0.5, limit=64)
+    real_fit, calls = keras.Model.fit, []
+
+    def fit_interrupted_in_epoch_two(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", fit_interrupted_in_epoch_two)
+    run_dir = str(tmp_path / "erasing")
+    with pytest.raises(FerError, match="interrupted during epoch 2"):
+        training.train(config, run_dir, verbose=False)
+    monkeypatch.setattr(keras.Model, "fit", real_fit)
+    training.train(training.resume_config(run_dir), run_dir, resume=True, verbose=False)
+    assert [row["epoch"] for row in history(run_dir)] == ["1", "2"]
+    assert json.loads(Path(run_dir, "config.json").read_text())["random_erasing"] == 0.5
+
+
 def test_seeds_train_one_run_each(train_csv, tmp_path):
     parser = training.add_arguments(__import__("argparse").ArgumentParser(), "dnn")
     args = parser.parse_args(
