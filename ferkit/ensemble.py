@@ -2,15 +2,17 @@
 
 Weights and selection are fitted on validation images that no member trained on: every
 member must be a run folder whose recorded split (data file hash and validation indices)
-is the same as the others'. Members that differ only in ``--seed`` share it by default.
+is the same as the others'. Members that differ only in ``--seed`` share it by default;
+members trained on two files with the same rows (gzipped or not) share it too.
 """
 
+import hashlib
 import os
 
 import numpy as np
 from scipy import optimize
 
-from ferkit import evaluation, runs
+from ferkit import data, evaluation, runs
 from ferkit.errors import FerError
 
 
@@ -60,8 +62,11 @@ def greedy_selection(member_probabilities, labels, rounds):
 
 
 def shared_split(member_paths):
-    """The split all run-folder members share; refuses members whose splits differ."""
-    records = {}
+    """The split all run-folder members share; refuses members whose splits differ.
+
+    Members trained on different files holding the same faces (train.csv.gz here, the same
+    CSV unpacked on a GPU machine) share it too: their decoded rows are compared."""
+    configs = {}
     for path in member_paths:
         config = runs.run_config(path) if not is_probability_file(path) else None
         if config is None:
@@ -69,11 +74,17 @@ def shared_split(member_paths):
                 f"{path}: has no recorded validation split (a probability file or a bare "
                 "model), so validation scores would be unsafe; use --labels instead"
             )
-        records[path] = (
-            config["data_sha256"],
+        configs[path] = config
+    files = {config["data_sha256"] for config in configs.values()}
+    contents = _data_contents(configs) if len(files) > 1 else {}
+    records = {
+        path: (
+            contents.get(path, config["data_sha256"]),
             config["split"].get("val_indices_sha256"),
             config["split"].get("val_data"),
         )
+        for path, config in configs.items()
+    }
     if len(set(records.values())) > 1:
         listing = "; ".join(f"{path}: split {record[1]}" for path, record in records.items())
         raise FerError(
@@ -82,6 +93,29 @@ def shared_split(member_paths):
             "Train members with the same --split-seed and --val-split, or use --labels"
         )
     return records
+
+
+def _data_contents(configs):
+    """Per member, a hash of the labels and pixels it was trained on (after ``--limit``),
+    read from its data file, which must still be the file it trained on."""
+    by_file, contents = {}, {}
+    for path, config in configs.items():
+        source = config["data"]
+        if not os.path.isfile(source):
+            raise FerError(
+                f"{path}: trained on {source}, which is not here; the members' data files "
+                "differ, so their rows must be compared to know they share a split"
+            )
+        key = (config["data_sha256"], config.get("limit"))
+        if key not in by_file:
+            if data.file_sha256(source) != config["data_sha256"]:
+                raise FerError(f"{source}: changed since {path} was trained on it")
+            rows = runs.labelled_rows(config)
+            digest = hashlib.sha256(rows.labels.astype(np.int64).tobytes())
+            digest.update(np.ascontiguousarray(rows.images).tobytes())
+            by_file[key] = digest.hexdigest()
+        contents[path] = by_file[key]
+    return contents
 
 
 def is_probability_file(path):

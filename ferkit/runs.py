@@ -134,12 +134,18 @@ def _first_line(error):
     return text[0][:200] if text else type(error).__name__
 
 
-def load_training_data(config):
-    """(train FerData, validation FerData, split record) as a run's config describes them."""
+def labelled_rows(config):
+    """Every labelled row a run's config trains and validates on (before the split)."""
     usage = "Training" if config.get("val_data") else None
     everything = _read_labelled(config["data"], usage)
     if config.get("limit"):
         everything = _subset(everything, np.arange(min(config["limit"], len(everything))))
+    return everything
+
+
+def load_training_data(config):
+    """(train FerData, validation FerData, split record) as a run's config describes them."""
+    everything = labelled_rows(config)
     if config.get("val_data"):
         validation = _read_labelled(config["val_data"], None)
         train_indices = np.arange(len(everything))

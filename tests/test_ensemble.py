@@ -1,5 +1,6 @@
 """Averaging, weights, greedy selection, TTA, the leak guard, and ensemble.py end to end."""
 
+import gzip
 import json
 import os
 from pathlib import Path
@@ -91,6 +92,31 @@ def test_leak_guard_refuses_members_with_different_splits(members):
     ensemble.shared_split([first, members[0][1]])
     with pytest.raises(FerError, match="validated on different images"):
         ensemble.shared_split([first, other])
+
+
+def test_members_trained_on_a_gzipped_copy_share_the_split_and_changed_rows_do_not(
+    members, tmp_path
+):
+    (first, _), _, _ = members
+    config = json.loads(Path(first, "config.json").read_text())
+    text = Path(config["data"]).read_bytes()
+    lines = text.split(b"\n")
+    label, pixels = lines[1].split(b",")
+    pixels = pixels.split()
+    pixels[0] = b"0" if pixels[0] != b"0" else b"1"  # one pixel: the same labels and split
+    lines[1] = label + b"," + b" ".join(pixels)
+    copies = {"same": text, "changed": b"\n".join(lines)}
+    for name, content in copies.items():
+        with gzip.open(tmp_path / f"{name}.csv.gz", "wb") as file:
+            file.write(content)
+        trained = tiny_config(str(tmp_path / f"{name}.csv.gz"), epochs=1, seed=3)
+        training.train(trained, str(tmp_path / name), verbose=False)
+    ensemble.shared_split([first, str(tmp_path / "same")])
+    with pytest.raises(FerError, match="validated on different images"):
+        ensemble.shared_split([first, str(tmp_path / "changed")])
+    os.remove(tmp_path / "same.csv.gz")
+    with pytest.raises(FerError, match="same.csv.gz, which is not here"):
+        ensemble.shared_split([first, str(tmp_path / "same")])
 
 
 def test_ensemble_cli_writes_a_valid_submission_from_runs_and_probability_files(members, tmp_path):
