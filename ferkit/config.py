@@ -34,6 +34,7 @@ DEFAULTS = {
     "zoom_range": 0.1,
     "horizontal_flip": True,
     "random_erasing": 0.0,
+    "mixup": 0.0,
     "val_split": 0.1,
     "split_seed": 0,
     "seed": 1,
@@ -112,6 +113,8 @@ def validate(config):
     # Runs recorded before random erasing existed have no such key: they had none.
     if not 0 <= config.get("random_erasing", 0.0) <= 1:
         refuse("random_erasing", "must be a probability in [0, 1]")
+    if not config.get("mixup", 0.0) >= 0:
+        refuse("mixup", "(the Beta distribution's alpha) must not be negative")
     if not 0 < config["val_split"] < 1:
         refuse("val_split", "must be between 0 and 1 (exclusive)")
     for key in ("rotation_range", "width_shift_range", "height_shift_range", "zoom_range"):

@@ -282,7 +282,101 @@ class RandomErasing(layers.Layer):
         }
 
 
-CUSTOM_OBJECTS = {"RandomAffine": RandomAffine, "RandomErasing": RandomErasing}
+@keras.saving.register_keras_serializable(package="ferkit")
+class MixUp(layers.Layer):
+    """mixup (Zhang et al., 2018): each face blended with another face of its batch, and its
+    one-hot label with that face's label in the same proportion, drawn from Beta(alpha, alpha)
+    per face. Takes and returns ``[images, labels]``; passes both through outside training.
+    """
+
+    def __init__(self, alpha=0.2, seed=None, **kwargs):
+        kwargs["dtype"] = "float32"
+        super().__init__(**kwargs)
+        self.alpha = float(alpha)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=True):
+        images, labels = inputs
+        if not training or self.alpha == 0:
+            return images, labels
+        ops = keras.ops
+        count = ops.shape(images)[0]
+        share = keras.random.beta(
+            (count,), self.alpha, self.alpha, dtype="float32", seed=self.seed_generator
+        )
+        partner = keras.random.shuffle(ops.arange(count), seed=self.seed_generator)
+        image_share = ops.reshape(share, (-1, 1, 1, 1))  # (N, 1, 1, 1) against (N, 48, 48, 1)
+        mixed_images = image_share * images + (1 - image_share) * ops.take(images, partner, 0)
+        label_share = share[:, None]  # (N, 1) against (N, 7)
+        mixed_labels = label_share * labels + (1 - label_share) * ops.take(labels, partner, 0)
+        return mixed_images, mixed_labels
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "alpha": self.alpha, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="ferkit")
+class MixedTargetCrossentropy(keras.losses.Loss):
+    """Cross-entropy for a model trained with ``with_mixup``: its output (N, 14) holds the
+    probabilities and then the mixed labels it was trained towards; ``y_true`` (the labels
+    before mixing) is not needed."""
+
+    def __init__(self, label_smoothing=0.0, name="mixed_target_crossentropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing = float(label_smoothing)
+
+    def call(self, y_true, y_pred):
+        probabilities, targets = split_mixup_output(y_pred)
+        return keras.losses.categorical_crossentropy(
+            keras.ops.stop_gradient(targets), probabilities, label_smoothing=self.label_smoothing
+        )
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
+
+
+@keras.saving.register_keras_serializable(package="ferkit")
+def own_label_accuracy(y_true, y_pred):
+    """Accuracy of a ``with_mixup`` model against each face's own label (exact outside
+    training, where nothing is mixed)."""
+    probabilities, _ = split_mixup_output(y_pred)
+    hits = keras.ops.argmax(probabilities, axis=-1) == keras.ops.argmax(y_true, axis=-1)
+    return keras.ops.cast(hits, "float32")
+
+
+def split_mixup_output(output):
+    classes = output.shape[-1] // 2
+    return output[:, :classes], output[:, classes:]
+
+
+def with_mixup(model, augmentation, alpha, seed=None):
+    """The model that is trained with mixup: inputs ``[pixels, one-hot labels]``, the
+    augmentation, then MixUp, then ``model``; its output is the probabilities followed by the
+    mixed labels, for ``MixedTargetCrossentropy``.
+
+    Augmentation runs inside the model, which otherwise never sees the labels; taking them as
+    a second input keeps the mixing on the device, in one graph, on every backend.
+    """
+    pixels = keras.Input(shape=INPUT_SHAPE, name="pixels")
+    labels = keras.Input(shape=(model.output_shape[-1],), name="labels")
+    images = augmentation(pixels) if augmentation is not None else pixels
+    mixed_images, mixed_labels = MixUp(alpha, seed=seed, name="mixup")([images, labels])
+    probabilities = model(mixed_images)
+    output = layers.Concatenate(dtype="float32", name="with_targets")([probabilities, mixed_labels])
+    return keras.Model([pixels, labels], output, name=f"{model.name}_training")
+
+
+CUSTOM_OBJECTS = {
+    "RandomAffine": RandomAffine,
+    "RandomErasing": RandomErasing,
+    "MixUp": MixUp,
+    "MixedTargetCrossentropy": MixedTargetCrossentropy,
+    "own_label_accuracy": own_label_accuracy,
+}
 
 
 def with_augmentation(model, augmentation):

@@ -84,6 +84,7 @@ def add_arguments(parser, network):
     )
     option("--zoom-range", float, "random zoom in [1 - z, 1 + z]")
     option("--random-erasing", float, "probability of erasing a random rectangle of a face")
+    option("--mixup", float, "mixup's alpha: blend faces and labels in pairs (0: off)")
     parser.add_argument(
         "--no-flip",
         dest="horizontal_flip",
@@ -306,9 +307,10 @@ def _train_one_epoch(run_dir, config, state, epoch, models_pair, arrays, verbose
     # The epoch's order depends only on (seed, epoch): a resumed run sees the same batches.
     order = np.random.default_rng([config["seed"], epoch]).permutation(len(train_set))
     epoch_start = time.perf_counter()
+    epoch_labels = train_labels[order]
     result = training_model.fit(
-        train_set.images[order],
-        train_labels[order],
+        training_inputs(config, train_set.images[order], epoch_labels),
+        epoch_labels,
         batch_size=config["batch_size"],
         epochs=1,
         shuffle=False,
@@ -316,7 +318,7 @@ def _train_one_epoch(run_dir, config, state, epoch, models_pair, arrays, verbose
     )
     train_seconds = time.perf_counter() - epoch_start
     scores = training_model.evaluate(
-        validation.images,
+        training_inputs(config, validation.images, validation_labels),
         validation_labels,
         batch_size=max(256, config["batch_size"]),
         verbose=0,
@@ -410,15 +412,27 @@ def _build_training_model(config):
             random_erasing=config.get("random_erasing", 0.0),
             seed=config["seed"],
         )
-    training_model = models.with_augmentation(model, augmentation)
+    if config.get("mixup"):
+        training_model = models.with_mixup(model, augmentation, config["mixup"], config["seed"])
+        loss = models.MixedTargetCrossentropy(label_smoothing=config["label_smoothing"])
+        accuracy = keras.metrics.MeanMetricWrapper(models.own_label_accuracy, name="accuracy")
+    else:
+        training_model = models.with_augmentation(model, augmentation)
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=config["label_smoothing"])
+        accuracy = "accuracy"
     _train_faster(training_model)
     training_model.compile(
         optimizer=_optimizer(config),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config["label_smoothing"]),
-        metrics=["accuracy"],
+        loss=loss,
+        metrics=[accuracy],
         jit_compile=config["jit_resolved"],
     )
     return model, training_model
+
+
+def training_inputs(config, images, one_hot_labels):
+    """What the training model takes: the pixels, and with mixup the labels too."""
+    return [images, one_hot_labels] if config.get("mixup") else images
 
 
 def _train_faster(training_model):

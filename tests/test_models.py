@@ -133,6 +133,31 @@ def test_random_erasing_follows_the_affine_augmentation_only_when_asked():
     assert isinstance(alone, models.RandomErasing)
 
 
+def test_mixup_blends_each_face_and_its_label_in_the_same_proportion():
+    # Face i is flat with value 10 * i and has class i: a blend names both partners.
+    images = np.repeat(np.arange(7, dtype="float32") * 10, 48 * 48).reshape(7, 48, 48, 1)
+    labels = np.eye(7, dtype="float32")
+    mixup = models.MixUp(alpha=0.4, seed=3)
+    shares = []
+    for _ in range(4):
+        mixed_images, mixed_labels = (
+            keras.ops.convert_to_numpy(value) for value in mixup([images, labels], training=True)
+        )
+        np.testing.assert_allclose(mixed_labels.sum(axis=1), 1.0, atol=1e-6)
+        for face, (image, label) in enumerate(zip(mixed_images, mixed_labels)):
+            others = [c for c in range(7) if c != face and label[c] > 1e-6]
+            assert len(others) <= 1  # one partner (or itself)
+            partner = others[0] if others else face
+            share = label[face]
+            np.testing.assert_allclose(
+                image, share * 10 * face + (1 - share) * 10 * partner, atol=1e-3
+            )
+            shares.append(share)
+    assert np.std(shares) > 0.05  # drawn per face, not once for the batch
+    unchanged = mixup([images, labels], training=False)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(unchanged[0]), images)
+
+
 def test_training_model_shares_weights_and_saved_model_has_no_augmentation():
     model = models.build_dnn()
     training_model = models.with_augmentation(model, models.build_augmentation())

@@ -76,9 +76,13 @@ def test_resume_after_interruption_ends_like_an_uninterrupted_run(train_csv, tmp
             assert float(got[column]) == pytest.approx(float(expected[column]), rel=1e-4)
 
 
-def test_random_erasing_run_resumes_from_its_checkpoint(train_csv, tmp_path, monkeypatch):
-    # The checkpoint holds the training model, augmentation included: it must load again.
-    config = tiny_config(train_csv, "cnn", epochs=2, random_erasing=0.5, limit=64)
+@pytest.mark.parametrize("option", [{"random_erasing": 0.5}, {"mixup": 0.4}])
+def test_run_with_extra_augmentation_resumes_from_its_checkpoint(
+    option, train_csv, tmp_path, monkeypatch
+):
+    # The checkpoint holds the training model, augmentation (and mixup's loss) included: it
+    # must load again, and the saved model must still be the plain network.
+    config = tiny_config(train_csv, "cnn", epochs=2, limit=64, **option)
     real_fit, calls = keras.Model.fit, []
 
     def fit_interrupted_in_epoch_two(self, *args, **kwargs):
@@ -93,8 +97,13 @@ def test_random_erasing_run_resumes_from_its_checkpoint(train_csv, tmp_path, mon
         training.train(config, run_dir, verbose=False)
     monkeypatch.setattr(keras.Model, "fit", real_fit)
     training.train(training.resume_config(run_dir), run_dir, resume=True, verbose=False)
-    assert [row["epoch"] for row in history(run_dir)] == ["1", "2"]
-    assert json.loads(Path(run_dir, "config.json").read_text())["random_erasing"] == 0.5
+    rows = history(run_dir)
+    assert [row["epoch"] for row in rows] == ["1", "2"]
+    assert all(0 <= float(row["val_accuracy"]) <= 1 for row in rows)
+    ((key, value),) = option.items()
+    assert json.loads(Path(run_dir, "config.json").read_text())[key] == value
+    saved = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
+    assert saved.input_shape == (None, 48, 48, 1) and saved.output_shape == (None, 7)
 
 
 def test_seeds_train_one_run_each(train_csv, tmp_path):
