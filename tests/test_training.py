@@ -51,10 +51,8 @@ def test_two_epochs_write_every_run_file(train_csv, tmp_path):
     assert config["precision_resolved"] == "float32" and "keras" in config["versions"]
 
 
-def test_resume_after_interruption_ends_like_an_uninterrupted_run(train_csv, tmp_path, monkeypatch):
-    config = tiny_config(train_csv, epochs=3)
-    straight = training.train(config, str(tmp_path / "straight"), verbose=False)
-
+def interrupt_epoch_two(monkeypatch):
+    """Make the second epoch's fit raise KeyboardInterrupt (as Ctrl-C); returns the real fit."""
     real_fit, calls = keras.Model.fit, []
 
     def fit_interrupted_in_epoch_two(self, *args, **kwargs):
@@ -64,6 +62,14 @@ def test_resume_after_interruption_ends_like_an_uninterrupted_run(train_csv, tmp
         return real_fit(self, *args, **kwargs)
 
     monkeypatch.setattr(keras.Model, "fit", fit_interrupted_in_epoch_two)
+    return real_fit
+
+
+def test_resume_after_interruption_ends_like_an_uninterrupted_run(train_csv, tmp_path, monkeypatch):
+    config = tiny_config(train_csv, epochs=3)
+    straight = training.train(config, str(tmp_path / "straight"), verbose=False)
+
+    real_fit = interrupt_epoch_two(monkeypatch)
     resumed_dir = str(tmp_path / "resumed")
     with pytest.raises(FerError, match="interrupted during epoch 2; epoch 1 is saved"):
         training.train(config, resumed_dir, verbose=False)
@@ -83,16 +89,8 @@ def test_run_with_extra_augmentation_resumes_from_its_checkpoint(
     # The checkpoint holds the training model, augmentation (and mixup's loss) included: it
     # must load again, and the saved model must still be the plain network.
     config = tiny_config(train_csv, "cnn", epochs=2, limit=64, **option)
-    real_fit, calls = keras.Model.fit, []
-
-    def fit_interrupted_in_epoch_two(self, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real_fit(self, *args, **kwargs)
-
-    monkeypatch.setattr(keras.Model, "fit", fit_interrupted_in_epoch_two)
-    run_dir = str(tmp_path / "erasing")
+    real_fit = interrupt_epoch_two(monkeypatch)
+    run_dir = str(tmp_path / "run")
     with pytest.raises(FerError, match="interrupted during epoch 2"):
         training.train(config, run_dir, verbose=False)
     monkeypatch.setattr(keras.Model, "fit", real_fit)
