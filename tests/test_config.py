@@ -39,6 +39,7 @@ def test_unknown_preset_lists_the_available_ones(tmp_path, monkeypatch):
         ({"lr": 0.0}, "--lr must be positive"),
         ({"dropout_conv": 1.5}, "--dropout-conv must be in"),
         ({"random_erasing": 1.5}, "--random-erasing must be a probability"),
+        ({"mixup": -0.2}, "--mixup \\(the Beta distribution's alpha\\) must not be negative"),
     ],
 )
 def test_options_out_of_range(overrides, message):
