@@ -61,6 +61,8 @@ def main():
     settings_text = ", ".join(f"{key} {settings[key]}" for key in plots.AUGMENTATION_KEYS)
     if settings.get("random_erasing"):
         settings_text += f", random_erasing {settings['random_erasing']}"
+    if settings.get("mixup"):
+        settings_text += f" (mixup {settings['mixup']} also blends faces in pairs: not shown)"
     if not settings.get("augment", True):
         settings_text = "off (--no-augment)"
     figure = plots.sample_figure(

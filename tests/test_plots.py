@@ -168,3 +168,13 @@ def test_user_mistakes_are_one_line_errors(dnn_run, folder, monkeypatch):
         call_script(monkeypatch, "saliency.py", dnn_run, "--index", 14)
     with pytest.raises(FerError, match="--labels labels a --data file"):
         call_script(monkeypatch, "confusion.py", dnn_run, "--labels", "x.csv")
+
+
+def test_samples_show_a_runs_random_erasing():
+    # A run trained with random erasing (and nothing else) shows erased faces.
+    settings = {key: 0.0 for key in plots.AUGMENTATION_KEYS}
+    settings.update(horizontal_flip=False, random_erasing=1.0)
+    faces = np.full((4, 48, 48, 1), 128, dtype=np.uint8)
+    changed = plots.augmented(faces, settings, seed=0)
+    assert all(np.any(face != 128) for face in changed)
+    assert np.array_equal(plots.augmented(faces, {**settings, "random_erasing": 0.0}, 0), faces)
