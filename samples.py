@@ -59,9 +59,9 @@ def main():
     ]
     described = os.path.basename(args.data) + (f" ({args.usage})" if args.usage else "")
     settings_text = ", ".join(f"{key} {settings[key]}" for key in plots.AUGMENTATION_KEYS)
-    if settings.get("random_erasing"):
+    if settings["random_erasing"]:
         settings_text += f", random_erasing {settings['random_erasing']}"
-    if settings.get("mixup"):
+    if settings["mixup"]:
         settings_text += f" (mixup {settings['mixup']} also blends faces in pairs: not shown)"
     if not settings.get("augment", True):
         settings_text = "off (--no-augment)"

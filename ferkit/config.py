@@ -43,6 +43,9 @@ DEFAULTS = {
     "limit": None,
     "distribute": False,
 }
+# Options added after runs were first recorded, with the value that turns each off: a run
+# whose config.json lacks one was trained without it.
+LATER_OPTIONS = {"random_erasing": 0.0, "mixup": 0.0}
 NETWORK_DEFAULTS = {
     "cnn": {"dropout_conv": 0.25, "dropout_dense": 0.5},
     "dnn": {"dropout_dense": 0.3},
@@ -110,10 +113,9 @@ def validate(config):
     for key in ("dropout_conv", "dropout_dense", "label_smoothing"):
         if key in config and not 0 <= config[key] < 1:
             refuse(key, "must be in [0, 1)")
-    # Runs recorded before random erasing existed have no such key: they had none.
-    if not 0 <= config.get("random_erasing", 0.0) <= 1:
+    if not 0 <= config["random_erasing"] <= 1:
         refuse("random_erasing", "must be a probability in [0, 1]")
-    if not config.get("mixup", 0.0) >= 0:
+    if not config["mixup"] >= 0:
         refuse("mixup", "(the Beta distribution's alpha) must not be negative")
     if not 0 < config["val_split"] < 1:
         refuse("val_split", "must be between 0 and 1 (exclusive)")
@@ -122,6 +124,11 @@ def validate(config):
             refuse(key, "must not be negative")
     if config["zoom_range"] >= 1:
         refuse("zoom_range", "must be below 1")
+
+
+def recorded(config):
+    """A run's recorded configuration, with the options added since it was trained (off)."""
+    return {**LATER_OPTIONS, **config}
 
 
 def describe(config):

@@ -254,7 +254,7 @@ def augmented(images, settings, seed):
 
     augmentation = models.build_augmentation(
         **{key: settings[key] for key in AUGMENTATION_KEYS},
-        random_erasing=settings.get("random_erasing", 0.0),  # runs from before it existed
+        random_erasing=settings["random_erasing"],
         seed=seed,
     )
     if augmentation is None or not settings.get("augment", True):

@@ -12,6 +12,7 @@ import zipfile
 
 import numpy as np
 
+from ferkit import config as configuration
 from ferkit import data
 from ferkit.errors import FerError
 from ferkit.files import read_json
@@ -94,7 +95,7 @@ def run_config(path):
     """The config.json beside a model (run folder or model file inside one), or None."""
     folder = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
     config_path = os.path.join(folder, CONFIG_FILE)
-    return read_json(config_path) if os.path.exists(config_path) else None
+    return configuration.recorded(read_json(config_path)) if os.path.exists(config_path) else None
 
 
 def load_model(path, unsafe=False):

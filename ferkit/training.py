@@ -188,7 +188,7 @@ def resume_config(run_dir, args=None):
     config_path = os.path.join(run_dir, runs.CONFIG_FILE)
     if not os.path.exists(config_path):
         raise FerError(f"{run_dir}: not a run folder (it has no {runs.CONFIG_FILE})")
-    config = read_json(config_path)
+    config = configuration.recorded(read_json(config_path))
     if args is not None and args.epochs is not None:
         config["epochs"] = args.epochs  # the one option a resume may change: train longer
         configuration.validate(config)
@@ -409,10 +409,10 @@ def _build_training_model(config):
             height_shift_range=config["height_shift_range"],
             zoom_range=config["zoom_range"],
             horizontal_flip=config["horizontal_flip"],
-            random_erasing=config.get("random_erasing", 0.0),
+            random_erasing=config["random_erasing"],
             seed=config["seed"],
         )
-    if config.get("mixup"):
+    if config["mixup"]:
         training_model = models.with_mixup(model, augmentation, config["mixup"], config["seed"])
         loss = models.MixedTargetCrossentropy(label_smoothing=config["label_smoothing"])
         accuracy = keras.metrics.MeanMetricWrapper(models.own_label_accuracy, name="accuracy")
@@ -432,7 +432,7 @@ def _build_training_model(config):
 
 def training_inputs(config, images, one_hot_labels):
     """What the training model takes: the pixels, and with mixup the labels too."""
-    return [images, one_hot_labels] if config.get("mixup") else images
+    return [images, one_hot_labels] if config["mixup"] else images
 
 
 def _train_faster(training_model):

@@ -85,3 +85,9 @@ def test_preset_reaches_the_run_config_and_the_command_line_overrides_it(train_c
     assert run_dir.endswith("p") and recorded["preset"] == "quick"
     assert recorded["schedule"] == "cosine" and recorded["label_smoothing"] == 0.1  # preset
     assert recorded["epochs"] == 1 and recorded["lr"] == 0.005  # command line
+
+
+def test_a_run_recorded_before_an_option_existed_had_it_off():
+    old = {"network": "cnn", "epochs": 3}
+    assert config.recorded(old) == {**old, "random_erasing": 0.0, "mixup": 0.0}
+    assert config.recorded({**old, "mixup": 0.4})["mixup"] == 0.4
