@@ -127,8 +127,11 @@ def validate(config):
 
 
 def recorded(config):
-    """A run's recorded configuration, with the options added since it was trained (off)."""
-    return {**LATER_OPTIONS, **config}
+    """A run's recorded configuration, with the options added since it was trained (off).
+
+    Added after the recorded keys, so a resumed run prints its options in their old order."""
+    added = {key: value for key, value in LATER_OPTIONS.items() if key not in config}
+    return {**config, **added}
 
 
 def describe(config):

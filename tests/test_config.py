@@ -91,3 +91,4 @@ def test_a_run_recorded_before_an_option_existed_had_it_off():
     old = {"network": "cnn", "epochs": 3}
     assert config.recorded(old) == {**old, "random_erasing": 0.0, "mixup": 0.0}
     assert config.recorded({**old, "mixup": 0.4})["mixup"] == 0.4
+    assert list(config.recorded(old))[:2] == ["network", "epochs"]  # printed in their order
