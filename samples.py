@@ -36,7 +36,7 @@ def main():
         path = plots.figure_path(args.run, f"samples_{stem}")
     else:
         path = os.path.join("models", "figures", f"samples_{stem}.png")
-    table = data.read_csv(args.data, usage=args.usage, require_labels=True)
+    table = data.read_any(args.data, usage=args.usage, require_labels=True)
     settings = runs.run_config(args.run) if args.run else None
     if args.run and settings is None:
         raise FerError(f"{args.run}: no config.json there")

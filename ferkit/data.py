@@ -82,11 +82,23 @@ def _gunzip(raw, limit=None):
 
 
 def file_sha256(path):
+    """SHA-256 of a file; of an image folder, of its files' relative paths and contents."""
     digest = hashlib.sha256()
+    if os.path.isdir(path):
+        for relative in sorted(_files_under(path)):
+            digest.update(relative.encode("utf-8") + b"\0")
+            digest.update(file_sha256(os.path.join(path, relative)).encode("ascii"))
+        return digest.hexdigest()
     with open(path, "rb") as file:
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _files_under(folder):
+    for root, _, names in os.walk(folder):
+        for name in names:
+            yield os.path.relpath(os.path.join(root, name), folder)
 
 
 def read_any(path, usage=None, require_labels=None):

@@ -137,8 +137,7 @@ def _first_line(error):
 
 def labelled_rows(config):
     """Every labelled row a run's config trains and validates on (before the split)."""
-    usage = "Training" if config.get("val_data") else None
-    everything = _read_labelled(config["data"], usage)
+    everything = _read_labelled(config["data"], "Training")
     if config.get("limit"):
         everything = _subset(everything, np.arange(min(config["limit"], len(everything))))
     return everything
@@ -148,7 +147,7 @@ def load_training_data(config):
     """(train FerData, validation FerData, split record) as a run's config describes them."""
     everything = labelled_rows(config)
     if config.get("val_data"):
-        validation = _read_labelled(config["val_data"], None)
+        validation = _read_labelled(config["val_data"], "PublicTest")
         train_indices = np.arange(len(everything))
         validation_indices = None
         split = {"val_data": config["val_data"], "val_count": len(validation)}
@@ -167,12 +166,18 @@ def load_training_data(config):
 
 
 def _read_labelled(path, usage):
-    # fer2013.csv holds all three splits: train on its Training rows unless told otherwise.
+    """The labelled rows of ``path``: of a fer2013.csv only those of ``usage``.
+
+    fer2013.csv holds all three splits, so training reads its Training rows and a validation
+    file its PublicTest rows; other CSVs and image folders have no splits and are read whole.
+    """
+    if os.path.isdir(path):
+        return data.read_any(path, require_labels=True)
     try:
-        return data.read_any(path, usage=usage, require_labels=True)
+        return data.read_csv(path, usage=usage, require_labels=True)
     except FerError as error:
-        if usage and "needs a 'Usage' column" in str(error):
-            return data.read_any(path, require_labels=True)
+        if "needs a 'Usage' column" in str(error):  # found in the header, before parsing
+            return data.read_csv(path, require_labels=True)
         raise
 
 

@@ -222,3 +222,18 @@ def test_split_is_stratified_seeded_and_disjoint():
 def test_split_fraction_out_of_range(fraction):
     with pytest.raises(FerError, match="--val-split"):
         data.stratified_split(np.arange(10) % 7, fraction, seed=0)
+
+
+def test_a_folder_hash_follows_its_files_names_and_contents(tmp_path):
+    folder = tmp_path / "faces"
+    (folder / "happy").mkdir(parents=True)
+    (folder / "happy" / "0.png").write_bytes(b"one")
+    (folder / "sad").mkdir()
+    (folder / "sad" / "1.png").write_bytes(b"two")
+    before = data.file_sha256(str(folder))
+    assert data.file_sha256(str(folder)) == before
+    (folder / "sad" / "1.png").write_bytes(b"TWO")
+    changed = data.file_sha256(str(folder))
+    (folder / "sad" / "1.png").rename(folder / "happy" / "1.png")
+    moved = data.file_sha256(str(folder))
+    assert len({before, changed, moved}) == 3

@@ -1,0 +1,41 @@
+"""Which rows a run trains and validates on, read back from its configuration."""
+
+import numpy as np
+from conftest import make_train_csv, pixels, synthetic_images, write_csv
+
+from ferkit import config as configuration
+from ferkit import data, faces, runs
+
+
+def fer2013_csv(path, count=210):
+    """fer2013.csv form: the three splits interleaved, so each holds every class."""
+    images, labels = synthetic_images(count)
+    usages = ["Training", "PublicTest", "PrivateTest"] * (count // 3)
+    rows = [(label, pixels(image), usage) for image, label, usage in zip(images, labels, usages)]
+    return write_csv(path, ("emotion", "pixels", "Usage"), rows)
+
+
+def test_fer2013_csv_trains_and_validates_on_its_training_rows_only(tmp_path):
+    path = fer2013_csv(tmp_path / "fer2013.csv")
+    config = configuration.resolve("dnn", overrides={"data": path})
+    train, validation, _ = runs.load_training_data(config)
+    training_rows = data.read_csv(path, usage="Training")
+    assert len(train) + len(validation) == len(training_rows) == 70
+    assert set(train.ids) | set(validation.ids) == set(training_rows.ids)
+
+
+def test_fer2013_csv_as_validation_file_gives_its_public_test_rows(tmp_path):
+    path = fer2013_csv(tmp_path / "fer2013.csv")
+    config = configuration.resolve("dnn", overrides={"data": path, "val_data": path})
+    train, validation, split = runs.load_training_data(config)
+    assert len(train) == 70 and split["val_count"] == len(validation) == 70
+    np.testing.assert_array_equal(validation.images, data.read_csv(path, usage="PublicTest").images)
+
+
+def test_image_folders_train_and_validate(tmp_path):
+    folder = faces.write_image_folder(
+        data.read_csv(make_train_csv(tmp_path / "train.csv", count=28)), str(tmp_path / "train")
+    )
+    config = configuration.resolve("dnn", overrides={"data": folder, "val_data": folder})
+    train, validation, _ = runs.load_training_data(config)
+    assert len(train) == len(validation) == 28
