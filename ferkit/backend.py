@@ -7,6 +7,10 @@ imported inside the functions that need them, so a missing one costs nothing.
 import os
 import platform
 
+import numpy as np
+
+from ferkit.errors import FerError
+
 
 def _start_quietly():
     """Import Keras and start its backend with stderr silenced.
@@ -198,7 +202,15 @@ def distribution_scope(enabled):
             keras.distribution.DataParallel(devices=keras.distribution.list_devices())
         )
         return contextlib.nullcontext()
-    raise NotImplementedError(f"--distribute is not available on the {backend} backend")
+    check_distribute()
+
+
+def check_distribute():
+    """Refuse --distribute where it cannot run (training calls this before writing a run)."""
+    if name() not in ("tensorflow", "jax"):
+        raise FerError(
+            f"--distribute is not available on the {name()} backend (use tensorflow or jax)"
+        )
 
 
 def device_count():
@@ -207,3 +219,44 @@ def device_count():
 
         return len(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU"))
     return len(keras.distribution.list_devices()) if name() == "jax" else 1
+
+
+def value_and_gradient(function, inputs):
+    """(``function(inputs)``, gradient of its sum with respect to ``inputs``), as numpy.
+
+    ``function`` maps a batch to one value per image. The images do not interact (models run
+    in inference mode), so the gradient of the sum is each image's own gradient, and one
+    backward pass serves the whole batch.
+    """
+    inputs = np.asarray(inputs, dtype=np.float32)
+    backend = name()
+    # Imported here, not at the top: only the running backend's library is needed.
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        tensor = tf.convert_to_tensor(inputs)
+        with tf.GradientTape() as tape:
+            tape.watch(tensor)
+            values = function(tensor)
+            total = tf.reduce_sum(values)
+        gradients = tape.gradient(total, tensor)
+    elif backend == "jax":
+        import jax
+
+        def total_and_values(tensor):
+            values = function(tensor)
+            return jax.numpy.sum(values), values
+
+        (_, values), gradients = jax.value_and_grad(total_and_values, has_aux=True)(
+            jax.numpy.asarray(inputs)
+        )
+    elif backend == "torch":
+        # Written to the same pattern but not tested here: torch is not installed in CI.
+        tensor = keras.ops.convert_to_tensor(inputs).detach().requires_grad_(True)
+        values = function(tensor)
+        values.sum().backward()
+        gradients = tensor.grad
+        values = values.detach()
+    else:
+        raise FerError(f"gradients are not supported on the {backend} backend")
+    return keras.ops.convert_to_numpy(values), keras.ops.convert_to_numpy(gradients)

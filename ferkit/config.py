@@ -43,9 +43,12 @@ DEFAULTS = {
     "limit": None,
     "distribute": False,
 }
+# SmoothGrad's noise (saliency.py --noise) as a fraction of the pixel range, the paper's
+# recommended 10-20%.
+SMOOTHGRAD_NOISE = 0.15
 # Options added after runs were first recorded, with the value that turns each off: a run
 # whose config.json lacks one was trained without it.
-LATER_OPTIONS = {"random_erasing": 0.0, "mixup": 0.0}
+LATER_OPTIONS = {"random_erasing": 0.0, "mixup": 0.0, "limit": None, "distribute": False}
 NETWORK_DEFAULTS = {
     "cnn": {"dropout_conv": 0.25, "dropout_dense": 0.5},
     "dnn": {"dropout_dense": 0.3},
@@ -107,9 +110,18 @@ def validate(config):
     for key in ("epochs", "batch_size", "limit"):
         if config[key] is not None and int(config[key]) < 1:
             refuse(key, "must be at least 1")
-    for key in ("lr",):
-        if not config[key] > 0:
-            refuse(key, "must be positive")
+    if not config["lr"] > 0:
+        refuse("lr", "must be positive")
+    for key in ("plateau_patience", "early_stop_patience"):
+        if int(config[key]) < 1:
+            refuse(key, "must be at least 1")
+    for key in ("seed", "split_seed", "weight_decay", "min_lr"):
+        if config[key] < 0:
+            refuse(key, "must not be negative")
+    if not 0 <= config["momentum"] < 1:
+        refuse("momentum", "must be in [0, 1)")
+    if not 0 < config["plateau_factor"] < 1:
+        refuse("plateau_factor", "must be between 0 and 1 (exclusive)")
     for key in ("dropout_conv", "dropout_dense", "label_smoothing"):
         if key in config and not 0 <= config[key] < 1:
             refuse(key, "must be in [0, 1)")
@@ -124,6 +136,11 @@ def validate(config):
             refuse(key, "must not be negative")
     if config["zoom_range"] >= 1:
         refuse("zoom_range", "must be below 1")
+    if not config["augment"]:
+        # Erasing and mixup are augmentations: silently dropping one would mislabel the run.
+        for key in ("random_erasing", "mixup"):
+            if config[key]:
+                refuse(key, "is an augmentation, which --no-augment turns off")
 
 
 def recorded(config):

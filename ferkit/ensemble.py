@@ -101,7 +101,7 @@ def _data_contents(configs):
     by_file, contents = {}, {}
     for path, config in configs.items():
         source = config["data"]
-        if not os.path.isfile(source):
+        if not os.path.exists(source):
             raise FerError(
                 f"{path}: trained on {source}, which is not here; the members' data files "
                 "differ, so their rows must be compared to know they share a split"
@@ -158,7 +158,11 @@ def score_table(names, member_probabilities, ensemble_probabilities, labels):
 def choose_weights(member_paths, spec="uniform", greedy=None, tta="none", unsafe=False):
     """Weights from ``--weights`` and ``--greedy``: None (uniform), numbers given as
     'w1,w2,...', or fitted on the members' shared validation images (printed as a table)."""
-    if spec not in ("uniform", "fit") and not greedy:
+    if greedy is not None and greedy < 1:
+        raise FerError(f"--greedy must be at least 1 round, got {greedy}")
+    if greedy and spec != "uniform":
+        raise FerError("--greedy chooses the weights: give it without --weights")
+    if spec not in ("uniform", "fit"):
         try:
             weights = np.array([float(value) for value in spec.split(",")])
         except ValueError:

@@ -36,7 +36,7 @@ NUMERIC_ENVIRONMENT = (
     "XLA_FLAGS",
 )
 # What --resume may be given besides the run: it trains on with the run's recorded options.
-RESUME_OPTIONS = ("epochs", "quiet", "out")
+RESUME_OPTIONS = ("epochs", "quiet")
 
 
 class TrainingInterruptedError(FerError):
@@ -60,7 +60,7 @@ def add_arguments(parser, network):
     parser.add_argument("--val-data", help="labelled CSV to validate on instead of a split")
     parser.add_argument("--preset", help=f"recipe from configs/ ({network}_<NAME>.json)")
     parser.add_argument("--resume", metavar="RUN", help="continue an interrupted run folder")
-    parser.add_argument("--out", default="models", help="folder for run folders (default models)")
+    parser.add_argument("--out", help="folder for run folders (default models)")
     parser.add_argument("--name", help="run folder name (default <network>_<timestamp>)")
     parser.add_argument("--seeds", type=int, nargs="+", help="train one run per seed")
     option("--epochs", int, "maximum epochs")
@@ -126,15 +126,17 @@ def main(args, network):
     """Train as the parsed command line says: a new run, several seeds, or a resume."""
     if args.resume:
         _refuse_options_given_with_resume(args, network)
-        return train(
-            resume_config(args.resume, args), args.resume, resume=True, verbose=not args.quiet
-        )
+        config = resume_config(args.resume, args)
+        _check_backend(config)
+        return train(config, args.resume, resume=True, verbose=not args.quiet)
     if not args.data:
         raise FerError("--data is required (or --resume RUN)")
     seeds = args.seeds or [None]
     repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
     if repeated:
         raise FerError(f"--seeds: seed {repeated[0]} is given twice")
+    if args.seeds and args.seed is not None:
+        raise FerError("--seed and --seeds: give one or the other")
     overrides = {key: getattr(args, key) for key in _config_keys(network) if hasattr(args, key)}
     overrides["data"] = os.path.abspath(args.data)
     overrides["val_data"] = os.path.abspath(args.val_data) if args.val_data else None
@@ -149,13 +151,21 @@ def main(args, network):
         name = args.name or stamp
         if len(seeds) > 1:
             name = f"{name}_seed{seed}"
-        plans.append((config, runs.run_folder(args.out, network, name)))
+        plans.append((config, runs.run_folder(args.out or "models", network, name)))
+    _check_backend(plans[0][0])
     loaded = runs.load_training_data(plans[0][0])  # the seeds share the data and the split
     run_dirs = []
     for config, run_dir in plans:
         os.makedirs(run_dir, exist_ok=True)
         run_dirs.append(train(config, run_dir, verbose=not args.quiet, loaded=loaded))
     return run_dirs
+
+
+def _check_backend(config):
+    if config["distribute"]:  # Keras (seconds to import) only when the option is given
+        from ferkit import backend
+
+        backend.check_distribute()
 
 
 def _config_keys(network):
@@ -166,7 +176,7 @@ def _refuse_options_given_with_resume(args, network):
     """A resumed run keeps its recorded options; silently ignoring a typed one would mislead."""
     typed = [
         key
-        for key in [*_config_keys(network), "data", "val_data", "preset", "name", "seeds"]
+        for key in [*_config_keys(network), "data", "val_data", "preset", "name", "seeds", "out"]
         if key not in RESUME_OPTIONS and getattr(args, key, None) is not None
     ]
     if typed:
@@ -247,7 +257,7 @@ def train(config, run_dir, resume=False, verbose=True, loaded=None):
         checkpoint = os.path.join(checkpoint_dir, state["checkpoint"])
         try:
             # A --distribute run's variables must be made inside its strategy, as when built.
-            with backend.distribution_scope(config.get("distribute", False)):
+            with backend.distribution_scope(config["distribute"]):
                 training_model = keras.saving.load_model(
                     checkpoint, custom_objects=models.CUSTOM_OBJECTS
                 )
@@ -389,7 +399,7 @@ def build_training_model(config):
     With --distribute both are built inside the backend's data-parallel scope."""
     from ferkit import backend
 
-    with backend.distribution_scope(config.get("distribute", False)):
+    with backend.distribution_scope(config["distribute"]):
         return _build_training_model(config)
 
 

@@ -40,6 +40,14 @@ def test_unknown_preset_lists_the_available_ones(tmp_path, monkeypatch):
         ({"dropout_conv": 1.5}, "--dropout-conv must be in"),
         ({"random_erasing": 1.5}, "--random-erasing must be a probability"),
         ({"mixup": -0.2}, "--mixup \\(the Beta distribution's alpha\\) must not be negative"),
+        ({"momentum": 1.5}, "--momentum must be in \\[0, 1\\), got 1.5"),
+        ({"seed": -1}, "--seed must not be negative, got -1"),
+        ({"split_seed": -1}, "--split-seed must not be negative"),
+        ({"weight_decay": -0.1}, "--weight-decay must not be negative"),
+        ({"early_stop_patience": 0}, "--early-stop-patience must be at least 1, got 0"),
+        ({"plateau_factor": 1.0}, "--plateau-factor must be between 0 and 1"),
+        ({"augment": False, "mixup": 0.2}, "--mixup is an augmentation, which --no-augment"),
+        ({"augment": False, "random_erasing": 0.5}, "--random-erasing is an augmentation"),
     ],
 )
 def test_options_out_of_range(overrides, message):
@@ -89,6 +97,7 @@ def test_preset_reaches_the_run_config_and_the_command_line_overrides_it(train_c
 
 def test_a_run_recorded_before_an_option_existed_had_it_off():
     old = {"network": "cnn", "epochs": 3}
-    assert config.recorded(old) == {**old, "random_erasing": 0.0, "mixup": 0.0}
+    later = {"random_erasing": 0.0, "mixup": 0.0, "limit": None, "distribute": False}
+    assert config.recorded(old) == {**old, **later}
     assert config.recorded({**old, "mixup": 0.4})["mixup"] == 0.4
     assert list(config.recorded(old))[:2] == ["network", "epochs"]  # printed in their order

@@ -52,6 +52,19 @@ class CountingModel:
         return scores / scores.sum(axis=1, keepdims=True)
 
 
+@pytest.mark.parametrize(
+    "spec, greedy, message",
+    [
+        ("uniform", 0, "--greedy must be at least 1 round, got 0"),
+        ("uniform", -1, "--greedy must be at least 1 round"),
+        ("2,1", 3, "--greedy chooses the weights: give it without --weights"),
+    ],
+)
+def test_greedy_options_that_cannot_work_are_refused(spec, greedy, message):
+    with pytest.raises(FerError, match=message):
+        ensemble.choose_weights(["a", "b"], spec, greedy)
+
+
 def test_tta_flip_is_the_mean_of_image_and_mirror():
     images = np.random.default_rng(1).integers(0, 255, (3, 48, 48, 1)).astype(np.uint8)
     model = CountingModel()

@@ -1,5 +1,6 @@
 """Training runs on tiny synthetic data: the run folder, resuming, seeds, errors."""
 
+import argparse
 import csv
 import json
 import os
@@ -167,3 +168,40 @@ def test_cli_bad_data_is_one_line_and_exit_2(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip() == f"train_cnn.py: error: {bad}: line 2: label 9 is outside 0-6"
     assert os.listdir(tmp_path) == ["bad.csv"]
+
+
+def test_an_older_run_without_the_newer_options_resumes_for_more_epochs(train_csv, tmp_path):
+    old = tiny_config(train_csv)
+    for key in configuration.LATER_OPTIONS:
+        old.pop(key)
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    resumed = training.resume_config(str(tmp_path), argparse.Namespace(epochs=5))
+    assert resumed["epochs"] == 5 and resumed["limit"] is None and resumed["distribute"] is False
+
+
+def test_distribute_on_an_unsupported_backend_is_refused_before_a_run_is_written(
+    train_csv, tmp_path, monkeypatch
+):
+    from ferkit import backend
+
+    monkeypatch.setattr(backend, "name", lambda: "torch")
+    parser = argparse.ArgumentParser()
+    training.add_arguments(parser, "dnn")
+    args = parser.parse_args(["--data", train_csv, "--distribute", "--out", str(tmp_path / "o")])
+    with pytest.raises(FerError, match="--distribute is not available on the torch backend"):
+        training.main(args, "dnn")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--resume", "models/r", "--out", "elsewhere"], "--out cannot be given with --resume"),
+        (["--data", "t.csv", "--seed", "2", "--seeds", "1", "3"], "--seed and --seeds"),
+    ],
+)
+def test_options_that_would_be_ignored_are_refused(arguments, message):
+    parser = argparse.ArgumentParser()
+    training.add_arguments(parser, "dnn")
+    with pytest.raises(FerError, match=message):
+        training.main(parser.parse_args(arguments), "dnn")
