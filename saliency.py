@@ -13,6 +13,7 @@ copies with Gaussian noise (std --noise x 255). The figure goes to <run>/figures
 import numpy as np
 
 from ferkit import cli, data, evaluation, plots, runs
+from ferkit import config as configuration
 from ferkit.errors import FerError
 
 
@@ -25,7 +26,8 @@ def main():
     plots.add_data_arguments(parser)
     parser.add_argument("--target", choices=("predicted", "true"), default="predicted")
     parser.add_argument("--smoothgrad", type=int, default=0, metavar="N", help="noisy copies")
-    parser.add_argument("--noise", type=float, default=0.15, help="noise std / 255")
+    noise = configuration.SMOOTHGRAD_NOISE
+    parser.add_argument("--noise", type=float, default=noise, help=f"noise std / 255 ({noise})")
     parser.add_argument("--keep", type=float, default=0.25, help="share of pixels kept")
     parser.add_argument("--out", help="figure file (.png, .pdf or .svg)")
     args = parser.parse_args()

@@ -1,9 +1,9 @@
 """What a trained model looks at: saliency maps (plain and SmoothGrad), filters drawn by
 gradient ascent, and activation maps.
 
-Everything works on raw 0-255 pixels (N, 48, 48, 1), the models' own input. The one
-backend-specific piece is ``value_and_gradient``: Keras has no backend-neutral gradient, so
-it asks the backend's own autodiff (TensorFlow's tape, ``jax.grad``, PyTorch's autograd).
+Everything works on raw 0-255 pixels (N, 48, 48, 1), the models' own input. Gradients come
+from ``backend.value_and_gradient``: Keras has no backend-neutral gradient, so the fenced
+backend module asks the backend's own autodiff.
 """
 
 import keras
@@ -11,54 +11,11 @@ import numpy as np
 from keras import layers, ops
 
 from ferkit import backend
+from ferkit import config as configuration
 from ferkit.data import NUM_CLASSES
 from ferkit.errors import FerError
 
-# SmoothGrad's noise as a fraction of the pixel range, the paper's recommended 10-20%.
-DEFAULT_NOISE = 0.15
 PIXEL_RANGE = 255.0
-
-
-def value_and_gradient(function, inputs):
-    """(``function(inputs)``, gradient of its sum with respect to ``inputs``), as numpy.
-
-    ``function`` maps a batch to one value per image. The images do not interact (models run
-    in inference mode), so the gradient of the sum is each image's own gradient, and one
-    backward pass serves the whole batch.
-    """
-    inputs = np.asarray(inputs, dtype=np.float32)
-    name = backend.name()
-    # Imported here, not at the top: only the running backend's library is needed, and
-    # ferkit/backend.py keeps TensorFlow out of every other module's import time.
-    if name == "tensorflow":
-        import tensorflow as tf
-
-        tensor = tf.convert_to_tensor(inputs)
-        with tf.GradientTape() as tape:
-            tape.watch(tensor)
-            values = function(tensor)
-            total = tf.reduce_sum(values)
-        gradients = tape.gradient(total, tensor)
-    elif name == "jax":
-        import jax
-
-        def total_and_values(tensor):
-            values = function(tensor)
-            return jax.numpy.sum(values), values
-
-        (_, values), gradients = jax.value_and_grad(total_and_values, has_aux=True)(
-            jax.numpy.asarray(inputs)
-        )
-    elif name == "torch":
-        # Written to the same pattern but not tested here: torch is not installed in CI.
-        tensor = ops.convert_to_tensor(inputs).detach().requires_grad_(True)
-        values = function(tensor)
-        values.sum().backward()
-        gradients = tensor.grad
-        values = values.detach()
-    else:
-        raise FerError(f"gradients are not supported on the {name} backend")
-    return ops.convert_to_numpy(values), ops.convert_to_numpy(gradients)
 
 
 def score_model(model):
@@ -82,10 +39,12 @@ def class_gradients(scores, images, classes):
         # float32: a mixed-precision model computes its scores in bfloat16.
         return ops.sum(ops.cast(scores(tensor, training=False), "float32") * choose, axis=-1)
 
-    return value_and_gradient(chosen_score, images)
+    return backend.value_and_gradient(chosen_score, images)
 
 
-def saliency(model, images, classes, samples=0, noise=DEFAULT_NOISE, seed=0, batch_size=64):
+def saliency(
+    model, images, classes, samples=0, noise=configuration.SMOOTHGRAD_NOISE, seed=0, batch_size=64
+):
     """Saliency maps (N, 48, 48, 1) in [0, 1]: |d score / d pixel|, each map scaled to its max.
 
     With ``samples`` > 0 this is SmoothGrad: the mean of the maps of ``samples`` copies with
@@ -195,7 +154,7 @@ def gradient_ascent(model, layer, filters, steps=50, step_size=3.0, seed=0):
     images = images.astype(np.float32)
     start = None
     for _ in range(steps):
-        values, gradients = value_and_gradient(mean_activation, images)
+        values, gradients = backend.value_and_gradient(mean_activation, images)
         start = values if start is None else start
         scale = np.sqrt(np.mean(gradients**2, axis=(1, 2, 3), keepdims=True)) + 1e-12
         images = np.clip(images + step_size * gradients / scale, 0, 255).astype(np.float32)

@@ -99,3 +99,16 @@ def test_fused_batch_norm_trains_like_keras_own(shape):
     # Inference is Keras' own code path, and the saved layer is Keras' own class.
     np.testing.assert_allclose(fused_model(images), keras_model(images), atol=1e-5)
     assert type(fused_model.layers[1]) is keras.layers.BatchNormalization
+
+
+def test_value_and_gradient_of_a_known_function():
+    inputs = np.random.default_rng(0).normal(size=(2, 48, 48, 1)).astype("float32")
+    weights = keras.ops.convert_to_tensor(
+        np.arange(2 * 48 * 48, dtype="float32").reshape(inputs.shape)
+    )
+    values, gradients = backend.value_and_gradient(
+        lambda tensor: keras.ops.sum(keras.ops.square(tensor) * weights, axis=(1, 2, 3)), inputs
+    )
+    expected_weights = keras.ops.convert_to_numpy(weights)
+    assert np.allclose(values, (inputs**2 * expected_weights).sum(axis=(1, 2, 3)), rtol=1e-4)
+    assert np.allclose(gradients, 2 * inputs * expected_weights, rtol=1e-4)

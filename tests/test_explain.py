@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 from conftest import REPOSITORY, make_train_csv
-from keras import layers, ops
+from keras import layers
 from test_plots import assert_drawn, call_script
 from test_training import tiny_config
 
@@ -50,17 +50,6 @@ def linear_model(seed=0):
     weights = np.random.default_rng(seed).normal(size=(48 * 48, 7)).astype("float32")
     model.get_layer("logits").set_weights([weights, np.zeros(7, "float32")])
     return model, weights
-
-
-def test_value_and_gradient_of_a_known_function():
-    inputs = np.random.default_rng(0).normal(size=(2, 48, 48, 1)).astype("float32")
-    weights = ops.convert_to_tensor(np.arange(2 * 48 * 48, dtype="float32").reshape(inputs.shape))
-    values, gradients = explain.value_and_gradient(
-        lambda tensor: ops.sum(ops.square(tensor) * weights, axis=(1, 2, 3)), inputs
-    )
-    expected_weights = ops.convert_to_numpy(weights)
-    assert np.allclose(values, (inputs**2 * expected_weights).sum(axis=(1, 2, 3)), rtol=1e-4)
-    assert np.allclose(gradients, 2 * inputs * expected_weights, rtol=1e-4)
 
 
 def test_saliency_is_the_score_gradient_not_the_probability_gradient():
