@@ -33,6 +33,8 @@ def main():
         raise FerError("--filters must be at least 1, --steps not negative, --step-size positive")
     runs.checked_model_path(args.model)
     plots.figure_path(args.model, "filters", args.out)  # a bad --out is refused now, not later
+    if args.image is None and (args.data or args.labels or args.usage):
+        raise FerError("--data, --labels and --usage choose the face for --image: give --image")
     if args.image is not None:
         faces, _, described = plots.figure_images(args.model, args, labelled_only=False)
         if not 0 <= args.image < len(faces):
