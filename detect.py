@@ -24,8 +24,6 @@ import sys
 from ferkit import cli, data, evaluation, faces, files, runs
 from ferkit.errors import FerError
 
-COLUMNS = ("file", "frame", "x", "y", "w", "h", "label", *data.CLASS_NAMES)
-
 
 def main():
     parser = cli.ArgumentParser(description=__doc__, formatter_class=cli.RawHelp)
@@ -59,7 +57,7 @@ def main():
 
     table, failed, pictures, found = io.StringIO(), 0, 0, 0
     writer = csv.writer(table, lineterminator="\n")
-    writer.writerow(COLUMNS)
+    writer.writerow(faces.RESULT_COLUMNS)
     stream = faces.read_media(media, args.every)
     for file, frame, image, boxes, probabilities in faces.analyse(
         stream, models, detector, args.tta, args.margin, blur=args.blur
@@ -68,18 +66,12 @@ def main():
             failed += 1
             continue
         pictures, found = pictures + 1, found + len(boxes)
-        frame_text = "" if frame is None else str(frame)
-        labels = [data.CLASS_NAMES[row.argmax()] for row in probabilities]
-        for box, label, row in zip(boxes, labels, probabilities):
-            writer.writerow([file, frame_text, *box, label, *(f"{value:.6f}" for value in row)])
-        if not boxes:
-            writer.writerow([file, frame_text, "", "", "", "", "no face"] + [""] * data.NUM_CLASSES)
+        writer.writerows(faces.result_rows(file, frame, boxes, probabilities))
         if args.out:
-            name = os.path.relpath(file, root)
-            name += "" if frame is None else f".frame{frame:06d}.jpg"
-            name += ".png" if name.lower().endswith(".pgm") else ""  # PGM holds no colour
+            labels = [data.CLASS_NAMES[row.argmax()] for row in probabilities]
             captions = [f"{label} {row.max():.0%}" for label, row in zip(labels, probabilities)]
-            faces.write_image(os.path.join(args.out, name), faces.annotate(image, boxes, captions))
+            path = os.path.join(args.out, faces.annotated_name(file, frame, root))
+            faces.write_image(path, faces.annotate(image, boxes, captions))
     if args.csv:
         files.write_text(args.csv, table.getvalue(), force=True)
         print(f"wrote {args.csv}: {found} face(s) in {pictures} picture(s)", file=sys.stderr)

@@ -63,21 +63,7 @@ def main():
     classes = labels[indices] if args.target == "true" else probabilities.argmax(axis=1)
     maps = explain.saliency(model, chosen, classes, args.smoothgrad, args.noise)
     masked = explain.mask_low_saliency(chosen, maps, args.keep)
-    rows, row_labels = [], []
-    for row, index in enumerate(indices):
-        predicted = int(probabilities[row].argmax())
-        true = data.CLASS_NAMES[labels[index]] if labels[index] >= 0 else "?"
-        row_labels.append(
-            f"#{index} true {true}\n"
-            f"pred {data.CLASS_NAMES[predicted]} {probabilities[row, predicted]:.0%}"
-        )
-        rows.append(
-            [
-                plots.Panel(chosen[row]),
-                plots.Panel(maps[row], cmap="inferno", vmin=0, vmax=1),
-                plots.Panel(masked[row]),
-            ]
-        )
+    rows, row_labels = plots.saliency_rows(chosen, maps, masked, indices, labels, probabilities)
     method = "gradient"
     if args.smoothgrad:
         method = f"SmoothGrad ({args.smoothgrad} copies, noise {args.noise:g})"

@@ -464,3 +464,25 @@ def write_image_folder(dataset, path, extension=".png", workers=None):
         for job in jobs:
             job.result()
     return path
+
+
+# detect.py's table: one row per face found, or one "no face" row per picture.
+RESULT_COLUMNS = ("file", "frame", "x", "y", "w", "h", "label", *data.CLASS_NAMES)
+
+
+def result_rows(file, frame, boxes, probabilities):
+    """The RESULT_COLUMNS rows of one picture (a video frame has its number, a photo none)."""
+    frame_text = "" if frame is None else str(frame)
+    rows = [
+        [file, frame_text, *box, data.CLASS_NAMES[row.argmax()], *(f"{value:.6f}" for value in row)]
+        for box, row in zip(boxes, probabilities)
+    ]
+    return rows or [[file, frame_text, "", "", "", "", "no face"] + [""] * data.NUM_CLASSES]
+
+
+def annotated_name(file, frame, root):
+    """Where an annotated copy goes under --out: the file's path below the input folder, a
+    video frame as NAME.frame000120.jpg, and a PGM (grey only) as PNG to show coloured boxes."""
+    name = os.path.relpath(file, root)
+    name += "" if frame is None else f".frame{frame:06d}.jpg"
+    return name + (".png" if name.lower().endswith(".pgm") else "")

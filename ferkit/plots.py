@@ -350,3 +350,24 @@ def figure_images(source, args, labelled_only=True):
             raise FerError(f"{args.data}: has no labels: give --labels id,label CSV too")
         return table.images, np.full(len(table), -1, dtype=np.int64), described
     return table.images, table.labels, described
+
+
+def saliency_rows(faces, maps, masked, indices, labels, probabilities):
+    """saliency.py's figure rows: each face, its map and its most salient pixels, labelled
+    with the face's position, its true class ("?" when unknown) and the prediction."""
+    rows, row_labels = [], []
+    for row, index in enumerate(indices):
+        predicted = int(probabilities[row].argmax())
+        true = data.CLASS_NAMES[labels[index]] if labels[index] >= 0 else "?"
+        row_labels.append(
+            f"#{index} true {true}\n"
+            f"pred {data.CLASS_NAMES[predicted]} {probabilities[row, predicted]:.0%}"
+        )
+        rows.append(
+            [
+                Panel(faces[row]),
+                Panel(maps[row], cmap="inferno", vmin=0, vmax=1),
+                Panel(masked[row]),
+            ]
+        )
+    return rows, row_labels
