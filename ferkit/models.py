@@ -14,6 +14,7 @@ import math
 import keras
 from keras import layers
 
+from ferkit.config import DEFAULTS, NETWORK_DEFAULTS
 from ferkit.data import IMAGE_SIZE, NUM_CLASSES
 
 INPUT_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 1)
@@ -44,7 +45,10 @@ def _classifier(tensor):
     return layers.Activation("softmax", dtype="float32", name="probabilities")(tensor)
 
 
-def build_cnn(dropout_conv=0.25, dropout_dense=0.5):
+def build_cnn(
+    dropout_conv=NETWORK_DEFAULTS["cnn"]["dropout_conv"],
+    dropout_dense=NETWORK_DEFAULTS["cnn"]["dropout_dense"],
+):
     """The VGG-style PReLU/BatchNorm CNN (3,532,743 parameters)."""
     inputs, tensor = _inputs_and_rescaled()
     tensor = _conv_bn_prelu(tensor, 64, "block1a")
@@ -66,7 +70,7 @@ def build_cnn(dropout_conv=0.25, dropout_dense=0.5):
     return keras.Model(inputs, _classifier(tensor), name="cnn")
 
 
-def build_dnn(dropout_dense=0.3):
+def build_dnn(dropout_dense=NETWORK_DEFAULTS["dnn"]["dropout_dense"]):
     """The parameter-matched fully connected network (3,533,188 parameters)."""
     inputs, tensor = _inputs_and_rescaled()
     tensor = layers.Flatten(name="flatten")(tensor)  # (2304,)
@@ -80,12 +84,12 @@ BUILDERS = {"cnn": build_cnn, "dnn": build_dnn}
 
 
 def build_augmentation(
-    rotation_range=10.0,
-    width_shift_range=0.1,
-    height_shift_range=0.1,
-    zoom_range=0.1,
-    horizontal_flip=True,
-    random_erasing=0.0,
+    rotation_range=DEFAULTS["rotation_range"],
+    width_shift_range=DEFAULTS["width_shift_range"],
+    height_shift_range=DEFAULTS["height_shift_range"],
+    zoom_range=DEFAULTS["zoom_range"],
+    horizontal_flip=DEFAULTS["horizontal_flip"],
+    random_erasing=DEFAULTS["random_erasing"],
     seed=None,
 ):
     """ImageDataGenerator's augmentation as one Keras layer, active only in training.
