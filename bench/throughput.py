@@ -3,6 +3,7 @@
     python bench/throughput.py                    # both networks, ../shared/fer2013
     python bench/throughput.py --networks cnn --images 5120 --rounds 5
     python bench/throughput.py --large-batch dnn=1024 cnn=256
+    python bench/throughput.py --networks dnn --large-batch dnn=1024   # the DNN's own threads
     KERAS_BACKEND=jax python bench/throughput.py --data .device/fer2013.npz.xz   # lent GPU
 
 In one process, alternating on the same real images:
@@ -11,6 +12,8 @@ In one process, alternating on the same real images:
   the report's batch size and, with --large-batch, at a larger one (a separate column).
 Prints training images/s, their ratio, the CNN's achieved FLOP rate against a matrix-product
 peak measured in the same precision, and inference images/s on the 7,178 test images.
+TensorFlow's inter-op threads are set as train_cnn.py / train_dnn.py set them (one network
+at a time for the DNN's: with both, the CNN's apply).
 """
 
 import argparse
@@ -25,15 +28,26 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from ferkit import backend, data, training  # noqa: E402
+import ferkit  # noqa: E402
 from ferkit import config as configuration  # noqa: E402
+from ferkit import data, training  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pack_data  # noqa: E402
 
-# Keras after ferkit: ferkit sets TensorFlow's threading (one inter-op thread) before
-# TensorFlow starts, for both pipelines alike, as in a training run.
-keras = importlib.import_module("keras")
+# Started by start_keras(), once the networks to measure are known.
+keras = backend = None
+
+
+def start_keras(networks):
+    """Keras and ferkit.backend, with TensorFlow's threads set first as a training run of
+    ``networks`` sets them, for both pipelines alike (both networks at once: the CNN's)."""
+    global keras, backend
+    threads = configuration.INTEROP_THREADS
+    ferkit.use_interop_threads(threads[networks[0]] if len(set(networks)) == 1 else threads["cnn"])
+    keras = importlib.import_module("keras")
+    backend = importlib.import_module("ferkit.backend")
+
 
 SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "fer2013")
 
@@ -145,11 +159,13 @@ def main():
     parser.add_argument("--test", default=os.path.join(SHARED, "test.csv.gz"))
     args = parser.parse_args()
     large = large_batches(args.large_batch)
+    start_keras(args.networks)
 
     precision = backend.resolve_precision("auto")
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"backend {backend.name()} on {backend.accelerator()}, auto precision {precision}, "
+        f"{os.environ['TF_NUM_INTEROP_THREADS']} inter-op threads, "
         f"{args.images} images x {args.rounds} rounds"
     )
     if args.data.endswith(".xz"):  # packed by bench/pack_data.py for a lent GPU

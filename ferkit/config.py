@@ -53,6 +53,10 @@ NETWORK_DEFAULTS = {
     "cnn": {"dropout_conv": 0.25, "dropout_dense": 0.5},
     "dnn": {"dropout_dense": 0.3},
 }
+# TensorFlow inter-op threads per network on the CPU: the CNN's few large ops train faster
+# with one (the cores go to each op), the DNN's many small independent ops with two
+# (bench/RESULTS.md). A user's TF_NUM_INTEROP_THREADS wins.
+INTEROP_THREADS = {"cnn": 1, "dnn": 2}
 CHOICES = {
     "optimizer": ("adam", "adamw", "sgd"),
     "schedule": ("plateau", "cosine", "constant"),

@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 
+import ferkit
 from ferkit import checkpoints, data, runs
 from ferkit import config as configuration
 from ferkit.errors import FerError
@@ -124,6 +125,7 @@ def add_arguments(parser, network):
 
 def main(args, network):
     """Train as the parsed command line says: a new run, several seeds, or a resume."""
+    ferkit.use_interop_threads(configuration.INTEROP_THREADS[network])
     if args.resume:
         _refuse_options_given_with_resume(args, network)
         config = resume_config(args.resume, args)

@@ -1,6 +1,7 @@
 """Defaults, presets and command-line overrides resolve in that order."""
 
 import json
+import os
 
 import pytest
 
@@ -101,3 +102,19 @@ def test_a_run_recorded_before_an_option_existed_had_it_off():
     assert config.recorded(old) == {**old, **later}
     assert config.recorded({**old, "mixup": 0.4})["mixup"] == 0.4
     assert list(config.recorded(old))[:2] == ["network", "epochs"]  # printed in their order
+
+
+def test_training_sets_the_network_s_inter_op_threads_unless_the_user_did(monkeypatch):
+    import sys
+
+    import ferkit
+
+    monkeypatch.setenv("TF_NUM_INTEROP_THREADS", "1")
+    monkeypatch.delitem(sys.modules, "tensorflow", raising=False)  # as before Keras starts
+    monkeypatch.setattr(ferkit, "_USER_INTEROP_THREADS", None)
+    ferkit.use_interop_threads(config.INTEROP_THREADS["dnn"])
+    assert os.environ["TF_NUM_INTEROP_THREADS"] == "2"
+    monkeypatch.setenv("TF_NUM_INTEROP_THREADS", "5")
+    monkeypatch.setattr(ferkit, "_USER_INTEROP_THREADS", "5")
+    ferkit.use_interop_threads(config.INTEROP_THREADS["dnn"])
+    assert os.environ["TF_NUM_INTEROP_THREADS"] == "5"  # the user's own wins
