@@ -21,8 +21,9 @@ import tempfile
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from ferkit import backend, training  # noqa: E402
+import ferkit  # noqa: E402
 from ferkit import config as configuration  # noqa: E402
+from ferkit import training  # noqa: E402
 
 # Layer kinds, found in the op names Keras gives (layer names from ferkit/models.py).
 KINDS = (
@@ -69,6 +70,10 @@ def main():
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--keras-batch-norm", action="store_true")
     args = parser.parse_args()
+    # The threads train_cnn.py / train_dnn.py use, set before TensorFlow starts.
+    ferkit.use_interop_threads(configuration.INTEROP_THREADS[args.network])
+    from ferkit import backend
+
     if backend.name() != "tensorflow":
         sys.exit("op_profile.py: the per-op profile needs the TensorFlow backend")
     import keras

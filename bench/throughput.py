@@ -148,7 +148,7 @@ def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--networks", nargs="+", default=["cnn", "dnn"])
+    parser.add_argument("--networks", nargs="+", choices=("cnn", "dnn"), default=["cnn", "dnn"])
     parser.add_argument("--images", type=int, default=3840, help="images per measurement")
     parser.add_argument("--rounds", type=int, default=3, help="alternating measurements each")
     parser.add_argument("--batch-size", type=int, default=128, help="the report's batch size")

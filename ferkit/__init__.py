@@ -7,8 +7,14 @@ import sys
 # On a 2-core CPU, TensorFlow's default of running independent ops in parallel on top of
 # 2 intra-op threads oversubscribes the cores: one inter-op thread trained the CNN 1.6x faster
 # (bench/RESULTS.md). Set before TensorFlow is imported; a user's own setting wins.
+# A value ferkit set is marked, so that a script started by another ferkit process (tests,
+# bench scripts) still chooses its own rather than taking its parent's for the user's.
+_MARK = "FERKIT_SET_INTEROP_THREADS"
 _USER_INTEROP_THREADS = os.environ.get("TF_NUM_INTEROP_THREADS")
-os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+if os.environ.get(_MARK) == _USER_INTEROP_THREADS:  # ferkit's own, from a parent process
+    _USER_INTEROP_THREADS = None
+if _USER_INTEROP_THREADS is None:
+    os.environ["TF_NUM_INTEROP_THREADS"] = os.environ[_MARK] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
@@ -18,7 +24,7 @@ def use_interop_threads(count):
     """TensorFlow's inter-op threads for this process, unless the user set them or
     TensorFlow has already started (it reads them once)."""
     if _USER_INTEROP_THREADS is None and "tensorflow" not in sys.modules:
-        os.environ["TF_NUM_INTEROP_THREADS"] = str(count)
+        os.environ["TF_NUM_INTEROP_THREADS"] = os.environ[_MARK] = str(count)
 
 
 __all__ = ["backend"]

@@ -141,7 +141,7 @@ def validate(config):
     if config["zoom_range"] >= 1:
         refuse("zoom_range", "must be below 1")
     if not config["augment"]:
-        # Erasing and mixup are augmentations: silently dropping one would mislabel the run.
+        # --no-augment means none at all: erasing used to be dropped silently, mixup kept.
         for key in ("random_erasing", "mixup"):
             if config[key]:
                 refuse(key, "is an augmentation, which --no-augment turns off")

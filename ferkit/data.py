@@ -35,6 +35,8 @@ USAGES = ("Training", "PublicTest", "PrivateTest")
 # Column names of each form, after stripping the spaces icml_face_data.csv puts in front.
 LABEL_COLUMNS = ("label", "emotion")
 PIXEL_COLUMNS = ("feature", "pixels")
+# The files an image folder's faces may be in (ferkit.faces reads them with OpenCV).
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".tif", ".tiff", ".webp")
 
 
 @dataclass
@@ -82,10 +84,11 @@ def _gunzip(raw, limit=None):
 
 
 def file_sha256(path):
-    """SHA-256 of a file; of an image folder, of its files' relative paths and contents."""
+    """SHA-256 of a file; of an image folder, of its images' relative paths and contents
+    (other files, such as .DS_Store, do not count)."""
     digest = hashlib.sha256()
     if os.path.isdir(path):
-        for relative in sorted(_files_under(path)):
+        for relative in sorted(_images_under(path)):
             digest.update(relative.encode("utf-8") + b"\0")
             digest.update(file_sha256(os.path.join(path, relative)).encode("ascii"))
         return digest.hexdigest()
@@ -95,10 +98,26 @@ def file_sha256(path):
     return digest.hexdigest()
 
 
-def _files_under(folder):
+def _images_under(folder):
     for root, _, names in os.walk(folder):
         for name in names:
-            yield os.path.relpath(os.path.join(root, name), folder)
+            if name.lower().endswith(IMAGE_EXTENSIONS):
+                yield os.path.relpath(os.path.join(root, name), folder)
+
+
+def has_usage_column(path):
+    """Whether a CSV file's header names a Usage column (fer2013.csv's three splits), from its
+    first 64 KiB; False for anything else, whose problems read_csv names."""
+    if not os.path.isfile(path):
+        return False
+    with open(path, "rb") as file:
+        start = file.read(1 << 16)
+    if start[:2] == b"\x1f\x8b":
+        try:
+            start = _gunzip(start, limit=1 << 16)
+        except (EOFError, OSError, zlib.error):
+            return False
+    return "Usage" in _columns(start.split(b"\n", 1)[0])
 
 
 def read_any(path, usage=None, require_labels=None):

@@ -37,7 +37,7 @@ from ferkit import data, evaluation
 from ferkit.errors import FerError
 from ferkit.files import atomic_path
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".tif", ".tiff", ".webp")
+IMAGE_EXTENSIONS = data.IMAGE_EXTENSIONS
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
 # The cascade's box is about 0.93 of a FER2013 crop's side (measured on 200 pasted public-test

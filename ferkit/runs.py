@@ -135,6 +135,13 @@ def _first_line(error):
     return text[0][:200] if text else type(error).__name__
 
 
+# Why a run's rows can differ from an unchanged data file: the one change to the readers.
+CHANGED_READER = (
+    "it was recorded before ferkit read only a fer2013.csv's Training rows, and its PublicTest "
+    "rows as --val-data, and used them all"
+)
+
+
 def labelled_rows(config):
     """Every labelled row a run's config trains and validates on (before the split)."""
     everything = _read_labelled(config["data"], "Training")
@@ -147,7 +154,10 @@ def load_training_data(config):
     """(train FerData, validation FerData, split record) as a run's config describes them."""
     everything = labelled_rows(config)
     if config.get("val_data"):
-        validation = _read_labelled(config["val_data"], "PublicTest")
+        try:
+            validation = _read_labelled(config["val_data"], "PublicTest")
+        except FerError as error:
+            raise FerError(f"--val-data {error}") from None
         train_indices = np.arange(len(everything))
         validation_indices = None
         split = {"val_data": config["val_data"], "val_count": len(validation)}
@@ -171,14 +181,9 @@ def _read_labelled(path, usage):
     fer2013.csv holds all three splits, so training reads its Training rows and a validation
     file its PublicTest rows; other CSVs and image folders have no splits and are read whole.
     """
-    if os.path.isdir(path):
+    if not data.has_usage_column(path):
         return data.read_any(path, require_labels=True)
-    try:
-        return data.read_csv(path, usage=usage, require_labels=True)
-    except FerError as error:
-        if "needs a 'Usage' column" in str(error):  # found in the header, before parsing
-            return data.read_csv(path, require_labels=True)
-        raise
+    return data.read_csv(path, usage=usage, require_labels=True)
 
 
 def _subset(dataset, indices):
@@ -199,9 +204,9 @@ def validation_data(path):
         )
     _, validation, split = load_training_data(config)
     recorded = config.get("split", {})
-    if split.get("val_indices_sha256") != recorded.get("val_indices_sha256"):
+    if split != recorded:
         raise FerError(
             f"{config['data']}: the validation split rebuilt from this file differs from the one "
-            "recorded in the run (was the data file changed?)"
+            f"recorded in the run (the file changed, or {CHANGED_READER})"
         )
     return validation

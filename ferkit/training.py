@@ -181,6 +181,10 @@ def _refuse_options_given_with_resume(args, network):
         for key in [*_config_keys(network), "data", "val_data", "preset", "name", "seeds", "out"]
         if key not in RESUME_OPTIONS and getattr(args, key, None) is not None
     ]
+    if typed and typed[0] in ("out", "name"):
+        raise FerError(
+            f"--{typed[0]} cannot be given with --resume: the run stays in {args.resume}"
+        )
     if typed:
         option = "--" + typed[0].replace("_", "-")
         if typed[0] in ("horizontal_flip", "augment"):
@@ -203,7 +207,10 @@ def resume_config(run_dir, args=None):
     config = configuration.recorded(read_json(config_path))
     if args is not None and args.epochs is not None:
         config["epochs"] = args.epochs  # the one option a resume may change: train longer
-        configuration.validate(config)
+        try:
+            configuration.validate(config)
+        except FerError as error:  # a recorded value the checks now refuse, or --epochs
+            raise FerError(f"{config_path}: {error}") from None
     return config
 
 
@@ -227,6 +234,12 @@ def train(config, run_dir, resume=False, verbose=True, loaded=None):
     for key, path in (("data_sha256", config["data"]), ("val_data_sha256", config.get("val_data"))):
         if resume and recorded.get(key) is not None and config[key] != recorded[key]:
             raise FerError(f"{path}: changed since the run started; cannot resume {run_dir}")
+    rows = (config["train_count"], config["split"])
+    if resume and recorded.get("split") and (recorded["train_count"], recorded["split"]) != rows:
+        raise FerError(
+            f"{run_dir}: the training and validation rows rebuilt from {config['data']} differ "
+            f"from the ones it recorded ({runs.CHANGED_READER}); cannot resume it"
+        )
     if resume and recorded.get("epochs") != config["epochs"]:
         # --epochs given with --resume: recorded, so that a later resume trains as far.
         write_json(

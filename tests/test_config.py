@@ -104,12 +104,13 @@ def test_a_run_recorded_before_an_option_existed_had_it_off():
     assert list(config.recorded(old))[:2] == ["network", "epochs"]  # printed in their order
 
 
-def test_training_sets_the_network_s_inter_op_threads_unless_the_user_did(monkeypatch):
+def test_a_network_s_inter_op_threads_are_set_unless_the_user_set_them(monkeypatch):
     import sys
 
     import ferkit
 
     monkeypatch.setenv("TF_NUM_INTEROP_THREADS", "1")
+    monkeypatch.setenv(ferkit._MARK, "1")
     monkeypatch.delitem(sys.modules, "tensorflow", raising=False)  # as before Keras starts
     monkeypatch.setattr(ferkit, "_USER_INTEROP_THREADS", None)
     ferkit.use_interop_threads(config.INTEROP_THREADS["dnn"])

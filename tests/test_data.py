@@ -231,9 +231,19 @@ def test_a_folder_hash_follows_its_files_names_and_contents(tmp_path):
     (folder / "sad").mkdir()
     (folder / "sad" / "1.png").write_bytes(b"two")
     before = data.file_sha256(str(folder))
+    (folder / ".DS_Store").write_bytes(b"not an image")
     assert data.file_sha256(str(folder)) == before
     (folder / "sad" / "1.png").write_bytes(b"TWO")
     changed = data.file_sha256(str(folder))
     (folder / "sad" / "1.png").rename(folder / "happy" / "1.png")
     moved = data.file_sha256(str(folder))
     assert len({before, changed, moved}) == 3
+
+
+def test_usage_column_is_found_from_the_header_of_plain_and_gzipped_files(tmp_path):
+    fer2013 = write_csv(
+        tmp_path / "f.csv.gz", ("emotion", "pixels", "Usage"), _fer2013_rows(), True
+    )
+    assert data.has_usage_column(fer2013)
+    assert not data.has_usage_column(make_train_csv(tmp_path / "train.csv", count=7))
+    assert not data.has_usage_column(str(tmp_path / "missing.csv"))

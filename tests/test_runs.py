@@ -1,10 +1,14 @@
 """Which rows a run trains and validates on, read back from its configuration."""
 
+import json
+
 import numpy as np
+import pytest
 from conftest import make_train_csv, pixels, synthetic_images, write_csv
 
 from ferkit import config as configuration
 from ferkit import data, faces, runs
+from ferkit.errors import FerError
 
 
 def fer2013_csv(path, count=210):
@@ -39,3 +43,16 @@ def test_image_folders_train_and_validate(tmp_path):
     config = configuration.resolve("dnn", overrides={"data": folder, "val_data": folder})
     train, validation, _ = runs.load_training_data(config)
     assert len(train) == len(validation) == 28
+
+
+def test_a_split_that_differs_from_the_recorded_one_names_the_reader_change(tmp_path):
+    path = fer2013_csv(tmp_path / "fer2013.csv")
+    config = configuration.resolve("dnn", overrides={"data": path})
+    _, _, split = runs.load_training_data(config)
+    run = tmp_path / "run"
+    run.mkdir()
+    # As recorded by a run that split all 210 rows, before only Training rows were read.
+    recorded = {**config, "split": {**split, "val_count": 21}}
+    (run / "config.json").write_text(json.dumps(recorded))
+    with pytest.raises(FerError, match="read only a fer2013.csv's Training rows"):
+        runs.validation_data(str(run))

@@ -205,3 +205,9 @@ def test_options_that_would_be_ignored_are_refused(arguments, message):
     training.add_arguments(parser, "dnn")
     with pytest.raises(FerError, match=message):
         training.main(parser.parse_args(arguments), "dnn")
+
+
+def test_a_recorded_value_now_refused_names_the_run_s_config(train_csv, tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({**tiny_config(train_csv), "momentum": 1.5}))
+    with pytest.raises(FerError, match=f"^{tmp_path / 'config.json'}: --momentum must be in"):
+        training.resume_config(str(tmp_path), argparse.Namespace(epochs=5))
