@@ -58,7 +58,9 @@ def add_arguments(parser, network):
     parser.add_argument(
         "--data", help="training CSV (train.csv, fer2013.csv or icml_face_data.csv)"
     )
-    parser.add_argument("--val-data", help="labelled CSV to validate on instead of a split")
+    parser.add_argument(
+        "--val-data", help="labelled data to validate on, not a split (fer2013.csv: PublicTest)"
+    )
     parser.add_argument("--preset", help=f"recipe from configs/ ({network}_<NAME>.json)")
     parser.add_argument("--resume", metavar="RUN", help="continue an interrupted run folder")
     parser.add_argument("--out", help="folder for run folders (default models)")
