@@ -89,7 +89,7 @@ def test_run_with_extra_augmentation_resumes_from_its_checkpoint(
 ):
     # The checkpoint holds the training model, augmentation (and mixup's loss) included: it
     # must load again, and the saved model must still be the plain network.
-    config = tiny_config(train_csv, "cnn", epochs=2, limit=64, **option)
+    config = tiny_config(train_csv, "dnn", epochs=2, limit=64, **option)
     real_fit = interrupt_epoch_two(monkeypatch)
     run_dir = str(tmp_path / "run")
     with pytest.raises(FerError, match="interrupted during epoch 2"):
@@ -106,7 +106,7 @@ def test_run_with_extra_augmentation_resumes_from_its_checkpoint(
 
 
 def test_seeds_train_one_run_each(train_csv, tmp_path):
-    parser = training.add_arguments(__import__("argparse").ArgumentParser(), "dnn")
+    parser = training.add_arguments(argparse.ArgumentParser(), "dnn")
     args = parser.parse_args(
         [
             "--data",
