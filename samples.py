@@ -58,7 +58,7 @@ def main():
         f"{name} ({np.sum(table.labels == label)})" for label, name in enumerate(data.CLASS_NAMES)
     ]
     described = os.path.basename(args.data) + (f" ({args.usage})" if args.usage else "")
-    settings_text = ", ".join(f"{key} {settings[key]}" for key in plots.AUGMENTATION_KEYS)
+    settings_text = ", ".join(f"{key} {settings[key]}" for key in configuration.AFFINE_OPTIONS)
     if settings["random_erasing"]:
         settings_text += f", random_erasing {settings['random_erasing']}"
     if settings["mixup"]:

@@ -43,6 +43,16 @@ DEFAULTS = {
     "limit": None,
     "distribute": False,
 }
+# The augmentation's options, as models.build_augmentation takes them: the affine ones
+# (ImageDataGenerator's) and random erasing.
+AFFINE_OPTIONS = (
+    "rotation_range",
+    "width_shift_range",
+    "height_shift_range",
+    "zoom_range",
+    "horizontal_flip",
+)
+AUGMENTATION_OPTIONS = (*AFFINE_OPTIONS, "random_erasing")
 # SmoothGrad's noise (saliency.py --noise) as a fraction of the pixel range, the paper's
 # recommended 10-20%.
 SMOOTHGRAD_NOISE = 0.15

@@ -16,6 +16,7 @@ import matplotlib.figure
 import numpy as np
 from matplotlib import ticker
 
+from ferkit import config as configuration
 from ferkit import data, evaluation, runs
 from ferkit.errors import FerError
 from ferkit.files import atomic_path, read_json
@@ -236,15 +237,6 @@ def grid_figure(rows, title, row_labels=None, column_titles=None, cell=1.7):
     return figure
 
 
-AUGMENTATION_KEYS = (
-    "rotation_range",
-    "width_shift_range",
-    "height_shift_range",
-    "zoom_range",
-    "horizontal_flip",
-)
-
-
 def augmented(images, settings, seed):
     """``images`` as training's augmentation (with a run's ``settings``) changes them."""
     # Keras only here: the other figures' scripts check their options before it starts.
@@ -253,9 +245,7 @@ def augmented(images, settings, seed):
     from ferkit import models
 
     augmentation = models.build_augmentation(
-        **{key: settings[key] for key in AUGMENTATION_KEYS},
-        random_erasing=settings["random_erasing"],
-        seed=seed,
+        **{key: settings[key] for key in configuration.AUGMENTATION_OPTIONS}, seed=seed
     )
     if augmentation is None or not settings.get("augment", True):
         return np.asarray(images)

@@ -431,13 +431,7 @@ def _build_training_model(config):
     augmentation = None
     if config["augment"]:
         augmentation = models.build_augmentation(
-            rotation_range=config["rotation_range"],
-            width_shift_range=config["width_shift_range"],
-            height_shift_range=config["height_shift_range"],
-            zoom_range=config["zoom_range"],
-            horizontal_flip=config["horizontal_flip"],
-            random_erasing=config["random_erasing"],
-            seed=config["seed"],
+            **{key: config[key] for key in configuration.AUGMENTATION_OPTIONS}, seed=config["seed"]
         )
     if config["mixup"]:
         training_model = models.with_mixup(model, augmentation, config["mixup"], config["seed"])

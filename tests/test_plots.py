@@ -11,6 +11,7 @@ import pytest
 from conftest import REPOSITORY, make_train_csv
 from test_training import tiny_config
 
+from ferkit import config as configuration
 from ferkit import data, evaluation, plots, runs, training
 from ferkit.errors import FerError
 
@@ -172,7 +173,7 @@ def test_user_mistakes_are_one_line_errors(dnn_run, folder, monkeypatch):
 
 def test_samples_show_a_runs_random_erasing():
     # A run trained with random erasing (and nothing else) shows erased faces.
-    settings = {key: 0.0 for key in plots.AUGMENTATION_KEYS}
+    settings = {key: 0.0 for key in configuration.AFFINE_OPTIONS}
     settings.update(horizontal_flip=False, random_erasing=1.0)
     faces = np.full((4, 48, 48, 1), 128, dtype=np.uint8)
     changed = plots.augmented(faces, settings, seed=0)
