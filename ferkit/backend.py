@@ -185,8 +185,8 @@ def distribution_scope(enabled):
 
     if not enabled:
         return contextlib.nullcontext()
-    backend = name()
-    if backend == "tensorflow":
+    check_distribute()
+    if name() == "tensorflow":
         import json
 
         import tensorflow as tf
@@ -197,12 +197,11 @@ def distribution_scope(enabled):
         devices = [device.name for device in tf.config.list_logical_devices("GPU")]
         devices = devices or [device.name for device in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices).scope()
-    if backend == "jax":
-        keras.distribution.set_distribution(
-            keras.distribution.DataParallel(devices=keras.distribution.list_devices())
-        )
-        return contextlib.nullcontext()
-    check_distribute()
+    # JAX: a global distribution, which Keras applies to what is built and compiled next.
+    keras.distribution.set_distribution(
+        keras.distribution.DataParallel(devices=keras.distribution.list_devices())
+    )
+    return contextlib.nullcontext()
 
 
 def check_distribute():
