@@ -4,6 +4,8 @@ The order is: ``DEFAULTS`` (with the network's own dropout), then the preset fil
 ``configs/<network>_<name>.json`` (only what differs), then options given on the command line.
 """
 
+import math
+import numbers
 import os
 
 from ferkit.errors import FerError
@@ -121,6 +123,20 @@ def validate(config):
     for key, choices in CHOICES.items():
         if config[key] not in choices:
             refuse(key, f"must be one of {', '.join(choices)}")
+    # Types first (a preset file can hold anything JSON can), then finiteness: argparse's
+    # float() accepts "nan" and "inf", which pass every comparison below or fail late.
+    for key, value in config.items():
+        default = {**DEFAULTS, **NETWORK_DEFAULTS["cnn"]}.get(key)
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                refuse(key, "must be true or false")
+        elif isinstance(default, numbers.Real) or key == "limit":
+            if value is None and key == "limit":
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                refuse(key, "must be a number")
+            if not math.isfinite(value):
+                refuse(key, "must be a finite number")
     for key in ("epochs", "batch_size", "limit"):
         if config[key] is not None and int(config[key]) < 1:
             refuse(key, "must be at least 1")
@@ -132,6 +148,9 @@ def validate(config):
     for key in ("seed", "split_seed", "weight_decay", "min_lr"):
         if config[key] < 0:
             refuse(key, "must not be negative")
+    if config["min_lr"] > config["lr"]:
+        # Plateaus and the cosine schedule would otherwise raise the rate, not lower it.
+        refuse("min_lr", f"must not exceed --lr ({config['lr']})")
     if not 0 <= config["momentum"] < 1:
         refuse("momentum", "must be in [0, 1)")
     if not 0 < config["plateau_factor"] < 1:

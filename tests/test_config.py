@@ -49,6 +49,12 @@ def test_unknown_preset_lists_the_available_ones(tmp_path, monkeypatch):
         ({"plateau_factor": 1.0}, "--plateau-factor must be between 0 and 1"),
         ({"augment": False, "mixup": 0.2}, "--mixup is an augmentation, which --no-augment"),
         ({"augment": False, "random_erasing": 0.5}, "--random-erasing is an augmentation"),
+        ({"weight_decay": float("nan")}, "--weight-decay must be a finite number, got nan"),
+        ({"lr": float("inf")}, "--lr must be a finite number, got inf"),
+        ({"zoom_range": float("nan")}, "--zoom-range must be a finite number"),
+        ({"lr": "0.1"}, "--lr must be a number, got 0.1"),
+        ({"horizontal_flip": 1}, "--horizontal-flip must be true or false"),
+        ({"lr": 1e-7}, "--min-lr must not exceed --lr \\(1e-07\\), got 1e-06"),
     ],
 )
 def test_options_out_of_range(overrides, message):
