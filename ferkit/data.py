@@ -288,11 +288,13 @@ def _parse_numeric_chunk(text):
         return None
     row_length = NUM_PIXELS + 2
     stream = text.replace(b",", b" -1 ")
+    # int64, not int32: numpy wraps a number too large for its type without a word, so an
+    # id of 3,000,000,000 came back negative and a 10-digit pixel could wrap into 0-255.
     with warnings.catch_warnings():
         # numpy warns (instead of raising) when it meets a token it cannot parse.
         warnings.simplefilter("error", DeprecationWarning)
         try:
-            values = np.fromstring(stream, dtype=np.int32, sep=" ", count=rows * row_length)
+            values = np.fromstring(stream, dtype=np.int64, sep=" ", count=rows * row_length)
         except (DeprecationWarning, ValueError):  # ValueError: fewer numbers than expected
             return None
     values = values.reshape(-1, row_length)  # (N, first column + marker + 2304 pixels)
@@ -300,7 +302,7 @@ def _parse_numeric_chunk(text):
     if (values[:, 1] != -1).any() or pixels.min() < 0 or pixels.max() > 255:
         return None
     images = pixels.astype(np.uint8).reshape(-1, IMAGE_SIZE, IMAGE_SIZE, 1)  # (N, 48, 48, 1)
-    return values[:, 0].astype(np.int64), images
+    return values[:, 0], images
 
 
 def _can_fork():

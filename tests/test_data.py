@@ -34,6 +34,13 @@ def test_test_form_keeps_ids_in_file_order(tmp_path):
     assert loaded.ids.tolist() == [10, 4, 7]
 
 
+def test_ids_beyond_32_bits_are_kept(tmp_path):
+    images, _ = synthetic_images(2)
+    rows = [(row_id, pixels(image)) for row_id, image in zip((3_000_000_000, 1), images)]
+    loaded = data.read_csv(write_csv(tmp_path / "test.csv", ("id", "feature"), rows))
+    assert loaded.ids.tolist() == [3_000_000_000, 1]
+
+
 def _fer2013_rows(count=9):
     images, labels = synthetic_images(count)
     usages = ["Training", "PublicTest", "PrivateTest"] * (count // 3)
@@ -62,6 +69,7 @@ def test_careful_parser_agrees_with_fast_one(tmp_path):
     path = make_train_csv(tmp_path / "train.csv", count=10)
     fast = data.read_csv(path)
     body = Path(path).read_bytes().split(b"\n", 1)[1]
+    assert data._parse_numeric_chunk(body) is not None  # the fast path took these rows
     labels, images, _ = data._parse_rows(path, body, ["label", "feature"], "feature")
     np.testing.assert_array_equal(fast.images, images)
     np.testing.assert_array_equal(fast.labels, labels)
@@ -84,6 +92,9 @@ BAD_ROWS = [
     (f"0,{GOOD} abc", "line 3: pixel 'abc' is not an integer in 0-255"),
     (f"7,{GOOD} 1", "line 3: label 7 is outside 0-6"),
     (f"-1,{GOOD} 1", "line 3: label -1 is outside 0-6"),
+    # 2**32 + 3 and 2**32: numbers that an int32 parse wrapped into the valid range.
+    (f"4294967299,{GOOD} 1", "line 3: label 4294967299 is outside 0-6"),
+    (f"0,{GOOD} 4294967296", "line 3: pixel '4294967296' is not an integer in 0-255"),
     (f",{GOOD} 1", "line 3: label is empty"),
     (f"0,1,{GOOD}", "line 3: expected 2 fields (label, feature), found 3"),
 ]
