@@ -154,6 +154,7 @@ def load_training_data(config):
     """(train FerData, validation FerData, split record) as a run's config describes them."""
     everything = labelled_rows(config)
     if config.get("val_data"):
+        _refuse_validating_on_training_rows(config["data"], config["val_data"])
         try:
             validation = _read_labelled(config["val_data"], "PublicTest")
         except FerError as error:
@@ -173,6 +174,30 @@ def load_training_data(config):
             "val_indices_sha256": data.indices_hash(validation_indices),
         }
     return _subset(everything, train_indices), validation, split
+
+
+def _refuse_validating_on_training_rows(data_path, val_path):
+    """Only a fer2013.csv splits itself (Training rows against PublicTest rows): any other
+    file or folder given as both --data and --val-data would validate, choose the best epoch
+    and later fit ensemble weights on its own training images."""
+    if data.has_usage_column(data_path):
+        return
+    try:
+        folders = os.path.isdir(data_path), os.path.isdir(val_path)
+        # Sizes first, so two different files are told apart without hashing them.
+        comparable = folders == (True, True) or (
+            folders == (False, False) and os.path.getsize(data_path) == os.path.getsize(val_path)
+        )
+        same = os.path.realpath(data_path) == os.path.realpath(val_path) or (
+            comparable and data.file_sha256(data_path) == data.file_sha256(val_path)
+        )
+    except OSError:
+        return  # a missing or unreadable path: the readers name the problem
+    if same:
+        raise FerError(
+            f"--val-data {val_path}: the same data as --data, so the run would validate on "
+            "its own training images (leave --val-data out to split off a validation part)"
+        )
 
 
 def _read_labelled(path, usage):

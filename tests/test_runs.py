@@ -1,6 +1,7 @@
 """Which rows a run trains and validates on, read back from its configuration."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -40,9 +41,23 @@ def test_image_folders_train_and_validate(tmp_path):
     folder = faces.write_image_folder(
         data.read_csv(make_train_csv(tmp_path / "train.csv", count=28)), str(tmp_path / "train")
     )
-    config = configuration.resolve("dnn", overrides={"data": folder, "val_data": folder})
+    validation_folder = faces.write_image_folder(
+        data.read_csv(make_train_csv(tmp_path / "val.csv", count=14)), str(tmp_path / "val")
+    )
+    config = configuration.resolve(
+        "dnn", overrides={"data": folder, "val_data": validation_folder}
+    )
     train, validation, _ = runs.load_training_data(config)
-    assert len(train) == len(validation) == 28
+    assert len(train) == 28 and len(validation) == 14
+
+
+@pytest.mark.parametrize("copy", [False, True])
+def test_the_training_data_as_its_own_validation_data_is_refused(tmp_path, copy):
+    path = make_train_csv(tmp_path / "train.csv", count=14)
+    val_path = shutil.copy(path, tmp_path / "copy.csv") if copy else path
+    config = configuration.resolve("dnn", overrides={"data": path, "val_data": str(val_path)})
+    with pytest.raises(FerError, match="the same data as --data, so the run would validate"):
+        runs.load_training_data(config)
 
 
 def test_a_split_that_differs_from_the_recorded_one_names_the_reader_change(tmp_path):
