@@ -39,6 +39,13 @@ PIXEL_COLUMNS = ("feature", "pixels")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".tif", ".tiff", ".webp")
 
 
+def numbered_names(names):
+    """Whether every image file name (less folders and extension) is a number, no two the
+    same: then the numbers are the images' ids (Kaggle's test faces saved as 0.png, 1.png…)."""
+    stems = [name.rsplit("/", 1)[-1].rsplit(".", 1)[0] for name in names]
+    return all(stem.isdigit() for stem in stems) and len(set(map(int, stems))) == len(stems)
+
+
 @dataclass
 class FerData:
     """Images from one file: ``labels`` is None for an unlabelled (test) file."""

@@ -96,11 +96,10 @@ def labelled_subset(ids, labels_by_id, labels_path):
 
 def submission_keys(dataset):
     """The id column of a submission: the file's ids, or for an image folder whose file
-    names are not all numbers, the file names."""
-    if dataset.names is None:
+    names are not all different numbers (its ids are then row numbers), the file names."""
+    if dataset.names is None or data.numbered_names(dataset.names):
         return dataset.ids
-    stems = [os.path.splitext(os.path.basename(name))[0] for name in dataset.names]
-    return dataset.ids if all(stem.isdigit() for stem in stems) else list(dataset.names)
+    return list(dataset.names)
 
 
 def add_prediction_arguments(parser):

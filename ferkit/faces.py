@@ -377,9 +377,9 @@ def read_image_folder(path, workers=None):
         raise FerError(f"{path}: no images ({', '.join(IMAGE_EXTENSIONS)}) found")
 
     # The order is settled before reading, so every image is decoded straight into its place.
-    stems = [_stem(name) for name in names]
-    numbered = all(stem.isdigit() for stem in stems) and len(set(map(int, stems))) == len(stems)
+    numbered = data.numbered_names(names)
     if numbered:
+        stems = [_stem(name) for name in names]
         order = np.argsort(np.array([int(stem) for stem in stems], dtype=np.int64), kind="stable")
     else:
         order = np.array(sorted(range(len(names)), key=lambda i: _natural_key(names[i])))

@@ -5,7 +5,7 @@ import pytest
 from conftest import REPOSITORY, make_test_csv
 from test_training import run_script, tiny_config
 
-from ferkit import evaluation, training
+from ferkit import data, evaluation, training
 from ferkit.errors import FerError
 
 
@@ -124,3 +124,24 @@ def test_blur_lowers_sharpness_and_keeps_shape_and_type():
     assert evaluation.blur_images(images, 0) is images
     with pytest.raises(FerError, match="--blur must not be negative"):
         evaluation.blur_images(images, -1)
+
+
+@pytest.mark.parametrize(
+    "names, expected",
+    [
+        (["7.png", "12.png"], [7, 12]),  # Kaggle's numbered test faces: the numbers
+        (["happy/5.png", "sad/5.png", "sad/9.png"], ["happy/5.png", "sad/5.png", "sad/9.png"]),
+        (["1.png", "01.png"], ["1.png", "01.png"]),  # the same number twice: the names
+        (["a.png", "2.png"], ["a.png", "2.png"]),
+    ],
+)
+def test_submission_keys_are_file_numbers_only_when_they_identify_the_images(names, expected):
+    ids = np.array(expected if isinstance(expected[0], int) else range(len(names)))
+    dataset = data.FerData(
+        images=np.zeros((len(names), 48, 48, 1), np.uint8),
+        labels=None,
+        ids=ids,
+        path="folder",
+        names=names,
+    )
+    assert list(evaluation.submission_keys(dataset)) == expected
