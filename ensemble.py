@@ -36,8 +36,9 @@ def main():
     weights = ensemble.choose_weights(
         args.members, args.weights, args.greedy, args.tta, args.unsafe
     )
+    keys = evaluation.submission_keys(test)
     members = [
-        ensemble.member_probabilities(path, test.images, test.ids, args.tta, unsafe=args.unsafe)
+        ensemble.member_probabilities(path, test.images, keys, args.tta, unsafe=args.unsafe)
         for path in args.members
     ]
     combined = ensemble.average(members, weights)

@@ -122,13 +122,14 @@ def is_probability_file(path):
     return os.path.isfile(path) and path.lower().endswith((".csv", ".csv.gz"))
 
 
-def member_probabilities(path, images, ids, tta, batch_size=512, unsafe=False):
-    """One member's probabilities for ``images``: from its model, or read from its file."""
+def member_probabilities(path, images, keys, tta, batch_size=512, unsafe=False):
+    """One member's probabilities for ``images``: from its model, or read from its file,
+    whose rows must be ``keys`` (the submission's ids or file names) in order."""
     if is_probability_file(path):
-        file_ids, probabilities = evaluation.read_probabilities(path)
-        if len(file_ids) != len(ids):
-            raise FerError(f"{path}: has {len(file_ids)} rows, the test file has {len(ids)}")
-        if not np.array_equal(file_ids, ids):
+        file_keys, probabilities = evaluation.read_probabilities(path)
+        if len(file_keys) != len(keys):
+            raise FerError(f"{path}: has {len(file_keys)} rows, the test file has {len(keys)}")
+        if file_keys != [str(key) for key in keys]:
             raise FerError(f"{path}: its ids differ from the test file's (another test file?)")
         return probabilities
     model = runs.load_model(path, unsafe=unsafe)

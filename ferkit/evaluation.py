@@ -4,7 +4,9 @@ Submissions are Kaggle's ``id,label``; probability files are ``id,Angry,...,Neut
 that ensembles can be tried without running the models again.
 """
 
+import gzip
 import os
+import zlib
 
 import numpy as np
 
@@ -192,17 +194,38 @@ def write_probabilities(path, ids, probabilities, force=False):
 
 
 def read_probabilities(path):
-    """(ids, probabilities (N, 7)) from a file written by ``write_probabilities``."""
+    """(keys, probabilities (N, 7)) from a file written by ``write_probabilities``, plain or
+    gzipped. Keys are the first column's text: ids, or an image folder's file names."""
     try:
-        with open(path, encoding="utf-8") as file:
-            header = file.readline().strip()
-            if header != "id," + ",".join(CLASS_NAMES):
-                raise FerError(f"{path}: not a probability file (header {header[:60]!r})")
-            table = np.loadtxt(file, delimiter=",", ndmin=2)
+        with open(path, "rb") as file:
+            raw = file.read()
     except FileNotFoundError:
         raise FerError(f"{path}: no such file") from None
-    except ValueError as error:
+    except OSError as error:
+        raise FerError(f"{path}: cannot be read ({error.strerror})") from None
+    try:
+        text = (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode("utf-8")
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as error:
         raise FerError(f"{path}: not a probability file ({error})") from None
-    if table.shape[1] != NUM_CLASSES + 1:
-        raise FerError(f"{path}: expected {NUM_CLASSES + 1} columns, found {table.shape[1]}")
-    return table[:, 0].astype(np.int64), table[:, 1:].astype(np.float32)
+    lines = text.splitlines()
+    header = lines[0].strip() if lines else ""
+    if header != "id," + ",".join(CLASS_NAMES):
+        raise FerError(f"{path}: not a probability file (header {header[:60]!r})")
+    keys, rows = [], []
+    for number, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        # From the right: a file name in the first column may itself hold commas.
+        fields = line.rsplit(",", NUM_CLASSES)
+        try:
+            values = [float(value) for value in fields[1:]]
+        except ValueError:
+            values = []
+        if len(fields) != NUM_CLASSES + 1 or not all(0 <= value <= 1 for value in values):
+            raise FerError(
+                f"{path}: line {number}: expected an id and {NUM_CLASSES} probabilities in "
+                f"[0, 1], found {line[:60]!r}"
+            )
+        keys.append(fields[0])
+        rows.append(values)
+    return keys, np.array(rows, dtype=np.float32).reshape(-1, NUM_CLASSES)

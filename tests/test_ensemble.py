@@ -179,6 +179,16 @@ def test_ensemble_cli_writes_a_valid_submission_from_runs_and_probability_files(
     assert json.loads(Path(os.path.join(first, "config.json")).read_text())["split_seed"] == 0
 
 
+def test_probability_file_of_an_image_folder_matches_its_file_names(tmp_path):
+    names = ["a.png", "b.png"]
+    proba = tmp_path / "names.csv"
+    evaluation.write_probabilities(str(proba), names, np.eye(7)[:2])
+    loaded = ensemble.member_probabilities(str(proba), None, names, "none")
+    np.testing.assert_array_equal(loaded, np.eye(7)[:2])
+    with pytest.raises(FerError, match="its ids differ from the test file's"):
+        ensemble.member_probabilities(str(proba), None, ["b.png", "a.png"], "none")
+
+
 def test_probability_file_with_wrong_row_count_is_refused(members, tmp_path):
     (first, _), _, test_csv = members
     proba = tmp_path / "short.csv"

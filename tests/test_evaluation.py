@@ -1,5 +1,7 @@
 """Prediction: submissions, probability files, TTA, scoring, and predict.py end to end."""
 
+import gzip
+
 import numpy as np
 import pytest
 from conftest import REPOSITORY, make_test_csv
@@ -39,8 +41,28 @@ def test_probability_file_round_trips(tmp_path):
     probabilities = np.random.default_rng(0).dirichlet(np.ones(7), size=5).astype(np.float32)
     evaluation.write_probabilities(str(tmp_path / "p.csv"), [5, 6, 7, 8, 9], probabilities)
     ids, loaded = evaluation.read_probabilities(str(tmp_path / "p.csv"))
-    assert ids.tolist() == [5, 6, 7, 8, 9]
+    assert ids == ["5", "6", "7", "8", "9"]
     np.testing.assert_allclose(loaded, probabilities, atol=1e-6)
+
+
+def test_probability_file_keeps_file_names_and_reads_gzipped(tmp_path):
+    probabilities = np.full((2, 7), 1 / 7, dtype=np.float32)
+    names = ["PrivateTest_1.jpg", "odd, name.png"]  # the second holds a comma
+    evaluation.write_probabilities(str(tmp_path / "p.csv"), names, probabilities)
+    packed = tmp_path / "p.csv.gz"
+    packed.write_bytes(gzip.compress((tmp_path / "p.csv").read_bytes()))
+    for path in (tmp_path / "p.csv", packed):
+        keys, loaded = evaluation.read_probabilities(str(path))
+        assert keys == names
+        np.testing.assert_allclose(loaded, probabilities, atol=1e-6)
+
+
+@pytest.mark.parametrize("row", ["3,nan,0,0,0,0,0,1", "3,0.5,0.5", "3,2,0,0,0,0,0,0"])
+def test_probability_file_bad_row_names_its_line(tmp_path, row):
+    path = tmp_path / "p.csv"
+    path.write_text("id," + ",".join(data.CLASS_NAMES) + "\n2,1,0,0,0,0,0,0\n" + row + "\n")
+    with pytest.raises(FerError, match="p.csv: line 3: expected an id and 7 probabilities"):
+        evaluation.read_probabilities(str(path))
 
 
 def test_labelled_subset_and_unknown_ids():

@@ -744,5 +744,5 @@ def test_legacy_keras_2_h5_loads_and_predicts_the_same(tmp_path):
     from ferkit import evaluation
 
     ids, probabilities = evaluation.read_probabilities(str(tmp_path / "p.csv"))
-    assert ids.tolist() == list(range(12))
+    assert ids == [str(row_id) for row_id in range(12)]
     np.testing.assert_allclose(probabilities, expected, atol=1e-6)

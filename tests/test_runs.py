@@ -44,9 +44,7 @@ def test_image_folders_train_and_validate(tmp_path):
     validation_folder = faces.write_image_folder(
         data.read_csv(make_train_csv(tmp_path / "val.csv", count=14)), str(tmp_path / "val")
     )
-    config = configuration.resolve(
-        "dnn", overrides={"data": folder, "val_data": validation_folder}
-    )
+    config = configuration.resolve("dnn", overrides={"data": folder, "val_data": validation_folder})
     train, validation, _ = runs.load_training_data(config)
     assert len(train) == 28 and len(validation) == 14
 
