@@ -22,9 +22,20 @@ def average(member_probabilities, weights=None):
     if weights is None:
         weights = np.full(len(stacked), 1.0 / len(stacked))
     weights = np.asarray(weights, dtype=np.float64)
-    if weights.shape != (len(stacked),) or (weights < 0).any() or weights.sum() <= 0:
+    if not valid_weights(weights, len(stacked)):
         raise FerError(f"need one non-negative weight per member, got {weights.tolist()}")
     return np.tensordot(weights / weights.sum(), stacked, axes=1)
+
+
+def valid_weights(weights, count):
+    """One finite, non-negative weight per member, not all zero (NaN passed every
+    comparison and averaged into NaN probabilities: every prediction class 0)."""
+    return (
+        weights.shape == (count,)
+        and np.isfinite(weights).all()
+        and (weights >= 0).all()
+        and weights.sum() > 0
+    )
 
 
 def fit_weights(member_probabilities, labels):
@@ -171,6 +182,11 @@ def choose_weights(member_paths, spec="uniform", greedy=None, tta="none", unsafe
         if len(weights) != len(member_paths):
             raise FerError(
                 f"--weights gives {len(weights)} weights for {len(member_paths)} members"
+            )
+        if not valid_weights(weights, len(member_paths)):
+            raise FerError(
+                "--weights: need one finite, non-negative weight per member, not all zero, "
+                f"got {spec}"
             )
         return weights
     if spec == "uniform" and not greedy:

@@ -10,7 +10,7 @@ import zlib
 
 import numpy as np
 
-from ferkit import data
+from ferkit import data, runs
 from ferkit.data import CLASS_NAMES, NUM_CLASSES
 from ferkit.errors import FerError
 from ferkit.files import write_text
@@ -144,22 +144,30 @@ def check_prediction_arguments(args):
         raise FerError("nothing to do: give --out, --proba or --labels")
     if args.blur is not None and args.blur < 0:  # before the test file is read, not after
         raise FerError(f"--blur must not be negative, got {args.blur}")
-    check_outputs(args.out, args.proba, args.force, {"--test": args.test, "--labels": args.labels})
+    inputs = {"the --test file": args.test, "the --labels file": args.labels}
+    # predict.py's model (the pretrained CNN when none is given) or ensemble.py's members,
+    # with the config.json each is rebuilt from: --force must not replace those either.
+    for source in getattr(args, "members", None) or [getattr(args, "model", None)]:
+        source = source or runs.PRETRAINED
+        role = f"member {source}" if hasattr(args, "members") else f"the model {source}"
+        folder = source if os.path.isdir(source) else os.path.dirname(source)
+        inputs[role] = os.path.join(source, runs.MODEL_FILE) if folder == source else source
+        inputs[f"the configuration of {role}"] = os.path.join(folder, runs.CONFIG_FILE)
+    check_outputs(args.out, args.proba, args.force, inputs)
 
 
 def check_outputs(out, proba, force, inputs):
     """Refuse, before any work, outputs that would overwrite something: an existing file
-    without ``force``, a folder, one of the ``inputs`` ({option: path}), or --out = --proba."""
+    without ``force``, a folder, one of the ``inputs`` ({what it is: path}), or --out =
+    --proba."""
     for option, path in {"--out": out, "--proba": proba}.items():
         if not path:
             continue
         if os.path.isdir(path):
             raise FerError(f"{path}: is a folder, expected a file name for {option}")
-        for input_option, input_path in inputs.items():
+        for what, input_path in inputs.items():
             if input_path and os.path.abspath(path) == os.path.abspath(input_path):
-                raise FerError(
-                    f"{path}: is the {input_option} file; {option} must not overwrite it"
-                )
+                raise FerError(f"{path}: is {what}; {option} must not overwrite it")
         if os.path.exists(path) and not force:
             raise FerError(f"{path}: already exists (pass --force to overwrite it)")
     if out and proba and os.path.abspath(out) == os.path.abspath(proba):
