@@ -10,7 +10,7 @@
 One row per face: file, frame (video frame number, empty for a photo), box x, y, w, h in
 pixels, label, and the seven class probabilities; a picture without a face gets one row with
 an empty box and the label "no face". Annotated copies (--out) keep the file's name; a video's
-frames become NAME.frame000120.jpg. A file that cannot be read is one line on stderr, the
+frames become clip.mp4.frame000120.jpg. A file that cannot be read is one line on stderr, the
 others are still processed, and the exit status is then 2. --margin widens each face box by
 that fraction of its size on every side. Faces are found with OpenCV's Haar cascade, part of
 opencv-python-headless 4.x: OpenCV 5's wheels lack it (install 'opencv-python-headless<5').
@@ -38,18 +38,16 @@ def main():
     margin = faces.DEFAULT_MARGIN
     parser.add_argument("--margin", type=float, default=margin, help=f"per side (default {margin})")
     parser.add_argument("--cascade", help="a Haar cascade XML instead of OpenCV's own")
-    parser.add_argument("--force", action="store_true", help="overwrite an existing --csv file")
+    parser.add_argument("--force", action="store_true", help="overwrite --csv, annotated copies")
     parser.add_argument("--unsafe", action="store_true", help="allow models holding code (Lambda)")
     args = parser.parse_args()
-    for option, value, least in (("--every", args.every, 1), ("--margin", args.margin, 0)):
-        if value < least:
+    limits = (("--every", args.every, 1), ("--margin", args.margin, 0), ("--blur", args.blur, 0))
+    for option, value, least in limits:
+        if not value >= least:
             raise FerError(f"{option} must be at least {least}, got {value}")
-    if args.csv and os.path.exists(args.csv) and not args.force:
-        raise FerError(f"{args.csv}: already exists (pass --force to overwrite it)")
-    media = faces.find_media(args.input)
+    media = faces.find_media(args.input, skip=args.out)
     root = args.input if os.path.isdir(args.input) else os.path.dirname(args.input) or "."
-    if args.out and os.path.realpath(args.out) == os.path.realpath(root):
-        raise FerError(f"--out {args.out}: is the input's folder; annotating would overwrite it")
+    faces.check_outputs(media, root, args.csv, args.out, args.force)
     detector = None if args.no_detect else faces.load_detector(args.cascade)
     if not args.model:
         print(f"No model given: using the pretrained CNN {runs.PRETRAINED}", file=sys.stderr)

@@ -105,14 +105,20 @@ def load_detector(path=None):
             "out of opencv-python): pip install 'opencv-python-headless>=4.9,<5', or pass "
             "--no-detect for images that are already face crops"
         )
+    if path is not None and not os.path.isfile(path):
+        # Checked here: OpenCV would print its own error line before ours.
+        raise FerError(f"{path}: no such cascade file")
     path = path or cascade_path()
     if path is None:
         raise FerError(
             f"OpenCV {cv2.__version__} ships no {CASCADE_FILE}: pip install "
             "'opencv-python-headless>=4.9,<5', or pass --no-detect for face crops"
         )
-    detector = cv2.CascadeClassifier(path)
-    if detector.empty():
+    try:
+        detector = cv2.CascadeClassifier(path)
+    except (cv2.error, SystemError):  # an XML file that is not a cascade raises inside OpenCV
+        detector = None
+    if detector is None or detector.empty():
         raise FerError(f"{path}: not a cascade file OpenCV can load")
     return detector
 
@@ -210,15 +216,21 @@ def video_frames(path, every=1):
         capture.release()
 
 
-def find_media(path):
-    """[(file, is it a video)]: the file given, or the images and videos in a folder tree."""
+def find_media(path, skip=None):
+    """[(file, is it a video)]: the file given, or the images and videos in a folder tree,
+    less the folder ``skip`` (annotated copies written inside the input are not inputs)."""
     if os.path.isfile(path):
         return [(path, path.lower().endswith(VIDEO_EXTENSIONS))]
     if not os.path.isdir(path):
         raise FerError(f"{path}: no such file or folder")
+    skipped = os.path.realpath(skip) if skip else None
     found = []
     for folder, subfolders, names in os.walk(path):
-        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+        subfolders[:] = sorted(
+            name
+            for name in subfolders
+            if not name.startswith(".") and os.path.realpath(os.path.join(folder, name)) != skipped
+        )
         for name in sorted(names, key=_natural_key):
             if name.lower().endswith(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS):
                 found.append((os.path.join(folder, name), name.lower().endswith(VIDEO_EXTENSIONS)))
@@ -478,6 +490,35 @@ def result_rows(file, frame, boxes, probabilities):
         for box, row in zip(boxes, probabilities)
     ]
     return rows or [[file, frame_text, "", "", "", "", "no face"] + [""] * data.NUM_CLASSES]
+
+
+def check_outputs(media, root, csv_path, out, force):
+    """Refuse, before any model is loaded, a --csv or annotated copy that would replace a file
+    without ``force``, a --csv that is a folder, and --out as the input's own folder."""
+    if csv_path and os.path.isdir(csv_path):
+        raise FerError(f"{csv_path}: is a folder, expected a file name for --csv")
+    if csv_path and os.path.exists(csv_path) and not force:
+        raise FerError(f"{csv_path}: already exists (pass --force to overwrite it)")
+    if not out:
+        return
+    if os.path.realpath(out) == os.path.realpath(root):
+        raise FerError(f"--out {out}: is the input's folder; annotating would overwrite it")
+    for file, is_video in media:
+        if force:
+            break
+        target = os.path.join(out, annotated_name(file, None, root))
+        # A video's copies are its frames, NAME.frame000120.jpg: any one of them counts.
+        folder, prefix = os.path.split(target + ".frame" if is_video else target)
+        taken = sorted(
+            name
+            for name in (os.listdir(folder) if os.path.isdir(folder) else [])
+            if name.startswith(prefix) and (is_video or name == prefix)
+        )
+        if taken:
+            raise FerError(
+                f"{os.path.join(folder, taken[0])}: already exists (pass --force to overwrite "
+                "the annotated copies)"
+            )
 
 
 def annotated_name(file, frame, root):

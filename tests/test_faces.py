@@ -302,14 +302,50 @@ def test_unreadable_file_exits_2_after_the_others(model_dir, tmp_path):
         (("--every", 0), "--every must be at least 1"),
         (("--csv", "{existing}"), "already exists"),
         (("--out", "{folder}"), "is the input's folder"),
+        (("--blur", "-1"), "--blur must be at least 0"),
+        (("--csv", "{folder}", "--force"), "is a folder, expected a file name for --csv"),
+        (("--out", "{annotated}"), "0.png: already exists (pass --force to overwrite the"),
     ],
 )
 def test_mistakes_are_one_line_exit_2(arguments, message, tmp_path, monkeypatch, capsys):
-    cv2.imwrite(str(tmp_path / "0.png"), synthetic_images(1)[0][0])
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "0.png"), synthetic_images(1)[0][0])
     (tmp_path / "existing.csv").write_text("keep me")
-    places = {"existing": tmp_path / "existing.csv", "folder": tmp_path}
+    (tmp_path / "annotated").mkdir()
+    (tmp_path / "annotated" / "0.png").write_text("keep me")
+    places = {
+        "existing": tmp_path / "existing.csv",
+        "folder": photos,
+        "annotated": tmp_path / "annotated",
+    }
     arguments = [str(value).format(**places) for value in arguments]
-    assert run_detect(monkeypatch, tmp_path, "--no-detect", *arguments) == 2
+    assert run_detect(monkeypatch, photos, "--no-detect", *arguments) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("detect.py: error: ") and message in error and "\n" not in error
     assert (tmp_path / "existing.csv").read_text() == "keep me"
+    assert (tmp_path / "annotated" / "0.png").read_text() == "keep me"
+
+
+def test_annotated_copies_inside_the_input_folder_are_not_read_as_input(
+    model_dir, tmp_path, monkeypatch
+):
+    cv2.imwrite(str(tmp_path / "0.png"), synthetic_images(1)[0][0])
+    (tmp_path / "annotated").mkdir()
+    cv2.imwrite(str(tmp_path / "annotated" / "0.png"), synthetic_images(1)[0][0])
+    arguments = ("--model", model_dir, "--no-detect", "--csv", tmp_path / "rows.csv")
+    assert run_detect(monkeypatch, tmp_path, *arguments, "--out", tmp_path / "annotated",
+                      "--force") == 0  # fmt: skip
+    assert [row["file"] for row in read_rows(tmp_path / "rows.csv")] == [str(tmp_path / "0.png")]
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [(None, "no such cascade file"), ("<opencv_storage></opencv_storage>", "not a cascade file")],
+)
+def test_a_bad_cascade_file_is_named(tmp_path, content, message):
+    path = tmp_path / "cascade.xml"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(FerError, match=message):
+        faces.load_detector(str(path))
