@@ -1,6 +1,8 @@
 """ferkit: train, evaluate, explain and ensemble facial-expression classifiers on FER2013."""
 
 import importlib
+import importlib.util
+import json
 import os
 import sys
 
@@ -28,6 +30,41 @@ def use_interop_threads(count):
 
 
 __all__ = ["backend"]
+
+# The Python package each Keras backend needs.
+KERAS_BACKEND_PACKAGES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+
+
+def keras_backend_problem():
+    """Why Keras cannot start its backend here, in one line, or None; found without
+    importing Keras (whose own failure is a traceback, after a run folder may exist)."""
+    name, source = os.environ.get("KERAS_BACKEND"), "KERAS_BACKEND"
+    if not name:  # then Keras reads its keras.json, as here
+        home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+        source = os.path.join(home, "keras.json")
+        try:
+            with open(source, encoding="utf-8") as file:
+                name = json.load(file).get("backend")
+        except (OSError, ValueError, AttributeError):
+            name = None
+    name = name or "tensorflow"
+    if name not in KERAS_BACKEND_PACKAGES:
+        choices = ", ".join(KERAS_BACKEND_PACKAGES)
+        return f"{source}: backend {name!r} is not one ferkit runs on ({choices})"
+    if importlib.util.find_spec(KERAS_BACKEND_PACKAGES[name]) is None:
+        return (
+            f"{source}: backend {name!r} needs the {KERAS_BACKEND_PACKAGES[name]} package, "
+            "which is not installed (install it, or choose another backend)"
+        )
+    return None
+
+
+def check_keras_backend():
+    from ferkit.errors import FerError
+
+    problem = keras_backend_problem()
+    if problem:
+        raise FerError(problem)
 
 
 class _QuietKerasImport:
@@ -69,6 +106,9 @@ class _QuietLoader:
         os.dup2(devnull, 2)
         try:
             self._loader.exec_module(module)
+        except (ImportError, ValueError):
+            check_keras_backend()  # a missing or unknown backend, said in one line
+            raise
         finally:
             os.dup2(saved, 2)
             os.close(saved)

@@ -128,6 +128,7 @@ def add_arguments(parser, network):
 def main(args, network):
     """Train as the parsed command line says: a new run, several seeds, or a resume."""
     ferkit.use_interop_threads(configuration.INTEROP_THREADS[network])
+    ferkit.check_keras_backend()  # before any run folder is made
     if args.resume:
         _refuse_options_given_with_resume(args, network)
         config = resume_config(args.resume, args)

@@ -112,3 +112,36 @@ def test_value_and_gradient_of_a_known_function():
     expected_weights = keras.ops.convert_to_numpy(weights)
     assert np.allclose(values, (inputs**2 * expected_weights).sum(axis=(1, 2, 3)), rtol=1e-4)
     assert np.allclose(gradients, 2 * inputs * expected_weights, rtol=1e-4)
+
+
+def test_an_unknown_backend_is_named_without_importing_keras(monkeypatch, tmp_path):
+    import ferkit
+
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflw")
+    assert ferkit.keras_backend_problem() == (
+        "KERAS_BACKEND: backend 'tensorflw' is not one ferkit runs on (tensorflow, jax, torch)"
+    )
+    # Without KERAS_BACKEND, Keras reads keras.json, and so does the check.
+    monkeypatch.delenv("KERAS_BACKEND")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    (tmp_path / "keras.json").write_text('{"backend": "torch"}')
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    assert ferkit.keras_backend_problem() == (
+        f"{tmp_path / 'keras.json'}: backend 'torch' needs the torch package, which is not "
+        "installed (install it, or choose another backend)"
+    )
+
+
+def test_training_with_a_missing_backend_is_one_line_and_makes_no_run(tmp_path):
+    environment = {**os.environ, "KERAS_BACKEND": "tensorflw"}
+    result = subprocess.run(
+        [sys.executable, "train_dnn.py", "--data", "unread.csv", "--out", str(tmp_path / "runs")],
+        capture_output=True,
+        text=True,
+        cwd=REPOSITORY,
+        env=environment,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("train_dnn.py: error: KERAS_BACKEND: backend")
+    assert not (tmp_path / "runs").exists()
