@@ -303,6 +303,10 @@ def train(config, run_dir, resume=False, verbose=True, loaded=None):
     validation_labels = keras.utils.to_categorical(validation.labels, data.NUM_CLASSES)
     epoch = state["epoch"]
     try:
+        if state["early_wait"] >= config["early_stop_patience"]:
+            # Stopped early and killed before finishing: more epochs would change its model.
+            print("It had stopped early; finishing it")
+            return _finish(run_dir, config, state, validation)
         for epoch in range(state["epoch"], config["epochs"]):
             stop = _train_one_epoch(
                 run_dir,

@@ -83,6 +83,19 @@ def test_resume_after_interruption_ends_like_an_uninterrupted_run(train_csv, tmp
             assert float(got[column]) == pytest.approx(float(expected[column]), rel=1e-4)
 
 
+def test_a_run_killed_after_stopping_early_finishes_without_training_more(train_csv, tmp_path):
+    run_dir = training.train(tiny_config(train_csv), str(tmp_path / "run"), verbose=False)
+    # As left by a kill after early stopping's last checkpoint, before metrics.json.
+    os.remove(os.path.join(run_dir, "metrics.json"))
+    state_path = os.path.join(run_dir, "checkpoint", "state.json")
+    state = json.loads(Path(state_path).read_text())
+    Path(state_path).write_text(json.dumps({**state, "early_wait": 30}))
+    config = training.resume_config(run_dir, argparse.Namespace(epochs=4))
+    training.train(config, run_dir, resume=True, verbose=False)
+    assert [row["epoch"] for row in history(run_dir)] == ["1", "2"]
+    assert os.path.exists(os.path.join(run_dir, "metrics.json"))
+
+
 @pytest.mark.parametrize("option", [{"random_erasing": 0.5}, {"mixup": 0.4}])
 def test_run_with_extra_augmentation_resumes_from_its_checkpoint(
     option, train_csv, tmp_path, monkeypatch
