@@ -221,12 +221,27 @@ def _subset(dataset, indices):
 
 
 def validation_data(path):
-    """A run's own validation images, rebuilt from its recorded split and checked by hash."""
+    """A run's own validation images, rebuilt from its recorded split; the data files are
+    checked against the hashes recorded when it was trained."""
     config = run_config(path)
     if config is None:
         raise FerError(
             f"{path}: no config.json beside the model, so its validation split is unknown"
         )
+    for key in ("data", "val_data"):
+        source, digest = config.get(key), config.get(f"{key}_sha256")
+        if source and not os.path.exists(source):
+            raise FerError(
+                f"{source}: no such file; {path} was trained on it, and its validation images are "
+                "rebuilt from it (put it back; figure scripts also take labelled --data instead)"
+            )
+        # The split is recorded as row indices: a file edited in place with as many rows
+        # would give other images (perhaps training ones) under the same indices.
+        if source and digest and data.file_sha256(source) != digest:
+            raise FerError(
+                f"{source}: changed since {path} was trained, so its validation images cannot "
+                "be rebuilt from it"
+            )
     _, validation, split = load_training_data(config)
     recorded = config.get("split", {})
     if split != recorded:

@@ -1,7 +1,9 @@
 """Which rows a run trains and validates on, read back from its configuration."""
 
 import json
+import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -69,3 +71,27 @@ def test_a_split_that_differs_from_the_recorded_one_names_the_reader_change(tmp_
     (run / "config.json").write_text(json.dumps(recorded))
     with pytest.raises(FerError, match="read only a fer2013.csv's Training rows"):
         runs.validation_data(str(run))
+
+
+def _recorded_run(tmp_path, data_path):
+    config = configuration.resolve("dnn", overrides={"data": data_path})
+    _, _, split = runs.load_training_data(config)
+    run = tmp_path / "run"
+    run.mkdir()
+    recorded = {**config, "split": split, "data_sha256": data.file_sha256(data_path)}
+    (run / "config.json").write_text(json.dumps(recorded))
+    return str(run)
+
+
+def test_validation_images_are_not_rebuilt_from_a_changed_or_missing_file(tmp_path):
+    path = make_train_csv(tmp_path / "train.csv", count=70)
+    run = _recorded_run(tmp_path, path)
+    assert len(runs.validation_data(run)) == 7
+    # One pixel changed: the same labels, so the same split indices, but another image.
+    head, last_pixel = Path(path).read_text().rstrip("\n").rsplit(" ", 1)
+    Path(path).write_text(f"{head} {'7' if last_pixel != '7' else '8'}\n")
+    with pytest.raises(FerError, match="train.csv: changed since .*run was trained"):
+        runs.validation_data(run)
+    os.remove(path)
+    with pytest.raises(FerError, match="train.csv: no such file; .*run was trained on it"):
+        runs.validation_data(run)
