@@ -132,6 +132,11 @@ def main(args, network):
     if args.resume:
         _refuse_options_given_with_resume(args, network)
         config = resume_config(args.resume, args)
+        if config.get("network") != network:  # a DNN run resumed by train_cnn.py, say
+            raise FerError(
+                f"{args.resume}: is a {str(config.get('network')).upper()} run; resume it with "
+                f"train_{config.get('network')}.py"
+            )
         _check_backend(config)
         return train(config, args.resume, resume=True, verbose=not args.quiet)
     if not args.data:
@@ -142,6 +147,10 @@ def main(args, network):
         raise FerError(f"--seeds: seed {repeated[0]} is given twice")
     if args.seeds and args.seed is not None:
         raise FerError("--seed and --seeds: give one or the other")
+    for option in ("val_split", "split_seed"):
+        if args.val_data and getattr(args, option) is not None:
+            name = "--" + option.replace("_", "-")
+            raise FerError(f"{name} splits --data, which --val-data replaces: give one of them")
     overrides = {key: getattr(args, key) for key in _config_keys(network) if hasattr(args, key)}
     overrides["data"] = os.path.abspath(args.data)
     overrides["val_data"] = os.path.abspath(args.val_data) if args.val_data else None

@@ -243,6 +243,8 @@ CASES = [
      f"{IN}/finished: already finished its 2 epochs (give --epochs with more to train it longer)"),
     ("resume with fewer epochs", "train_dnn.py", ["--resume", f"{IN}/finished", "--epochs", "1"],
      f"--epochs 1: {IN}/finished has already trained 2 epochs"),
+    ("resume with the other network's script", "train_cnn.py", ["--resume", f"{IN}/finished"],
+     f"{IN}/finished: is a DNN run; resume it with train_dnn.py"),
     ("resume an early-stopped run", "train_dnn.py", ["--resume", f"{IN}/stopped"],
      f"{IN}/stopped: already finished: it stopped early at epoch 2 after 30 epochs without "
      "val_accuracy improvement"),

@@ -211,6 +211,8 @@ def test_distribute_on_an_unsupported_backend_is_refused_before_a_run_is_written
     [
         (["--resume", "models/r", "--out", "elsewhere"], "--out cannot be given with --resume"),
         (["--data", "t.csv", "--seed", "2", "--seeds", "1", "3"], "--seed and --seeds"),
+        (["--data", "t.csv", "--val-data", "v.csv", "--val-split", "0.3"], "--val-split splits"),
+        (["--data", "t.csv", "--val-data", "v.csv", "--split-seed", "2"], "--split-seed splits"),
     ],
 )
 def test_options_that_would_be_ignored_are_refused(arguments, message):
