@@ -21,7 +21,7 @@ from ferkit.errors import FerError
 def main():
     parser = cli.ArgumentParser(description=__doc__, formatter_class=cli.RawHelp)
     parser.add_argument("--data", required=True, help="labelled FER2013 CSV")
-    parser.add_argument("--usage", help="fer2013.csv only: Training, PublicTest or PrivateTest")
+    parser.add_argument("--usage", help="fer2013.csv: Training (default), PublicTest, PrivateTest")
     parser.add_argument("--per-class", type=int, default=6, metavar="N", help="faces per class")
     parser.add_argument("--seed", type=int, default=0, help="which faces, and the augmentation")
     parser.add_argument("--run", help="take the augmentation settings from this run's config")
@@ -36,7 +36,9 @@ def main():
         path = plots.figure_path(args.run, f"samples_{stem}")
     else:
         path = os.path.join("models", "figures", f"samples_{stem}.png")
-    table = data.read_any(args.data, usage=args.usage, require_labels=True)
+    # Of a fer2013.csv, the faces training sees (its Training rows) unless --usage says.
+    usage = args.usage or ("Training" if data.has_usage_column(args.data) else None)
+    table = data.read_any(args.data, usage=usage, require_labels=True)
     settings = runs.run_config(args.run) if args.run else None
     if args.run and settings is None:
         raise FerError(f"{args.run}: no config.json there")
@@ -57,7 +59,7 @@ def main():
     row_labels = [
         f"{name} ({np.sum(table.labels == label)})" for label, name in enumerate(data.CLASS_NAMES)
     ]
-    described = os.path.basename(args.data) + (f" ({args.usage})" if args.usage else "")
+    described = os.path.basename(args.data) + (f" ({usage})" if usage else "")
     settings_text = ", ".join(f"{key} {settings[key]}" for key in configuration.AFFINE_OPTIONS)
     if settings["random_erasing"]:
         settings_text += f", random_erasing {settings['random_erasing']}"

@@ -10,6 +10,7 @@ a script refuses a bad option or file at once.
 
 import csv
 import os
+import textwrap
 from dataclasses import dataclass
 
 import matplotlib.figure
@@ -256,8 +257,14 @@ def augmented(images, settings, seed):
 def sample_figure(original_rows, changed_rows, row_labels, title, cell=1.3):
     """Two grids side by side: the faces as they are, and as the augmentation changes them."""
     columns = max(len(row) for row in original_rows)
+    width = 2 * columns * cell + 1.5
+    # Wrapped to the figure's width (about ten characters an inch at the title's size): a
+    # narrow figure, few faces per class, clipped the augmentation's settings.
+    title = "\n".join(textwrap.fill(line, int(width * 10)) for line in title.splitlines())
     figure = matplotlib.figure.Figure(
-        figsize=(2 * columns * cell + 1.5, len(original_rows) * cell + 1.2), layout="constrained"
+        # Room for two lines of title; 0.2 inches for each line more.
+        figsize=(width, len(original_rows) * cell + 1.2 + 0.2 * max(0, title.count("\n") - 1)),
+        layout="constrained",
     )
     for part, rows, heading in zip(
         figure.subfigures(1, 2), (original_rows, changed_rows), ("original", "augmented")

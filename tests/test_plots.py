@@ -8,7 +8,7 @@ import sys
 import matplotlib.image
 import numpy as np
 import pytest
-from conftest import REPOSITORY, make_train_csv
+from conftest import REPOSITORY, make_train_csv, synthetic_images
 from test_training import tiny_config
 
 from ferkit import config as configuration
@@ -149,10 +149,16 @@ def test_saliency_script_one_row_per_face(dnn_run, monkeypatch):
 def test_samples_script_two_grids(train_csv, folder, monkeypatch):
     out = folder / "samples.png"
     call_script(monkeypatch, "samples.py", "--data", train_csv, "--per-class", 3, "--out", out)
-    assert_drawn(str(out), 2 * 3 * 1.3 + 1.5, 7 * 1.3 + 1.2, variance=0.05)
-    image = matplotlib.image.imread(out)
-    # The two halves differ: the right one holds the augmented faces.
-    assert not np.allclose(image[:, : image.shape[1] // 2], image[:, image.shape[1] // 2 :])
+    # The settings line, wrapped to the figure's width, takes one more line of 0.2 inches.
+    assert_drawn(str(out), 2 * 3 * 1.3 + 1.5, 7 * 1.3 + 1.2 + 0.2, variance=0.05)
+
+
+def test_augmented_faces_differ_from_the_originals_unless_augmentation_is_off():
+    images = synthetic_images(4)[0][..., None].astype(np.float32)
+    changed = plots.augmented(images, configuration.DEFAULTS, seed=0)
+    assert changed.shape == images.shape and not np.allclose(changed, images, atol=1)
+    off = plots.augmented(images, {**configuration.DEFAULTS, "augment": False}, seed=0)
+    np.testing.assert_array_equal(off, images)
 
 
 def test_pdf_output_and_refused_formats(dnn_run, folder, monkeypatch):
