@@ -15,6 +15,7 @@ import os
 from sklearn import metrics
 
 from ferkit import cli, data, evaluation, plots, runs
+from ferkit import config as configuration
 from ferkit.errors import FerError
 
 
@@ -23,7 +24,7 @@ def main():
     parser.add_argument("model", metavar="RUN", help="run folder or .keras file")
     plots.add_data_arguments(parser)
     parser.add_argument("--tta", default="none", choices=evaluation.TTA_MODES)
-    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--batch-size", type=int, default=configuration.PREDICTION_BATCH_SIZE)
     parser.add_argument("--out", help="figure file (.png, .pdf or .svg)")
     args = parser.parse_args()
     if args.batch_size < 1:

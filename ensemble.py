@@ -44,13 +44,9 @@ def main():
     combined = ensemble.average(members, weights)
     if labels_by_id is not None:
         print(f"On {len(labels)} labelled ids of {args.labels}:")
-        print(
-            "\n".join(
-                ensemble.score_table(
-                    args.members, [m[positions] for m in members], combined[positions], labels
-                )
-            )
-        )
+        scored = [member[positions] for member in members]
+        table = ensemble.score_table(args.members, scored, combined[positions], labels)
+        print("\n".join(table))
     evaluation.write_outputs(args.out, args.proba, test, combined, args.force)
 
 

@@ -14,6 +14,7 @@ an existing file without --force.
 import os
 
 from ferkit import cli, data, evaluation, runs
+from ferkit import config as configuration
 from ferkit.errors import FerError
 
 
@@ -23,7 +24,7 @@ def main():
         "model", nargs="?", help="run folder or .keras/.h5 file (default: pretrained)"
     )
     evaluation.add_prediction_arguments(parser)
-    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--batch-size", type=int, default=configuration.PREDICTION_BATCH_SIZE)
     args = parser.parse_args()
     evaluation.check_prediction_arguments(args)
     if args.batch_size < 1:

@@ -28,7 +28,8 @@ def main():
     parser.add_argument("--smoothgrad", type=int, default=0, metavar="N", help="noisy copies")
     noise = configuration.SMOOTHGRAD_NOISE
     parser.add_argument("--noise", type=float, default=noise, help=f"noise std / 255 ({noise})")
-    parser.add_argument("--keep", type=float, default=0.25, help="share of pixels kept")
+    keep = configuration.SALIENCY_KEEP
+    parser.add_argument("--keep", type=float, default=keep, help=f"share of pixels kept ({keep})")
     parser.add_argument("--out", help="figure file (.png, .pdf or .svg)")
     args = parser.parse_args()
     if args.smoothgrad < 0 or args.noise < 0 or not 0 < args.keep <= 1:

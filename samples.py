@@ -22,7 +22,8 @@ def main():
     parser = cli.ArgumentParser(description=__doc__, formatter_class=cli.RawHelp)
     parser.add_argument("--data", required=True, help="labelled FER2013 CSV")
     parser.add_argument("--usage", help="fer2013.csv: Training (default), PublicTest, PrivateTest")
-    parser.add_argument("--per-class", type=int, default=6, metavar="N", help="faces per class")
+    per_class = configuration.SAMPLES_PER_CLASS
+    parser.add_argument("--per-class", type=int, default=per_class, metavar="N", help="per class")
     parser.add_argument("--seed", type=int, default=0, help="which faces, and the augmentation")
     parser.add_argument("--run", help="take the augmentation settings from this run's config")
     parser.add_argument("--out", help="figure file (.png, .pdf or .svg)")

@@ -14,6 +14,7 @@ The figure goes to <run>/figures/filters_<layer>.png (or activations_<layer>_<im
 import numpy as np
 
 from ferkit import cli, plots, runs
+from ferkit import config as configuration
 from ferkit.errors import FerError
 
 
@@ -21,9 +22,16 @@ def main():
     parser = cli.ArgumentParser(description=__doc__, formatter_class=cli.RawHelp)
     parser.add_argument("model", metavar="RUN", help="run folder or .keras file")
     parser.add_argument("--layer", help="conv layer name or position (default: the middle one)")
-    parser.add_argument("--filters", type=int, default=16, metavar="N", help="the first N filters")
-    parser.add_argument("--steps", type=int, default=50, help="gradient ascent steps")
-    parser.add_argument("--step-size", type=float, default=3.0, help="pixels per step (RMS)")
+    ascent = configuration.FILTER_ASCENT
+    parser.add_argument(
+        "--filters", type=int, default=ascent["filters"], metavar="N", help="first N (%(default)s)"
+    )
+    parser.add_argument(
+        "--steps", type=int, default=ascent["steps"], help="ascent steps (%(default)s)"
+    )
+    parser.add_argument(
+        "--step-size", type=float, default=ascent["step_size"], help="RMS pixels (%(default)s)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="of the starting noise")
     parser.add_argument("--image", type=int, metavar="I", help="activation maps of this face")
     plots.add_data_arguments(parser)

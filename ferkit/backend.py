@@ -212,14 +212,6 @@ def check_distribute():
         )
 
 
-def device_count():
-    if name() == "tensorflow":
-        import tensorflow as tf
-
-        return len(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU"))
-    return len(keras.distribution.list_devices()) if name() == "jax" else 1
-
-
 def value_and_gradient(function, inputs):
     """(``function(inputs)``, gradient of its sum with respect to ``inputs``), as numpy.
 

@@ -55,9 +55,16 @@ AFFINE_OPTIONS = (
     "horizontal_flip",
 )
 AUGMENTATION_OPTIONS = (*AFFINE_OPTIONS, "random_erasing")
-# SmoothGrad's noise (saliency.py --noise) as a fraction of the pixel range, the paper's
-# recommended 10-20%.
+# Prediction's batch (predict.py, confusion.py, ensemble.py): large enough to keep a CPU's
+# cores busy; it changes speed and memory, not results.
+PREDICTION_BATCH_SIZE = 512
+# The figure scripts' defaults. SmoothGrad's noise (saliency.py --noise) as a fraction of the
+# pixel range, the paper's recommended 10-20%; the share of most salient pixels a masked face
+# keeps; faces per class in samples.py; visualize_filters.py's gradient ascent.
 SMOOTHGRAD_NOISE = 0.15
+SALIENCY_KEEP = 0.25
+SAMPLES_PER_CLASS = 6
+FILTER_ASCENT = {"filters": 16, "steps": 50, "step_size": 3.0}
 # Options added after runs were first recorded, with the value that turns each off: a run
 # whose config.json lacks one was trained without it.
 LATER_OPTIONS = {"random_erasing": 0.0, "mixup": 0.0, "limit": None, "distribute": False}

@@ -396,7 +396,8 @@ class _EarlyParse:
         pixels = np.frombuffer(
             self.shared, dtype=np.uint8, count=rows * NUM_PIXELS, offset=16 + self.capacity * 8
         )
-        return first.copy(), pixels.reshape(rows, IMAGE_SIZE, IMAGE_SIZE, 1).copy()
+        images = pixels.reshape(rows, IMAGE_SIZE, IMAGE_SIZE, 1)  # (N, 48, 48, 1)
+        return first.copy(), images.copy()
 
     def close(self):
         """Stop and reap the child if no result was asked for (the parent failed first)."""

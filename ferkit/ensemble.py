@@ -12,6 +12,7 @@ import os
 import numpy as np
 from scipy import optimize
 
+from ferkit import config as configuration
 from ferkit import data, evaluation, runs
 from ferkit.errors import FerError
 
@@ -133,7 +134,9 @@ def is_probability_file(path):
     return os.path.isfile(path) and path.lower().endswith((".csv", ".csv.gz"))
 
 
-def member_probabilities(path, images, keys, tta, batch_size=512, unsafe=False):
+def member_probabilities(
+    path, images, keys, tta, batch_size=configuration.PREDICTION_BATCH_SIZE, unsafe=False
+):
     """One member's probabilities for ``images``: from its model, or read from its file,
     whose rows must be ``keys`` (the submission's ids or file names) in order."""
     if is_probability_file(path):

@@ -11,6 +11,7 @@ import zlib
 import numpy as np
 
 from ferkit import data, runs
+from ferkit.config import PREDICTION_BATCH_SIZE
 from ferkit.data import CLASS_NAMES, NUM_CLASSES
 from ferkit.errors import FerError
 from ferkit.files import write_text
@@ -65,7 +66,7 @@ def tta_views(images, mode="flip"):
     raise FerError(f"unknown --tta {mode!r}: expected one of {', '.join(TTA_MODES)}")
 
 
-def predict_probabilities(model, images, tta="none", batch_size=512):
+def predict_probabilities(model, images, tta="none", batch_size=PREDICTION_BATCH_SIZE):
     """Class probabilities (N, 7), averaged over the TTA views."""
     views = tta_views(images, tta)
     total = np.zeros((len(images), NUM_CLASSES), dtype=np.float64)

@@ -12,7 +12,7 @@ from keras import layers, ops
 
 from ferkit import backend
 from ferkit import config as configuration
-from ferkit.data import NUM_CLASSES
+from ferkit.data import IMAGE_SIZE, NUM_CLASSES
 from ferkit.errors import FerError
 
 PIXEL_RANGE = 255.0
@@ -72,6 +72,7 @@ def saliency(
 
 def normalise(maps):
     """Each map divided by its own maximum; an all-zero map stays zero."""
+    # (N, pixels) for each map's maximum, then (N, 1, 1[, 1]) to divide the (N, 48, 48[, 1]) maps.
     peaks = maps.reshape(len(maps), -1).max(axis=1).reshape(-1, *([1] * (maps.ndim - 1)))
     return np.divide(maps, peaks, out=np.zeros_like(maps), where=peaks > 0)
 
@@ -80,7 +81,7 @@ def mask_low_saliency(images, maps, keep=0.25):
     """The images with all but their ``keep`` most salient pixels set to black."""
     if not 0 < keep <= 1:
         raise FerError(f"--keep must be in (0, 1], got {keep}")
-    flat = maps.reshape(len(maps), -1)
+    flat = maps.reshape(len(maps), -1)  # (N, pixels): one quantile per map
     thresholds = np.quantile(flat, 1 - keep, axis=1).reshape(-1, *([1] * (maps.ndim - 1)))
     return np.where(maps >= thresholds, images, 0).astype(images.dtype)
 
@@ -150,7 +151,7 @@ def gradient_ascent(model, layer, filters, steps=50, step_size=3.0, seed=0):
         return ops.sum(ops.mean(activations, axis=(1, 2)) * choose, axis=-1)
 
     rng = np.random.default_rng(seed)
-    images = np.clip(128 + rng.normal(0, 10, (len(filters), 48, 48, 1)), 0, 255)
+    images = np.clip(128 + rng.normal(0, 10, (len(filters), IMAGE_SIZE, IMAGE_SIZE, 1)), 0, 255)
     images = images.astype(np.float32)
     start = None
     for _ in range(steps):

@@ -394,7 +394,7 @@ def read_image_folder(path, workers=None):
         stems = [_stem(name) for name in names]
         order = np.argsort(np.array([int(stem) for stem in stems], dtype=np.int64), kind="stable")
     else:
-        order = np.array(sorted(range(len(names)), key=lambda i: _natural_key(names[i])))
+        order = np.array(sorted(range(len(names)), key=lambda index: _natural_key(names[index])))
         if labels is not None:  # grouped by class, in CLASS_NAMES order
             order = order[np.argsort(np.array(labels)[order], kind="stable")]
     names = [names[index] for index in order.tolist()]

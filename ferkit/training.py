@@ -572,7 +572,9 @@ def _finish(run_dir, config, state, validation):
     if not history or state["best_epoch"] == 0:
         raise FerError(f"{run_dir}: no epoch finished, nothing to evaluate")
     best = runs.load_model(run_dir)
-    probabilities = best.predict(validation.images, batch_size=512, verbose=0)
+    probabilities = best.predict(
+        validation.images, batch_size=configuration.PREDICTION_BATCH_SIZE, verbose=0
+    )
     reloaded_accuracy = float((probabilities.argmax(axis=1) == validation.labels).mean())
     # Throughput over the epochs after the first, which also pays for tracing the graph.
     timed = history[1:] or history
