@@ -242,7 +242,8 @@ def value_and_gradient(function, inputs):
             jax.numpy.asarray(inputs)
         )
     elif backend == "torch":
-        # Written to the same pattern but not tested here: torch is not installed in CI.
+        # Not in CI (torch is not in requirements.txt); run by hand with torch 2.13 on a CPU
+        # (saliency.py and visualize_filters.py, bench/RESULTS.md).
         tensor = keras.ops.convert_to_tensor(inputs).detach().requires_grad_(True)
         values = function(tensor)
         values.sum().backward()
