@@ -34,6 +34,8 @@ def main():
     name = "confusion"
     if args.data:
         name += "_" + os.path.basename(args.data).split(".")[0]
+    if args.blur:
+        name += f"_blur{args.blur:g}"
     if args.tta != "none":
         name += f"_tta-{args.tta}"
     path = plots.figure_path(args.model, name, args.out)

@@ -310,6 +310,7 @@ def add_data_arguments(parser):
     parser.add_argument("--data", help="CSV to draw on instead of the run's validation images")
     parser.add_argument("--labels", help="id,label CSV labelling an unlabelled --data file")
     parser.add_argument("--usage", help="fer2013.csv only: PublicTest, PrivateTest or Training")
+    parser.add_argument("--blur", type=float, help="Gaussian-blur --data's faces, as predict.py")
     parser.add_argument("--unsafe", action="store_true", help="allow models holding code (Lambda)")
 
 
@@ -321,9 +322,14 @@ def figure_images(source, args, labelled_only=True):
     """
     if args.labels and not args.data:
         raise FerError("--labels labels a --data file: give --data too")
+    blur = getattr(args, "blur", None)
+    if blur is not None and not blur >= 0:
+        raise FerError(f"--blur must not be negative, got {blur}")
     if not args.data:
         if args.usage:
             raise FerError("--usage selects rows of --data: give --data too")
+        if blur:
+            raise FerError("--blur blurs --data's faces (validation faces are like training's)")
         config = runs.run_config(source)
         if config is None:
             raise FerError(f"{source}: no config.json beside it, so give --data CSV")
@@ -333,10 +339,14 @@ def figure_images(source, args, labelled_only=True):
     table = data.read_any(args.data, usage=args.usage)
     described = os.path.basename(args.data) + (f" ({args.usage})" if args.usage else "")
     if args.labels:
+        described += f" labelled by {os.path.basename(args.labels)}"
+    if blur:
+        table.images = evaluation.blur_images(table.images, blur)
+        described += f", blurred (sigma {blur:g})"
+    if args.labels:
         positions, labels = evaluation.labelled_subset(
             table.ids, data.read_labels(args.labels), args.labels
         )
-        described += f" labelled by {os.path.basename(args.labels)}"
         if labelled_only:
             return table.images[positions], labels, described
         every_label = np.full(len(table), -1, dtype=np.int64)

@@ -133,6 +133,11 @@ def test_confusion_on_a_data_file_with_labels(dnn_run, folder, train_csv, monkey
         monkeypatch, "confusion.py", dnn_run, "--data", test, "--labels", labels_file, "--out", out
     )
     assert out.read_text().lstrip().startswith("<?xml") and "20 images" in capsys.readouterr().out
+    # As predict.py --blur: the faces blurred first (sharp test faces, blurred training ones).
+    arguments = ("--data", test, "--labels", labels_file, "--blur", 3.5)
+    call_script(monkeypatch, "confusion.py", dnn_run, *arguments)
+    assert "unlabelled.csv labelled by labels.csv, blurred (sigma 3.5)" in capsys.readouterr().out
+    assert os.path.exists(os.path.join(dnn_run, "figures", "confusion_unlabelled_blur3.5.png"))
 
 
 def test_saliency_script_one_row_per_face(dnn_run, monkeypatch):
@@ -175,6 +180,8 @@ def test_user_mistakes_are_one_line_errors(dnn_run, folder, monkeypatch):
         call_script(monkeypatch, "saliency.py", dnn_run, "--index", 14)
     with pytest.raises(FerError, match="--labels labels a --data file"):
         call_script(monkeypatch, "confusion.py", dnn_run, "--labels", "x.csv")
+    with pytest.raises(FerError, match="--blur blurs --data's faces"):
+        call_script(monkeypatch, "confusion.py", dnn_run, "--blur", 2)
 
 
 def test_samples_show_a_runs_random_erasing():
