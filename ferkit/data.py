@@ -306,7 +306,8 @@ def _parse_numeric_chunk(text):
             return None
     values = values.reshape(-1, row_length)  # (N, first column + marker + 2304 pixels)
     pixels = values[:, 2:]
-    if (values[:, 1] != -1).any() or pixels.min() < 0 or pixels.max() > 255:
+    # Seen as unsigned, a negative pixel is huge: one pass checks both ends of 0-255.
+    if (values[:, 1] != -1).any() or pixels.view(np.uint64).max() > 255:
         return None
     images = pixels.astype(np.uint8).reshape(-1, IMAGE_SIZE, IMAGE_SIZE, 1)  # (N, 48, 48, 1)
     return values[:, 0], images
