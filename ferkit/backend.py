@@ -193,14 +193,18 @@ def distribution_scope(enabled):
 
         cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
         if sum(len(addresses) for addresses in cluster.values()) > 1:
-            return tf.distribute.MultiWorkerMirroredStrategy().scope()
-        devices = [device.name for device in tf.config.list_logical_devices("GPU")]
-        devices = devices or [device.name for device in tf.config.list_logical_devices("CPU")]
-        return tf.distribute.MirroredStrategy(devices).scope()
+            strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        else:
+            devices = [device.name for device in tf.config.list_logical_devices("GPU")]
+            devices = devices or [device.name for device in tf.config.list_logical_devices("CPU")]
+            strategy = tf.distribute.MirroredStrategy(devices)
+        replicas = strategy.num_replicas_in_sync
+        print(f"--distribute: {replicas} replicas ({type(strategy).__name__})")
+        return strategy.scope()
     # JAX: a global distribution, which Keras applies to what is built and compiled next.
-    keras.distribution.set_distribution(
-        keras.distribution.DataParallel(devices=keras.distribution.list_devices())
-    )
+    devices = keras.distribution.list_devices()
+    keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+    print(f"--distribute: {len(devices)} replicas (DataParallel)")
     return contextlib.nullcontext()
 
 

@@ -46,13 +46,14 @@ def train(tmp_path, train_csv, name, *extra, devices="1"):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     with open(tmp_path / name / "history.csv") as file:
-        return list(csv.DictReader(file))
+        return list(csv.DictReader(file)), result.stdout
 
 
 def test_two_logical_cpus_match_one(tmp_path):
     train_csv = make_train_csv(tmp_path / "train.csv", count=140)
-    single = train(tmp_path, train_csv, "single")
-    distributed = train(tmp_path, train_csv, "distributed", "--distribute", devices="2")
+    single, _ = train(tmp_path, train_csv, "single")
+    distributed, output = train(tmp_path, train_csv, "distributed", "--distribute", devices="2")
+    assert "--distribute: 2 replicas (MirroredStrategy)" in output  # both devices were used
     for one, two in zip(single, distributed, strict=True):
         assert float(two["val_loss"]) == pytest.approx(
             float(one["val_loss"]), rel=VALIDATION_TOLERANCE

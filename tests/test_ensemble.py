@@ -176,7 +176,27 @@ def test_ensemble_cli_writes_a_valid_submission_from_runs_and_probability_files(
     assert "gain over the best member" in result.stdout
     lines = Path(out).read_text().splitlines()
     assert lines[0] == "id,label" and len(lines) == 16
-    assert json.loads(Path(os.path.join(first, "config.json")).read_text())["split_seed"] == 0
+    # Probability files as members (uniform weights): the submission is their mean's argmax.
+    first_proba = tmp_path / "first.csv"
+    result = run_script("predict.py", first, "--test", test_csv, "--proba", str(first_proba))
+    assert result.returncode == 0, result.stderr
+    result = run_script(
+        "ensemble.py",
+        str(first_proba),
+        str(proba),
+        "--test",
+        test_csv,
+        "--out",
+        str(out),
+        "--force",
+    )
+    assert result.returncode == 0, result.stderr
+    mean = (
+        evaluation.read_probabilities(str(first_proba))[1]
+        + evaluation.read_probabilities(str(proba))[1]
+    ) / 2
+    written = [int(line.split(",")[1]) for line in Path(out).read_text().splitlines()[1:]]
+    assert written == mean.argmax(axis=1).tolist()
 
 
 def test_probability_file_of_an_image_folder_matches_its_file_names(tmp_path):

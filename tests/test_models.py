@@ -158,7 +158,7 @@ def test_mixup_blends_each_face_and_its_label_in_the_same_proportion():
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(unchanged[0]), images)
 
 
-def test_training_model_shares_weights_and_saved_model_has_no_augmentation():
+def test_training_model_wraps_the_network_and_shares_its_weights():
     model = models.build_dnn()
     training_model = models.with_augmentation(model, models.build_augmentation())
     assert training_model.get_layer("dnn") is model

@@ -1,7 +1,6 @@
 """A smoke test on the real FER2013 in ../shared/fer2013 (skipped where it is absent)."""
 
 import os
-import time
 
 import numpy as np
 
@@ -10,10 +9,9 @@ from ferkit import data, evaluation, runs, training
 
 
 def test_load_train_briefly_predict_and_score(real_data, tmp_path):
-    started = time.perf_counter()
+    # Its speed is bench/parse_csv.py's business, measured side by side, not a timed test.
     train = data.read_csv(os.path.join(real_data, "train.csv.gz"))
     assert train.images.shape == (28709, 48, 48, 1) and np.bincount(train.labels).size == 7
-    assert time.perf_counter() - started < 20
 
     config = configuration.resolve(
         "dnn",

@@ -12,7 +12,7 @@ import keras
 import pytest
 from conftest import REPOSITORY
 
-from ferkit import checkpoints, training
+from ferkit import checkpoints, runs, training
 from ferkit import config as configuration
 from ferkit.errors import FerError
 
@@ -50,6 +50,10 @@ def test_two_epochs_write_every_run_file(train_csv, tmp_path):
     config = json.loads(Path(os.path.join(run_dir, "config.json")).read_text())
     assert config["split"]["val_count"] == 7 and len(config["split"]["val_indices_sha256"]) == 16
     assert config["precision_resolved"] == "float32" and "keras" in config["versions"]
+    # The saved model is the bare network: augmentation belongs to training only.
+    saved = runs.load_model(run_dir)
+    assert saved.name == "cnn" and saved.count_params() == 3_532_743
+    assert not any(layer.name in ("augmentation", "affine") for layer in saved.layers)
 
 
 def interrupt_epoch_two(monkeypatch):
@@ -152,10 +156,12 @@ def test_seeds_train_one_run_each(train_csv, tmp_path):
 
 def test_existing_run_is_not_overwritten(train_csv, tmp_path):
     run_dir = training.train(tiny_config(train_csv, epochs=1), str(tmp_path / "r"), verbose=False)
-    before = Path(os.path.join(run_dir, "config.json")).read_text()
+    before = {name: Path(run_dir, name).read_bytes() for name in ("config.json", "history.csv")}
+    parser = training.add_arguments(argparse.ArgumentParser(), "dnn")
+    arguments = ["--data", train_csv, "--out", str(tmp_path), "--name", "r", "--epochs", "3"]
     with pytest.raises(FerError, match="a run already exists there"):
-        training.runs.new_run_dir(str(tmp_path), "dnn", "r")
-    assert Path(os.path.join(run_dir, "config.json")).read_text() == before
+        training.main(parser.parse_args(arguments), "dnn")
+    assert {name: Path(run_dir, name).read_bytes() for name in before} == before
 
 
 def run_script(*arguments, cwd=None):
