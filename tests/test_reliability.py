@@ -354,31 +354,6 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
     assert snapshot(inputs) == inputs_before
 
 
-@pytest.mark.parametrize(
-    "raised, status, line",
-    [
-        (FerError("data.csv: line 3: label 9 is outside 0-6"), 2,
-         "x.py: error: data.csv: line 3: label 9 is outside 0-6"),
-        (OSError(28, "No space left on device", "/full/sub.csv"), 2,
-         "x.py: error: /full/sub.csv: No space left on device"),
-        (KeyboardInterrupt(), 130, "x.py: interrupted"),
-        (training.TrainingInterruptedError("interrupted during epoch 2; epoch 1 is saved."), 130,
-         "x.py: interrupted during epoch 2; epoch 1 is saved."),
-    ],
-)  # fmt: skip
-def test_scripts_end_in_one_line_and_a_documented_status(monkeypatch, capsys, raised, status, line):
-    from ferkit import cli
-
-    def main():
-        raise raised
-
-    monkeypatch.setattr(sys, "argv", ["/somewhere/x.py"])
-    with pytest.raises(SystemExit) as exit_:
-        cli.run(main)
-    assert exit_.value.code == status
-    assert capsys.readouterr().err.splitlines() == [line]
-
-
 # --- Interruptions and reproducibility -------------------------------------------------------
 #
 # Four runs of the same command start together (together is faster than one after another
@@ -580,40 +555,6 @@ def test_config_records_what_reproducing_a_run_needs(interrupted):
 
 def leftovers(folder):
     return [name for name in os.listdir(folder) if files.LEFTOVER.match(name)]
-
-
-@pytest.mark.parametrize("failure", [OSError(28, "No space left on device"), KeyboardInterrupt()])
-def test_failed_write_keeps_the_old_file_and_no_temporary(tmp_path, failure):
-    target = tmp_path / "model.keras"
-    target.write_bytes(b"the good old model")
-    with pytest.raises(type(failure)), files.atomic_path(target) as temporary:
-        Path(temporary).write_bytes(b"half a mod")
-        raise failure
-    assert target.read_bytes() == b"the good old model"
-    assert leftovers(tmp_path) == [] and os.listdir(tmp_path) == ["model.keras"]
-
-
-def test_failed_json_write_keeps_the_old_file(tmp_path):
-    target = tmp_path / "state.json"
-    files.write_json(target, {"epoch": 1})
-    before = target.read_bytes()
-    with pytest.raises(TypeError):
-        files.write_json(target, {"epoch": 2, "unserialisable": object()})
-    assert target.read_bytes() == before and leftovers(tmp_path) == []
-
-
-def test_leftovers_of_a_killed_write_are_recognised(tmp_path):
-    for name in (".model.k2j4_x9q.tmp.keras", ".history.abcdefgh.tmp.csv", ".state.a1b2c3d4.tmp"):
-        (tmp_path / name).write_text("partial")
-    for name in ("model.keras", ".hidden", "notes.tmp.txt"):
-        (tmp_path / name).write_text("keep")
-    removed = files.remove_leftovers(tmp_path)
-    assert removed == [
-        ".history.abcdefgh.tmp.csv",
-        ".model.k2j4_x9q.tmp.keras",
-        ".state.a1b2c3d4.tmp",
-    ]
-    assert sorted(os.listdir(tmp_path)) == [".hidden", "model.keras", "notes.tmp.txt"]
 
 
 def test_checkpoint_write_failing_mid_way_keeps_the_last_good_one(train_csv, tmp_path, monkeypatch):

@@ -1,0 +1,31 @@
+"""How every script ends: one line on stderr and a documented exit status, never a traceback."""
+
+import sys
+
+import pytest
+
+from ferkit import cli, training
+from ferkit.errors import FerError
+
+
+@pytest.mark.parametrize(
+    "raised, status, line",
+    [
+        (FerError("data.csv: line 3: label 9 is outside 0-6"), 2,
+         "x.py: error: data.csv: line 3: label 9 is outside 0-6"),
+        (OSError(28, "No space left on device", "/full/sub.csv"), 2,
+         "x.py: error: /full/sub.csv: No space left on device"),
+        (KeyboardInterrupt(), 130, "x.py: interrupted"),
+        (training.TrainingInterruptedError("interrupted during epoch 2; epoch 1 is saved."), 130,
+         "x.py: interrupted during epoch 2; epoch 1 is saved."),
+    ],
+)  # fmt: skip
+def test_scripts_end_in_one_line_and_a_documented_status(monkeypatch, capsys, raised, status, line):
+    def main():
+        raise raised
+
+    monkeypatch.setattr(sys, "argv", ["/somewhere/x.py"])
+    with pytest.raises(SystemExit) as exit_:
+        cli.run(main)
+    assert exit_.value.code == status
+    assert capsys.readouterr().err.splitlines() == [line]

@@ -1,0 +1,46 @@
+"""Atomic writes: a failed or killed write never damages the file it replaces."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from ferkit import files
+
+
+def leftovers(folder):
+    return [name for name in os.listdir(folder) if files.LEFTOVER.match(name)]
+
+
+@pytest.mark.parametrize("failure", [OSError(28, "No space left on device"), KeyboardInterrupt()])
+def test_failed_write_keeps_the_old_file_and_no_temporary(tmp_path, failure):
+    target = tmp_path / "model.keras"
+    target.write_bytes(b"the good old model")
+    with pytest.raises(type(failure)), files.atomic_path(target) as temporary:
+        Path(temporary).write_bytes(b"half a mod")
+        raise failure
+    assert target.read_bytes() == b"the good old model"
+    assert leftovers(tmp_path) == [] and os.listdir(tmp_path) == ["model.keras"]
+
+
+def test_failed_json_write_keeps_the_old_file(tmp_path):
+    target = tmp_path / "state.json"
+    files.write_json(target, {"epoch": 1})
+    before = target.read_bytes()
+    with pytest.raises(TypeError):
+        files.write_json(target, {"epoch": 2, "unserialisable": object()})
+    assert target.read_bytes() == before and leftovers(tmp_path) == []
+
+
+def test_leftovers_of_a_killed_write_are_recognised(tmp_path):
+    for name in (".model.k2j4_x9q.tmp.keras", ".history.abcdefgh.tmp.csv", ".state.a1b2c3d4.tmp"):
+        (tmp_path / name).write_text("partial")
+    for name in ("model.keras", ".hidden", "notes.tmp.txt"):
+        (tmp_path / name).write_text("keep")
+    removed = files.remove_leftovers(tmp_path)
+    assert removed == [
+        ".history.abcdefgh.tmp.csv",
+        ".model.k2j4_x9q.tmp.keras",
+        ".state.a1b2c3d4.tmp",
+    ]
+    assert sorted(os.listdir(tmp_path)) == [".hidden", "model.keras", "notes.tmp.txt"]
