@@ -40,6 +40,10 @@ def main():
     if args.filters < 1 or args.steps < 0 or args.step_size <= 0:
         raise FerError("--filters must be at least 1, --steps not negative, --step-size positive")
     runs.checked_model_path(args.model)
+    saved = runs.saved_layers(args.model)
+    if saved is not None:  # a .keras file: its layers are known before Keras starts
+        names = [name for kind, name in saved if kind == "Conv2D"]
+        plots.conv_layer_name(names, args.layer, runs.model_path(args.model))
     plots.figure_path(args.model, "filters", args.out)  # a bad --out is refused now, not later
     if args.image is None and (args.data or args.labels or args.usage):
         raise FerError("--data, --labels and --usage choose the face for --image: give --image")

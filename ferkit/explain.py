@@ -10,7 +10,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from ferkit import backend
+from ferkit import backend, plots
 from ferkit import config as configuration
 from ferkit.data import IMAGE_SIZE, NUM_CLASSES
 from ferkit.errors import FerError
@@ -103,23 +103,8 @@ def conv_layers(model):
 def choose_conv_layer(model, which=None, source="model"):
     """A Conv2D layer by name, by position among the conv layers (0 first, -1 last), or by
     default the middle one: early layers only find edges, the last ones are hard to read."""
-    convolutions = conv_layers(model)
-    if not convolutions:
-        raise FerError(
-            f"{source}: has no Conv2D layers (a DNN?); filters can only be drawn for a CNN"
-        )
-    names = [layer.name for layer in convolutions]
-    if which is None:
-        return convolutions[len(convolutions) // 2]
-    if which in names:
-        return convolutions[names.index(which)]
-    try:
-        return convolutions[int(which)]
-    except (ValueError, IndexError):
-        raise FerError(
-            f"{source}: no conv layer {which!r}: give a name ({', '.join(names)}) "
-            f"or a position 0-{len(names) - 1}"
-        ) from None
+    names = [layer.name for layer in conv_layers(model)]
+    return model.get_layer(plots.conv_layer_name(names, which, source))
 
 
 def feature_model(model, layer):

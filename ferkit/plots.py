@@ -306,6 +306,26 @@ def figure_path(source, name, out=None):
     return os.path.join(run_folder(source), "figures", f"{name}.png")
 
 
+def conv_layer_name(names, which=None, source="model"):
+    """Of a model's conv layer ``names``: the one named ``which``, or at position ``which``
+    (0 first, -1 last), or by default the middle one (explain.choose_conv_layer)."""
+    if not names:
+        raise FerError(
+            f"{source}: has no Conv2D layers (a DNN?); filters can only be drawn for a CNN"
+        )
+    if which is None:
+        return names[len(names) // 2]
+    if which in names:
+        return which
+    try:
+        return names[int(which)]
+    except (ValueError, IndexError):
+        raise FerError(
+            f"{source}: no conv layer {which!r}: give a name ({', '.join(names)}) "
+            f"or a position 0-{len(names) - 1}"
+        ) from None
+
+
 def add_data_arguments(parser):
     parser.add_argument("--data", help="CSV to draw on instead of the run's validation images")
     parser.add_argument("--labels", help="id,label CSV labelling an unlabelled --data file")

@@ -7,6 +7,7 @@ Downstream tools rebuild everything from these files, never from retyped options
 """
 
 import datetime
+import json
 import os
 import zipfile
 
@@ -89,6 +90,23 @@ def checked_model_path(path):
                     f"{path}: not a Keras model (a {extension} file is HDF5, this is not)"
                 )
     return path
+
+
+def saved_layers(path):
+    """[(class name, layer name)] of a .keras file's network, read from the config.json in its
+    zip archive without starting Keras (so that a mistyped layer is refused at once); None
+    for an .h5 file, whose layers only Keras reads."""
+    path = model_path(path)
+    if not path.lower().endswith(".keras"):
+        return None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            saved = json.loads(archive.read("config.json"))
+        return [
+            (layer["class_name"], layer["config"]["name"]) for layer in saved["config"]["layers"]
+        ]
+    except (OSError, KeyError, TypeError, ValueError, zipfile.BadZipFile):
+        return None  # Keras, loading it, will say what is wrong
 
 
 def run_config(path):

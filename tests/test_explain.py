@@ -132,6 +132,25 @@ def test_conv_layer_choice(cnn):
         explain.choose_conv_layer(models.build_dnn())
 
 
+def test_a_keras_file_s_conv_layers_are_read_without_keras(cnn, tmp_path):
+    cnn.save(tmp_path / "cnn.keras")
+    saved = runs.saved_layers(str(tmp_path / "cnn.keras"))
+    names = [name for kind, name in saved if kind == "Conv2D"]
+    assert names == [layer.name for layer in explain.conv_layers(cnn)]
+    # visualize_filters.py refuses a mistyped --layer before Keras is imported.
+    program = (
+        "import runpy, sys\n"
+        f"sys.argv = ['visualize_filters.py', {str(tmp_path / 'cnn.keras')!r}, '--layer', 'nope']\n"
+        "try:\n    runpy.run_path('visualize_filters.py', run_name='__main__')\n"
+        "except SystemExit as stop:\n    print(stop.code, 'keras' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program], cwd=REPOSITORY, capture_output=True, text=True
+    )
+    assert result.stdout.split() == ["2", "False"], result.stderr[-2000:]
+    assert "no conv layer 'nope'" in result.stderr
+
+
 def test_gradient_ascent_raises_each_filters_activation(cnn):
     layer = explain.choose_conv_layer(cnn)
     images, start, final = explain.gradient_ascent(cnn, layer, [0, 1, 2, 3], steps=8)
