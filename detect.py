@@ -41,10 +41,10 @@ def main():
     parser.add_argument("--force", action="store_true", help="overwrite --csv, annotated copies")
     parser.add_argument("--unsafe", action="store_true", help="allow models holding code (Lambda)")
     args = parser.parse_args()
-    limits = (("--every", args.every, 1), ("--margin", args.margin, 0), ("--blur", args.blur, 0))
-    for option, value, least in limits:
+    for option, value, least in (("--every", args.every, 1), ("--margin", args.margin, 0)):
         if not value >= least:
             raise FerError(f"{option} must be at least {least}, got {value}")
+    evaluation.check_blur(args.blur)
     media = faces.find_media(args.input, skip=args.out)
     root = args.input if os.path.isdir(args.input) else os.path.dirname(args.input) or "."
     faces.check_outputs(media, root, args.csv, args.out, args.force)

@@ -45,8 +45,10 @@ def main():
         names = [name for kind, name in saved if kind == "Conv2D"]
         plots.conv_layer_name(names, args.layer, runs.model_path(args.model))
     plots.figure_path(args.model, "filters", args.out)  # a bad --out is refused now, not later
-    if args.image is None and (args.data or args.labels or args.usage):
-        raise FerError("--data, --labels and --usage choose the face for --image: give --image")
+    if args.image is None and (args.data or args.labels or args.usage or args.blur):
+        raise FerError(
+            "--data, --labels, --usage and --blur choose the face for --image: give --image"
+        )
     if args.image is not None:
         faces, _, described = plots.figure_images(args.model, args, labelled_only=False)
         if not 0 <= args.image < len(faces):

@@ -144,6 +144,10 @@ def validate(config):
                 refuse(key, "must be a number")
             if not math.isfinite(value):
                 refuse(key, "must be a finite number")
+            if isinstance(default, int) or key == "limit":  # counts and seeds
+                if value != int(value):
+                    refuse(key, "must be a whole number")
+                config[key] = int(value)  # 10.0 from a preset file works as range(10)
     for key in ("epochs", "batch_size", "limit"):
         if config[key] is not None and int(config[key]) < 1:
             refuse(key, "must be at least 1")
@@ -155,9 +159,9 @@ def validate(config):
     for key in ("seed", "split_seed", "weight_decay", "min_lr"):
         if config[key] < 0:
             refuse(key, "must not be negative")
-    if config["min_lr"] > config["lr"]:
+    if config["schedule"] != "constant" and config["min_lr"] > config["lr"]:
         # Plateaus and the cosine schedule would otherwise raise the rate, not lower it.
-        refuse("min_lr", f"must not exceed --lr ({config['lr']})")
+        refuse("min_lr", f"must not exceed --lr ({config['lr']}): give a lower --min-lr")
     if not 0 <= config["momentum"] < 1:
         refuse("momentum", "must be in [0, 1)")
     if not 0 < config["plateau_factor"] < 1:

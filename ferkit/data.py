@@ -310,7 +310,7 @@ def _parse_numeric_chunk(text):
     if (values[:, 1] != -1).any() or pixels.view(np.uint64).max() > 255:
         return None
     images = pixels.astype(np.uint8).reshape(-1, IMAGE_SIZE, IMAGE_SIZE, 1)  # (N, 48, 48, 1)
-    return values[:, 0], images
+    return values[:, 0].copy(), images  # a copy: a view would keep all of ``values`` alive
 
 
 def _can_fork():

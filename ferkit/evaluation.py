@@ -5,6 +5,7 @@ that ensembles can be tried without running the models again.
 """
 
 import gzip
+import math
 import os
 import zlib
 
@@ -37,6 +38,12 @@ def sharpness(images):
     return float(np.abs(np.diff(np.asarray(images, dtype=np.float32), axis=1)).mean())
 
 
+def check_blur(sigma):
+    """--blur is a Gaussian's sigma in pixels: finite and not negative (None is off)."""
+    if sigma is not None and not (math.isfinite(sigma) and sigma >= 0):
+        raise FerError(f"--blur must be a finite sigma of 0 or more, got {sigma}")
+
+
 def blur_images(images, sigma):
     """Gaussian-blur each (48, 48, 1) image, to match test faces to blurred training faces.
 
@@ -44,10 +51,9 @@ def blur_images(images, sigma):
     0.45); blurring the test faces until their ``sharpness`` matches the training faces'
     closes that gap without looking at any test label.
     """
+    check_blur(sigma)
     if not sigma:
         return images
-    if sigma < 0:
-        raise FerError(f"--blur must not be negative, got {sigma}")
     import cv2  # imported here: only this option needs OpenCV
 
     blurred = [cv2.GaussianBlur(image[:, :, 0], (0, 0), sigma) for image in images]
@@ -143,8 +149,7 @@ def check_prediction_arguments(args):
     """Refuse a command with nothing to do or outputs that would overwrite something."""
     if not (args.out or args.proba or args.labels):
         raise FerError("nothing to do: give --out, --proba or --labels")
-    if args.blur is not None and args.blur < 0:  # before the test file is read, not after
-        raise FerError(f"--blur must not be negative, got {args.blur}")
+    check_blur(args.blur)  # before the test file is read, not after
     inputs = {"the --test file": args.test, "the --labels file": args.labels}
     # predict.py's model (the pretrained CNN when none is given) or ensemble.py's members,
     # with the config.json each is rebuilt from: --force must not replace those either.

@@ -343,8 +343,7 @@ def figure_images(source, args, labelled_only=True):
     if args.labels and not args.data:
         raise FerError("--labels labels a --data file: give --data too")
     blur = getattr(args, "blur", None)
-    if blur is not None and not blur >= 0:
-        raise FerError(f"--blur must not be negative, got {blur}")
+    evaluation.check_blur(blur)
     if not args.data:
         if args.usage:
             raise FerError("--usage selects rows of --data: give --data too")

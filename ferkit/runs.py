@@ -246,25 +246,30 @@ def validation_data(path):
         raise FerError(
             f"{path}: no config.json beside the model, so its validation split is unknown"
         )
-    for key in ("data", "val_data"):
-        source, digest = config.get(key), config.get(f"{key}_sha256")
-        if source and not os.path.exists(source):
-            raise FerError(
-                f"{source}: no such file; {path} was trained on it, and its validation images are "
-                "rebuilt from it (put it back; figure scripts also take labelled --data instead)"
-            )
-        # The split is recorded as row indices: a file edited in place with as many rows
-        # would give other images (perhaps training ones) under the same indices.
-        if source and digest and data.file_sha256(source) != digest:
-            raise FerError(
-                f"{source}: changed since {path} was trained, so its validation images cannot "
-                "be rebuilt from it"
-            )
-    _, validation, split = load_training_data(config)
+    # The validation images come from --val-data when the run had one, else from --data.
+    key = "val_data" if config.get("val_data") else "data"
+    source, digest = config[key], config.get(f"{key}_sha256")
+    if not os.path.exists(source):
+        raise FerError(
+            f"{source}: no such file; {path} was trained on it, and its validation images are "
+            "rebuilt from it (put it back; figure scripts also take labelled --data instead)"
+        )
+    # The split is recorded as row indices: a file edited in place with as many rows
+    # would give other images (perhaps training ones) under the same indices.
+    if digest and data.file_sha256(source) != digest:
+        raise FerError(
+            f"{source}: changed since {path} was trained, so its validation images cannot be "
+            "rebuilt from it"
+        )
+    if key == "val_data":  # read on its own: --data is not needed for it
+        validation = _read_labelled(source, "PublicTest")
+        split = {"val_data": source, "val_count": len(validation)}
+    else:
+        _, validation, split = load_training_data(config)
     recorded = config.get("split", {})
     if split != recorded:
         raise FerError(
-            f"{config['data']}: the validation split rebuilt from this file differs from the one "
+            f"{source}: the validation split rebuilt from this file differs from the one "
             f"recorded in the run (the file changed, or {CHANGED_READER})"
         )
     return validation

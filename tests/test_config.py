@@ -54,7 +54,8 @@ def test_unknown_preset_lists_the_available_ones(tmp_path, monkeypatch):
         ({"zoom_range": float("nan")}, "--zoom-range must be a finite number"),
         ({"lr": "0.1"}, "--lr must be a number, got 0.1"),
         ({"horizontal_flip": 1}, "--horizontal-flip must be true or false"),
-        ({"lr": 1e-7}, "--min-lr must not exceed --lr \\(1e-07\\), got 1e-06"),
+        ({"epochs": 2.5}, "--epochs must be a whole number, got 2.5"),
+        ({"lr": 1e-7}, "--min-lr must not exceed --lr \\(1e-07\\): give a lower --min-lr"),
     ],
 )
 def test_options_out_of_range(overrides, message):
@@ -125,3 +126,11 @@ def test_a_network_s_inter_op_threads_are_set_unless_the_user_set_them(monkeypat
     monkeypatch.setattr(ferkit, "_USER_INTEROP_THREADS", "5")
     ferkit.use_interop_threads(config.INTEROP_THREADS["dnn"])
     assert os.environ["TF_NUM_INTEROP_THREADS"] == "5"  # the user's own wins
+
+
+def test_whole_numbers_from_a_preset_become_ints_and_constant_rates_ignore_min_lr():
+    resolved = config.resolve("cnn", overrides={"epochs": 10.0, "seed": 2.0})
+    assert resolved["epochs"] == 10 and isinstance(resolved["epochs"], int)
+    assert isinstance(resolved["seed"], int)
+    # A constant rate never goes down to --min-lr, so a rate below it is no mistake.
+    assert config.resolve("cnn", overrides={"lr": 5e-7, "schedule": "constant"})["lr"] == 5e-7

@@ -135,7 +135,7 @@ def test_negative_blur_is_refused_before_the_test_file_is_read(tmp_path):
         "predict.py", "--test", str(tmp_path / "absent.csv"), "--blur", "-1", "--labels", "x"
     )
     assert result.returncode == 2
-    assert result.stderr.strip().endswith("--blur must not be negative, got -1.0")
+    assert result.stderr.strip().endswith("--blur must be a finite sigma of 0 or more, got -1.0")
 
 
 def test_blur_lowers_sharpness_and_keeps_shape_and_type():
@@ -144,8 +144,9 @@ def test_blur_lowers_sharpness_and_keeps_shape_and_type():
     assert blurred.shape == images.shape and blurred.dtype == np.uint8
     assert evaluation.sharpness(blurred) < evaluation.sharpness(images) / 3
     assert evaluation.blur_images(images, 0) is images
-    with pytest.raises(FerError, match="--blur must not be negative"):
-        evaluation.blur_images(images, -1)
+    for sigma in (-1, float("inf"), float("nan")):  # inf and nan reached OpenCV's assertion
+        with pytest.raises(FerError, match="--blur must be a finite sigma of 0 or more"):
+            evaluation.blur_images(images, sigma)
 
 
 @pytest.mark.parametrize(

@@ -302,7 +302,7 @@ def test_unreadable_file_exits_2_after_the_others(model_dir, tmp_path):
         (("--every", 0), "--every must be at least 1"),
         (("--csv", "{existing}"), "already exists"),
         (("--out", "{folder}"), "is the input's folder"),
-        (("--blur", "-1"), "--blur must be at least 0"),
+        (("--blur", "inf"), "--blur must be a finite sigma of 0 or more, got inf"),
         (("--csv", "{folder}", "--force"), "is a folder, expected a file name for --csv"),
         (("--out", "{annotated}"), "0.png: already exists (pass --force to overwrite the"),
     ],

@@ -5,10 +5,11 @@ import os
 import runpy
 import sys
 
+import matplotlib.figure
 import matplotlib.image
 import numpy as np
 import pytest
-from conftest import REPOSITORY, make_train_csv, synthetic_images
+from conftest import REPOSITORY, make_train_csv, pixels, synthetic_images, write_csv
 from test_training import tiny_config
 
 from ferkit import config as configuration
@@ -156,6 +157,23 @@ def test_samples_script_two_grids(train_csv, folder, monkeypatch):
     call_script(monkeypatch, "samples.py", "--data", train_csv, "--per-class", 3, "--out", out)
     # The settings line, wrapped to the figure's width, takes one more line of 0.2 inches.
     assert_drawn(str(out), 2 * 3 * 1.3 + 1.5, 7 * 1.3 + 1.2 + 0.2, variance=0.05)
+
+
+def test_samples_of_a_fer2013_csv_are_its_training_rows(folder, monkeypatch):
+    images, labels = synthetic_images(21)
+    usages = ["Training"] * 14 + ["PublicTest"] * 7
+    rows = [(label, pixels(image), usage) for image, label, usage in zip(images, labels, usages)]
+    path = write_csv(folder / "fer2013.csv", ("emotion", "pixels", "Usage"), rows)
+    drawn = {}
+
+    def capture(original_rows, changed_rows, row_labels, title):
+        drawn.update(rows=original_rows, title=title)
+        return matplotlib.figure.Figure()
+
+    monkeypatch.setattr(plots, "sample_figure", capture)
+    call_script(monkeypatch, "samples.py", "--data", path, "--out", folder / "fer.png")
+    assert drawn["title"].startswith("fer2013.csv (Training)")
+    assert sum(len(row) for row in drawn["rows"]) == 14  # 2 per class, none from PublicTest
 
 
 def test_augmented_faces_differ_from_the_originals_unless_augmentation_is_off():

@@ -73,12 +73,14 @@ def test_a_split_that_differs_from_the_recorded_one_names_the_reader_change(tmp_
         runs.validation_data(str(run))
 
 
-def _recorded_run(tmp_path, data_path):
-    config = configuration.resolve("dnn", overrides={"data": data_path})
+def _recorded_run(tmp_path, data_path, val_path=None):
+    config = configuration.resolve("dnn", overrides={"data": data_path, "val_data": val_path})
     _, _, split = runs.load_training_data(config)
     run = tmp_path / "run"
     run.mkdir()
     recorded = {**config, "split": split, "data_sha256": data.file_sha256(data_path)}
+    if val_path:
+        recorded["val_data_sha256"] = data.file_sha256(val_path)
     (run / "config.json").write_text(json.dumps(recorded))
     return str(run)
 
@@ -95,3 +97,11 @@ def test_validation_images_are_not_rebuilt_from_a_changed_or_missing_file(tmp_pa
     os.remove(path)
     with pytest.raises(FerError, match="train.csv: no such file; .*run was trained on it"):
         runs.validation_data(run)
+
+
+def test_a_val_data_run_s_validation_images_need_only_that_file(tmp_path):
+    path = make_train_csv(tmp_path / "train.csv", count=28)
+    val_path = make_train_csv(tmp_path / "val.csv", count=14, seed=3)
+    run = _recorded_run(tmp_path, path, val_path)
+    os.remove(path)  # the training file is not where its validation images come from
+    assert len(runs.validation_data(run)) == 14
