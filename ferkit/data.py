@@ -39,10 +39,15 @@ PIXEL_COLUMNS = ("feature", "pixels")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".tif", ".tiff", ".webp")
 
 
+def file_stem(name):
+    """An image's file name less its folders and extension: 'sad/12.png' gives '12'."""
+    return name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+
+
 def numbered_names(names):
     """Whether every image file name (less folders and extension) is a number, no two the
     same: then the numbers are the images' ids (Kaggle's test faces saved as 0.png, 1.png…)."""
-    stems = [name.rsplit("/", 1)[-1].rsplit(".", 1)[0] for name in names]
+    stems = [file_stem(name) for name in names]
     return all(stem.isdigit() for stem in stems) and len(set(map(int, stems))) == len(stems)
 
 

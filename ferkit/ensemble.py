@@ -13,7 +13,7 @@ import numpy as np
 from scipy import optimize
 
 from ferkit import config as configuration
-from ferkit import data, evaluation, runs
+from ferkit import evaluation, runs
 from ferkit.errors import FerError
 
 
@@ -120,8 +120,7 @@ def _data_contents(configs):
             )
         key = (config["data_sha256"], config.get("limit"))
         if key not in by_file:
-            if data.file_sha256(source) != config["data_sha256"]:
-                raise FerError(f"{source}: changed since {path} was trained on it")
+            runs.check_unchanged(source, config["data_sha256"], path)
             rows = runs.labelled_rows(config)
             digest = hashlib.sha256(rows.labels.astype(np.int64).tobytes())
             digest.update(np.ascontiguousarray(rows.images).tobytes())

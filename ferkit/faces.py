@@ -308,10 +308,6 @@ def _natural_key(name):
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
-def _stem(name):
-    return name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
-
-
 def _image_files(folder):
     """The image files' names, in no particular order (read_image_folder sorts them once)."""
     with os.scandir(folder) as entries:
@@ -391,7 +387,7 @@ def read_image_folder(path, workers=None):
     # The order is settled before reading, so every image is decoded straight into its place.
     numbered = data.numbered_names(names)
     if numbered:
-        stems = [_stem(name) for name in names]
+        stems = [data.file_stem(name) for name in names]
         order = np.argsort(np.array([int(stem) for stem in stems], dtype=np.int64), kind="stable")
     else:
         order = np.array(sorted(range(len(names)), key=lambda index: _natural_key(names[index])))
@@ -408,7 +404,7 @@ def read_image_folder(path, workers=None):
         images = images[readable]
         labels = labels[readable] if labels is not None else None
     if numbered:
-        ids = np.array([int(_stem(name)) for name in names], dtype=np.int64)
+        ids = np.array([int(data.file_stem(name)) for name in names], dtype=np.int64)
     else:
         ids = np.arange(len(names), dtype=np.int64)
     return data.FerData(images=images, labels=labels, ids=ids, path=str(path), names=names)
@@ -503,9 +499,9 @@ def check_outputs(media, root, csv_path, out, force):
         return
     if os.path.realpath(out) == os.path.realpath(root):
         raise FerError(f"--out {out}: is the input's folder; annotating would overwrite it")
+    if force:
+        return
     for file, is_video in media:
-        if force:
-            break
         target = os.path.join(out, annotated_name(file, None, root))
         # A video's copies are its frames, NAME.frame000120.jpg: any one of them counts.
         folder, prefix = os.path.split(target + ".frame" if is_video else target)

@@ -238,6 +238,13 @@ def _subset(dataset, indices):
     )
 
 
+def check_unchanged(source, digest, run):
+    """Refuse a data file whose SHA-256 is no longer the ``digest`` recorded when ``run`` was
+    trained on it (runs recorded before hashes were kept have none, and pass)."""
+    if digest and data.file_sha256(source) != digest:
+        raise FerError(f"{source}: changed since {run} was trained on it")
+
+
 def validation_data(path):
     """A run's own validation images, rebuilt from its recorded split; the data files are
     checked against the hashes recorded when it was trained."""
@@ -256,11 +263,7 @@ def validation_data(path):
         )
     # The split is recorded as row indices: a file edited in place with as many rows
     # would give other images (perhaps training ones) under the same indices.
-    if digest and data.file_sha256(source) != digest:
-        raise FerError(
-            f"{source}: changed since {path} was trained, so its validation images cannot be "
-            "rebuilt from it"
-        )
+    check_unchanged(source, digest, path)
     if key == "val_data":  # read on its own: --data is not needed for it
         validation = _read_labelled(source, "PublicTest")
         split = {"val_data": source, "val_count": len(validation)}
