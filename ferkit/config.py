@@ -132,8 +132,9 @@ def validate(config):
             refuse(key, f"must be one of {', '.join(choices)}")
     # Types first (a preset file can hold anything JSON can), then finiteness: argparse's
     # float() accepts "nan" and "inf", which pass every comparison below or fail late.
+    defaults = {**DEFAULTS, **NETWORK_DEFAULTS["cnn"]}  # the type each option has
     for key, value in config.items():
-        default = {**DEFAULTS, **NETWORK_DEFAULTS["cnn"]}.get(key)
+        default = defaults.get(key)
         if isinstance(default, bool):
             if not isinstance(value, bool):
                 refuse(key, "must be true or false")

@@ -357,25 +357,25 @@ def figure_images(source, args, labelled_only=True):
         return validation.images, validation.labels, described
     table = data.read_any(args.data, usage=args.usage)
     described = os.path.basename(args.data) + (f" ({args.usage})" if args.usage else "")
+    images, labels = table.images, table.labels
     if args.labels:
-        described += f" labelled by {os.path.basename(args.labels)}"
-    if blur:
-        table.images = evaluation.blur_images(table.images, blur)
-        described += f", blurred (sigma {blur:g})"
-    if args.labels:
-        positions, labels = evaluation.labelled_subset(
+        positions, known = evaluation.labelled_subset(
             table.ids, data.read_labels(args.labels), args.labels
         )
+        described += f" labelled by {os.path.basename(args.labels)}"
         if labelled_only:
-            return table.images[positions], labels, described
-        every_label = np.full(len(table), -1, dtype=np.int64)
-        every_label[positions] = labels
-        return table.images, every_label, described
-    if table.labels is None:
+            images, labels = table.images[positions], known
+        else:
+            labels = np.full(len(table), -1, dtype=np.int64)
+            labels[positions] = known
+    elif labels is None:
         if labelled_only:
             raise FerError(f"{args.data}: has no labels: give --labels id,label CSV too")
-        return table.images, np.full(len(table), -1, dtype=np.int64), described
-    return table.images, table.labels, described
+        labels = np.full(len(table), -1, dtype=np.int64)
+    if blur:  # the faces drawn on only, once they are chosen
+        images = evaluation.blur_images(images, blur)
+        described += f", blurred (sigma {blur:g})"
+    return images, labels, described
 
 
 def saliency_rows(faces, maps, masked, indices, labels, probabilities):
