@@ -175,6 +175,40 @@ def _fused_call(layer, keras_call):
     return call
 
 
+def batches(inputs, targets=None, batch_size=32):
+    """Keyword arguments for fit/evaluate/predict that feed arrays in order, in batches.
+
+    On TensorFlow, Keras feeds arrays through a tf.data pipeline with autotuning on, and
+    deleting its iterator when the call returns waits for the autotuning thread to wake
+    (gdb: ``~RootDataset::Iterator`` blocked in ``~LogicalThreadWrapper`` while
+    ``Model::OptimizeLoop`` sleeps). That took 0.1-13 s per call, at random, in every
+    training epoch, validation and prediction (bench/RESULTS.md). The same batches from a
+    pipeline with autotuning off end at once. Other backends take the arrays as they are.
+    ``inputs`` may be a list (a model with several inputs).
+    """
+    if name() != "tensorflow":
+        arguments = {"x": inputs, "batch_size": batch_size}
+        return arguments if targets is None else {**arguments, "y": targets}
+    import tensorflow as tf
+
+    inputs = tuple(inputs) if isinstance(inputs, list) else inputs
+    elements = inputs if targets is None else (inputs, targets)
+    count = len(tf.nest.flatten(elements)[0])
+    full = count - count % batch_size
+
+    def full_batches(array):  # (N, ...) -> (N // batch_size, batch_size, ...)
+        return array[:full].reshape(-1, batch_size, *array.shape[1:])
+
+    # One slice per batch, not per image: a copy per image made the DNN's pipeline slower.
+    dataset = tf.data.Dataset.from_tensor_slices(tf.nest.map_structure(full_batches, elements))
+    if full < count:
+        last = tf.nest.map_structure(lambda array: array[full:], elements)
+        dataset = dataset.concatenate(tf.data.Dataset.from_tensors(last))
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return {"x": dataset.prefetch(1).with_options(options)}
+
+
 def distribution_scope(enabled):
     """Data-parallel training over every local device, with the backend's own engine.
 

@@ -74,10 +74,13 @@ def tta_views(images, mode="flip"):
 
 def predict_probabilities(model, images, tta="none", batch_size=PREDICTION_BATCH_SIZE):
     """Class probabilities (N, 7), averaged over the TTA views."""
+    from ferkit import backend  # here: the model given means Keras has started
+
     views = tta_views(images, tta)
     total = np.zeros((len(images), NUM_CLASSES), dtype=np.float64)
     for view in views:
-        total += np.asarray(model.predict(view, batch_size=batch_size, verbose=0), dtype=np.float64)
+        batches = backend.batches(view, batch_size=batch_size)
+        total += np.asarray(model.predict(**batches, verbose=0), dtype=np.float64)
     return (total / len(views)).astype(np.float32)
 
 

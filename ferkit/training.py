@@ -339,6 +339,8 @@ def train(config, run_dir, resume=False, verbose=True, loaded=None):
 
 def _train_one_epoch(run_dir, config, state, epoch, models_pair, arrays, verbose):
     """Train, validate and save one epoch; True when early stopping says to stop."""
+    from ferkit import backend
+
     model, training_model = models_pair
     train_set, train_labels, validation, validation_labels = arrays
     state["lr"] = _scheduled_lr(config, state, epoch)
@@ -350,18 +352,22 @@ def _train_one_epoch(run_dir, config, state, epoch, models_pair, arrays, verbose
     epoch_start = time.perf_counter()
     epoch_labels = train_labels[order]
     result = training_model.fit(
-        training_inputs(config, train_set.images[order], epoch_labels),
-        epoch_labels,
-        batch_size=config["batch_size"],
+        **backend.batches(
+            training_inputs(config, train_set.images[order], epoch_labels),
+            epoch_labels,
+            config["batch_size"],
+        ),
         epochs=1,
         shuffle=False,
         verbose=1 if verbose else 0,
     )
     train_seconds = time.perf_counter() - epoch_start
     scores = training_model.evaluate(
-        training_inputs(config, validation.images, validation_labels),
-        validation_labels,
-        batch_size=max(256, config["batch_size"]),
+        **backend.batches(
+            training_inputs(config, validation.images, validation_labels),
+            validation_labels,
+            max(256, config["batch_size"]),
+        ),
         verbose=0,
         return_dict=True,
     )
@@ -571,9 +577,12 @@ def _finish(run_dir, config, state, validation):
     history = state["history"]
     if not history or state["best_epoch"] == 0:
         raise FerError(f"{run_dir}: no epoch finished, nothing to evaluate")
+    from ferkit import backend
+
     best = runs.load_model(run_dir)
     probabilities = best.predict(
-        validation.images, batch_size=configuration.PREDICTION_BATCH_SIZE, verbose=0
+        **backend.batches(validation.images, batch_size=configuration.PREDICTION_BATCH_SIZE),
+        verbose=0,
     )
     reloaded_accuracy = float((probabilities.argmax(axis=1) == validation.labels).mean())
     # Throughput over the epochs after the first, which also pays for tracing the graph.

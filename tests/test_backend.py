@@ -117,6 +117,26 @@ def test_value_and_gradient_of_a_known_function():
     assert np.allclose(gradients, 2 * inputs * expected_weights, rtol=1e-4)
 
 
+@pytest.mark.parametrize("count, sizes", [(7, [3, 3, 1]), (6, [3, 3]), (2, [2])])
+def test_batches_keep_order_and_partial_batch_without_autotuning(count, sizes):
+    images = np.arange(count * 2, dtype="uint8").reshape(count, 2)
+    labels = np.arange(count, dtype="float32")
+    arguments = backend.batches([images, labels], labels, batch_size=3)
+    if backend.name() != "tensorflow":
+        assert arguments["batch_size"] == 3 and arguments["y"] is labels
+        return
+    dataset = arguments["x"]
+    # Autotuning off: deleting an autotuned iterator stalled each epoch for seconds.
+    assert dataset.options().autotune.enabled is False
+    batches = list(dataset.as_numpy_iterator())
+    assert [len(targets) for _, targets in batches] == sizes
+    got_images = np.concatenate([inputs[0] for inputs, _ in batches])
+    got_labels = np.concatenate([inputs[1] for inputs, _ in batches])
+    np.testing.assert_array_equal(got_images, images)
+    np.testing.assert_array_equal(got_labels, labels)
+    np.testing.assert_array_equal(np.concatenate([targets for _, targets in batches]), labels)
+
+
 def test_an_unknown_backend_is_named_without_importing_keras(monkeypatch, tmp_path):
     import ferkit
 
