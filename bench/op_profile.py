@@ -89,11 +89,11 @@ def main():
     count = args.batch_size * args.steps
     faces = np.random.default_rng(0).integers(0, 256, (count, 48, 48, 1)).astype("uint8")
     labels = keras.utils.to_categorical(np.arange(count) % 7, 7)
-    fit = dict(batch_size=args.batch_size, epochs=1, shuffle=False, verbose=0)
-    training_model.fit(faces, labels, **fit)  # trace the step outside the profile
+    fit = dict(**backend.batches(faces, labels, args.batch_size), epochs=1, verbose=0)
+    training_model.fit(**fit)  # trace the step outside the profile
     with tempfile.TemporaryDirectory() as folder:
         tf.profiler.experimental.start(folder)
-        training_model.fit(faces, labels, **fit)
+        training_model.fit(**fit)
         tf.profiler.experimental.stop()
         rows = list(op_rows(folder))
     by_kind = collections.Counter()

@@ -10,8 +10,9 @@ In one process, alternating on the same real images:
 - report: ImageDataGenerator(...).flow feeding fit, float32 (Keras' legacy class, any backend);
 - ferkit: augmentation layers inside the training step, uint8 data, --precision auto, at
   the report's batch size and, with --large-batch, at a larger one (a separate column).
-Prints training images/s, their ratio, the CNN's achieved FLOP rate against a matrix-product
-peak measured in the same precision, and inference images/s on the 7,178 test images.
+Prints training images/s over the training steps (fit's set-up and teardown shown apart),
+their ratio, the CNN's achieved FLOP rate against a matrix-product peak measured in the
+same precision, and inference images/s on the 7,178 test images.
 TensorFlow's inter-op threads are set as train_cnn.py / train_dnn.py set them (one network
 at a time for the DNN's: with both, the CNN's apply).
 """
@@ -65,8 +66,9 @@ def forward_flops(model):
     return total
 
 
-def matmul_peak(dtype, size=2048, repeats=5):
-    """FLOP/s of a large matrix product in ``dtype`` (the best of a few)."""
+def matmul_peak(dtype, size=2048, repeats=20):
+    """FLOP/s of a large matrix product in ``dtype`` (the best of 20: with 5 the peak on
+    this CPU measured anywhere from 1,114 to 1,456 GFLOP/s)."""
     if backend.accelerator() == "gpu":
         size, repeats = 8192, 10  # a 2048 product is over in microseconds on a GPU
     left = keras.ops.cast(keras.random.normal((size, size)), dtype)
@@ -103,8 +105,9 @@ def report_trainer(network, images, labels, batch_size):
     )
     flow = generator.flow(images.astype("float32"), labels, batch_size=batch_size, seed=1)
 
-    def run(count):
-        model.fit(flow, steps_per_epoch=count // batch_size, epochs=1, verbose=0)
+    def run(count, clock):
+        model.fit(flow, steps_per_epoch=count // batch_size, epochs=1, verbose=0, callbacks=[clock])
+        return count - count % batch_size
 
     return run
 
@@ -115,24 +118,43 @@ def ferkit_trainer(network, images, labels, batch_size, precision):
     config["jit_resolved"] = backend.resolve_jit(config["jit"])
     model, training_model = training.build_training_model(config)
 
-    def run(count):
+    def run(count, clock):
         count -= count % batch_size
         training_model.fit(
-            images[:count],
-            labels[:count],
-            batch_size=batch_size,
+            **backend.batches(images[:count], labels[:count], batch_size),  # as train_*.py
             epochs=1,
             shuffle=False,
             verbose=0,
+            callbacks=[clock],
         )
+        return count
 
     return run, model
 
 
 def timed(run, count):
+    """(images/s over the training steps, seconds of fit's own set-up and teardown).
+
+    The steps run from the first one's start to the last one's end, data loading and
+    augmentation included. A fit call also makes and deletes its data iterator, which took
+    0.1-13 s for Keras' own tf.data pipelines, at random (bench/RESULTS.md; ferkit now
+    avoids it, backend.batches): over the few steps of a measurement that, not the pipeline,
+    decided the rate, so it is left out and shown apart (a training epoch pays it once). The
+    batch-end callback also makes Keras wait for each step, so on JAX too the marks fall
+    where the work is done.
+    """
+    marks = []  # perf_counter at the first step's start and at each step's end
+    clock = keras.callbacks.LambdaCallback(
+        on_train_batch_begin=lambda batch, logs: (
+            marks.append(time.perf_counter()) if batch == 0 else None
+        ),
+        on_train_batch_end=lambda batch, logs: marks.append(time.perf_counter()),
+    )
     started = time.perf_counter()
-    run(count)
-    return count / (time.perf_counter() - started)
+    images = run(count, clock)
+    whole = time.perf_counter() - started
+    steps = marks[-1] - marks[0]
+    return images / steps, whole - steps
 
 
 def large_batches(pairs):
@@ -193,26 +215,30 @@ def main():
             )
         trainers = {name: run for name, run in trainers.items() if run}
         for run in trainers.values():
-            run(large.get(network, args.batch_size) * 2)  # trace and warm up, untimed
+            timed(run, large.get(network, args.batch_size) * 2)  # trace and warm up, untimed
         measured = {name: [] for name in trainers}
         for _ in range(args.rounds):  # alternating, so drifts in machine load hit all alike
             for name, run in trainers.items():
                 measured[name].append(timed(run, args.images))
         for name, values in measured.items():
-            print(f"  {network} {name}: " + ", ".join(f"{value:.0f}" for value in values))
-        results[network] = {name: statistics.median(values) for name, values in measured.items()}
+            rates = ", ".join(f"{rate:.0f}" for rate, _ in values)
+            overheads = ", ".join(f"{overhead * 1000:.0f}" for _, overhead in values)
+            print(f"  {network} {name}: {rates} img/s; set-up and teardown {overheads} ms")
+        results[network] = {
+            name: statistics.median(rate for rate, _ in values) for name, values in measured.items()
+        }
         results[network]["flops"] = forward_flops(model)
         # Once untimed: the first call compiles for each batch shape (the last batch is
         # smaller), which takes seconds on a GPU, more than the work itself.
-        model.predict(test_images, batch_size=512, verbose=0)
+        model.predict(**backend.batches(test_images, batch_size=512), verbose=0)
         started = time.perf_counter()
-        model.predict(test_images, batch_size=512, verbose=0)
+        model.predict(**backend.batches(test_images, batch_size=512), verbose=0)
         results[network]["inference"] = len(test_images) / (time.perf_counter() - started)
 
     compute_dtype = "bfloat16" if "bfloat16" in precision else "float32"
     peak = matmul_peak(compute_dtype)
     print(f"matrix-product peak ({compute_dtype}): {peak / 1e9:.0f} GFLOP/s")
-    print("training images/s, medians; ratio = ferkit / report")
+    print("training images/s over the steps, medians; ratio = ferkit / report")
     print(
         "network  report  ferkit fp32  ferkit  ratio  ferkit large batch  ratio  "
         "fwd GFLOP/img  achieved  of peak  inference img/s"
