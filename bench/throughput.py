@@ -137,7 +137,7 @@ def timed(run, count):
 
     The steps run from the first one's start to the last one's end, data loading and
     augmentation included. A fit call also makes and deletes its data iterator, which took
-    0.1-13 s for Keras' own tf.data pipelines, at random (bench/RESULTS.md; ferkit now
+    up to 14 s for Keras' own tf.data pipelines, at random (bench/RESULTS.md; ferkit now
     avoids it, backend.batches): over the few steps of a measurement that, not the pipeline,
     decided the rate, so it is left out and shown apart (a training epoch pays it once). The
     batch-end callback also makes Keras wait for each step, so on JAX too the marks fall
@@ -181,6 +181,8 @@ def main():
     parser.add_argument("--test", default=os.path.join(SHARED, "test.csv.gz"))
     args = parser.parse_args()
     large = large_batches(args.large_batch)
+    if args.images < max([args.batch_size, *large.values()]):
+        parser.error("--images must be at least the largest batch size: one step per measurement")
     start_keras(args.networks)
 
     precision = backend.resolve_precision("auto")
