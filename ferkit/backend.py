@@ -181,7 +181,7 @@ def batches(inputs, targets=None, batch_size=32):
     On TensorFlow, Keras feeds arrays through a tf.data pipeline with autotuning on, and
     deleting its iterator when the call returns waits for the autotuning thread to wake
     (gdb: ``~RootDataset::Iterator`` blocked in ``~LogicalThreadWrapper`` while
-    ``Model::OptimizeLoop`` sleeps). That took 0.1-13 s per call, at random, in every
+    ``Model::OptimizeLoop`` sleeps). That took up to 14 s per call, at random, in every
     training epoch, validation and prediction (bench/RESULTS.md). The same batches from a
     pipeline with autotuning off end at once. Other backends take the arrays as they are.
     ``inputs`` may be a list (a model with several inputs).
@@ -191,9 +191,18 @@ def batches(inputs, targets=None, batch_size=32):
         return arguments if targets is None else {**arguments, "y": targets}
     import tensorflow as tf
 
-    inputs = tuple(inputs) if isinstance(inputs, list) else inputs
-    elements = inputs if targets is None else (inputs, targets)
-    count = len(tf.nest.flatten(elements)[0])
+    def as_array(array):
+        # float64 (to_categorical's labels) becomes float32, as in Keras' own adapter.
+        array = np.asarray(array)
+        return array.astype("float32") if array.dtype == np.float64 else array
+
+    inputs = tf.nest.map_structure(as_array, tuple(inputs) if isinstance(inputs, list) else inputs)
+    # Keras reads a bare tuple as (x, y): several inputs without targets go in as (x,).
+    elements = (inputs,) if targets is None else (inputs, as_array(targets))
+    counts = {len(array) for array in tf.nest.flatten(elements)}
+    if len(counts) != 1:
+        raise ValueError(f"arrays of different lengths: {sorted(counts)}")
+    count = counts.pop()
     full = count - count % batch_size
 
     def full_batches(array):  # (N, ...) -> (N // batch_size, batch_size, ...)
@@ -206,6 +215,8 @@ def batches(inputs, targets=None, batch_size=32):
         dataset = dataset.concatenate(tf.data.Dataset.from_tensors(last))
     options = tf.data.Options()
     options.autotune.enabled = False
+    # As Keras' own pipeline: several machines split the batches, not (absent) files.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return {"x": dataset.prefetch(1).with_options(options)}
 
 

@@ -137,6 +137,29 @@ def test_batches_keep_order_and_partial_batch_without_autotuning(count, sizes):
     np.testing.assert_array_equal(np.concatenate([targets for _, targets in batches]), labels)
 
 
+def test_batches_without_targets_keep_several_inputs_together():
+    images = np.arange(5 * 2, dtype="uint8").reshape(5, 2)
+    labels = np.eye(5)[:, :3]  # float64, as keras.utils.to_categorical gives
+    arguments = backend.batches([images, labels], batch_size=2)
+    if backend.name() != "tensorflow":
+        return
+    # One element per batch: a 1-tuple holding both inputs, not an (x, y) pair.
+    batches = list(arguments["x"].as_numpy_iterator())
+    assert [len(batch) for batch in batches] == [1, 1, 1]
+    got_images = np.concatenate([inputs[0] for (inputs,) in batches])
+    got_labels = np.concatenate([inputs[1] for (inputs,) in batches])
+    np.testing.assert_array_equal(got_images, images)
+    assert got_labels.dtype == np.float32  # as Keras' own adapter casts float64
+    np.testing.assert_array_equal(got_labels, labels)
+
+
+def test_batches_refuse_arrays_of_different_lengths():
+    if backend.name() != "tensorflow":
+        pytest.skip("the arrays go to Keras as they are")
+    with pytest.raises(ValueError, match="different lengths"):
+        backend.batches(np.zeros((4, 2)), np.zeros(3), batch_size=2)
+
+
 def test_an_unknown_backend_is_named_without_importing_keras(monkeypatch, tmp_path):
     import ferkit
 

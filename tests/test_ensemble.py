@@ -47,10 +47,10 @@ class CountingModel:
     """A stand-in model whose prediction depends on the image, to check TTA arithmetic."""
 
     def predict(self, x, batch_size=None, verbose=0):
-        # On TensorFlow, ferkit hands predict a tf.data dataset of batches (backend.batches).
-        images = (
-            np.concatenate(list(x.as_numpy_iterator())) if hasattr(x, "as_numpy_iterator") else x
-        )
+        # On TensorFlow, ferkit hands predict a tf.data dataset of (images,) batches.
+        if hasattr(x, "as_numpy_iterator"):
+            x = np.concatenate([images for (images,) in x.as_numpy_iterator()])
+        images = x
         column_means = np.asarray(images, np.float64).mean(axis=(1, 3))  # (N, 48)
         scores = column_means[:, :7] + 1.0
         return scores / scores.sum(axis=1, keepdims=True)
