@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 import ferkit
-from ferkit import checkpoints, data, runs
+from ferkit import checkpoints, data, evaluation, runs
 from ferkit import config as configuration
 from ferkit.errors import FerError
 from ferkit.files import atomic_path, read_json, write_json, write_text
@@ -577,14 +577,9 @@ def _finish(run_dir, config, state, validation):
     history = state["history"]
     if not history or state["best_epoch"] == 0:
         raise FerError(f"{run_dir}: no epoch finished, nothing to evaluate")
-    from ferkit import backend
-
     best = runs.load_model(run_dir)
-    probabilities = best.predict(
-        **backend.batches(validation.images, batch_size=configuration.PREDICTION_BATCH_SIZE),
-        verbose=0,
-    )
-    reloaded_accuracy = float((probabilities.argmax(axis=1) == validation.labels).mean())
+    probabilities = evaluation.predict_probabilities(best, validation.images)
+    reloaded_accuracy = evaluation.accuracy(probabilities, validation.labels)
     # Throughput over the epochs after the first, which also pays for tracing the graph.
     timed = history[1:] or history
     images_per_second = (
