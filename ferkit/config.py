@@ -44,6 +44,8 @@ DEFAULTS = {
     "jit": "auto",
     "limit": None,
     "distribute": False,
+    # Minutes: after epoch 1, --epochs shrinks to what fits (None: no budget; see training).
+    "time_budget": None,
 }
 # The augmentation's options, as models.build_augmentation takes them: the affine ones
 # (ImageDataGenerator's) and random erasing.
@@ -67,7 +69,13 @@ SAMPLES_PER_CLASS = 6
 FILTER_ASCENT = {"filters": 16, "steps": 50, "step_size": 3.0}
 # Options added after runs were first recorded, with the value that turns each off: a run
 # whose config.json lacks one was trained without it.
-LATER_OPTIONS = {"random_erasing": 0.0, "mixup": 0.0, "limit": None, "distribute": False}
+LATER_OPTIONS = {
+    "random_erasing": 0.0,
+    "mixup": 0.0,
+    "limit": None,
+    "distribute": False,
+    "time_budget": None,
+}
 NETWORK_DEFAULTS = {
     "cnn": {"dropout_conv": 0.25, "dropout_dense": 0.5},
     "dnn": {"dropout_dense": 0.3},
@@ -149,6 +157,14 @@ def validate(config):
                 if value != int(value):
                     refuse(key, "must be a whole number")
                 config[key] = int(value)  # 10.0 from a preset file works as range(10)
+    budget = config.get("time_budget")
+    if budget is not None and (
+        isinstance(budget, bool)
+        or not isinstance(budget, numbers.Real)
+        or not math.isfinite(budget)
+        or budget <= 0
+    ):
+        refuse("time_budget", "must be a positive number of minutes")
     for key in ("epochs", "batch_size", "limit"):
         if config[key] is not None and int(config[key]) < 1:
             refuse(key, "must be at least 1")

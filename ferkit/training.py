@@ -115,6 +115,12 @@ def add_arguments(parser, network):
     )
     option("--jit", str, "XLA compilation", choices=configuration.CHOICES["jit"])
     option("--limit", int, "use only the first N rows of --data (quick checks)")
+    option(
+        "--time-budget",
+        float,
+        "minutes: after epoch 1, train only as many epochs as fit (the schedule follows)",
+        metavar="MINUTES",
+    )
     parser.add_argument(
         "--distribute",
         action="store_const",
@@ -332,6 +338,8 @@ def train(config, run_dir, resume=False, verbose=True, loaded=None):
                     "stopping"
                 )
                 break
+            if epoch + 1 >= config["epochs"]:  # --time-budget may have lowered the epochs
+                break
         return _finish(run_dir, config, state, validation)
     except KeyboardInterrupt:
         _interrupted(run_dir, config, epoch)
@@ -349,6 +357,9 @@ def _train_one_epoch(run_dir, config, state, epoch, models_pair, arrays, verbose
     print(f"Epoch {epoch + 1}/{config['epochs']}", flush=True)
     # The epoch's order depends only on (seed, epoch): a resumed run sees the same batches.
     order = np.random.default_rng([config["seed"], epoch]).permutation(len(train_set))
+    # The budget is fitted once, from the first epoch of a run, before anything is saved.
+    timer = _step_timer() if epoch == 0 and config.get("time_budget") else None
+    callbacks = [timer] if timer else []
     epoch_start = time.perf_counter()
     epoch_labels = train_labels[order]
     result = training_model.fit(
@@ -360,6 +371,7 @@ def _train_one_epoch(run_dir, config, state, epoch, models_pair, arrays, verbose
         epochs=1,
         shuffle=False,
         verbose=1 if verbose else 0,
+        callbacks=callbacks,
     )
     train_seconds = time.perf_counter() - epoch_start
     scores = training_model.evaluate(
@@ -370,6 +382,7 @@ def _train_one_epoch(run_dir, config, state, epoch, models_pair, arrays, verbose
         ),
         verbose=0,
         return_dict=True,
+        callbacks=callbacks,
     )
     row = {
         "epoch": epoch + 1,
@@ -390,7 +403,70 @@ def _train_one_epoch(run_dir, config, state, epoch, models_pair, arrays, verbose
         f"({len(train_set) / train_seconds:.0f} images/s)",
         flush=True,
     )
+    if timer:
+        _fit_epochs_to_budget(run_dir, config, row["seconds"], timer.step_seconds)
     return _end_of_epoch(run_dir, model, training_model, state, row, config)
+
+
+def _step_timer():
+    """A callback timing each training and validation step (for --time-budget)."""
+    import keras
+
+    class StepTimer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.step_seconds = {"train": [], "test": []}
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.step_seconds["train"].append(time.perf_counter() - self.started)
+
+        def on_test_batch_begin(self, batch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_test_batch_end(self, batch, logs=None):
+            self.step_seconds["test"].append(time.perf_counter() - self.started)
+
+    return StepTimer()
+
+
+def epochs_within_budget(budget_minutes, first_epoch_seconds, step_seconds, requested):
+    """How many epochs fit in the budget, given the first epoch's time and its steps' times.
+
+    The first step of training and of validation also traces (compiles) the step, which later
+    epochs do not pay again: each counts as a typical (median) step in the estimate of an
+    epoch after the first. Always at least 1 (the first epoch has run), at most ``requested``.
+    """
+    later_epoch_seconds = first_epoch_seconds
+    for seconds in step_seconds.values():
+        if len(seconds) > 1:
+            later_epoch_seconds -= seconds[0] - float(np.median(seconds[1:]))
+    left = budget_minutes * 60 - first_epoch_seconds
+    more = math.floor(left / max(later_epoch_seconds, 1e-9)) if left > 0 else 0
+    return max(1, min(requested, 1 + more)), later_epoch_seconds
+
+
+def _fit_epochs_to_budget(run_dir, config, first_epoch_seconds, step_seconds):
+    """Lower the run's epochs to what --time-budget allows, recorded in its config.json.
+
+    Decided after epoch 1, whose learning rate does not depend on the number of epochs, so
+    the recorded run is exactly the one --epochs N would train."""
+    requested = config["epochs"]
+    epochs, later_epoch_seconds = epochs_within_budget(
+        config["time_budget"], first_epoch_seconds, step_seconds, requested
+    )
+    print(
+        f"Time budget {config['time_budget']:g} min: epoch 1 took {first_epoch_seconds:.0f} s, "
+        f"later epochs about {later_epoch_seconds:.0f} s, so {epochs} of {requested} epochs fit"
+        + (" (the schedule ends there)" if epochs < requested else ""),
+        flush=True,
+    )
+    if epochs < requested:
+        config_path = os.path.join(run_dir, runs.CONFIG_FILE)
+        write_json(config_path, {**read_json(config_path), "epochs": epochs})
+        config["epochs"] = epochs
 
 
 def _diverged(run_dir, state, epoch):

@@ -56,6 +56,9 @@ def test_unknown_preset_lists_the_available_ones(tmp_path, monkeypatch):
         ({"horizontal_flip": 1}, "--horizontal-flip must be true or false"),
         ({"epochs": 2.5}, "--epochs must be a whole number, got 2.5"),
         ({"lr": 1e-7}, "--min-lr must not exceed --lr \\(1e-07\\): give a lower --min-lr"),
+        ({"time_budget": 0.0}, "--time-budget must be a positive number of minutes, got 0.0"),
+        ({"time_budget": float("inf")}, "--time-budget must be a positive number of minutes"),
+        ({"time_budget": "45"}, "--time-budget must be a positive number of minutes, got 45"),
     ],
 )
 def test_options_out_of_range(overrides, message):
@@ -105,7 +108,13 @@ def test_preset_reaches_the_run_config_and_the_command_line_overrides_it(train_c
 
 def test_a_run_recorded_before_an_option_existed_had_it_off():
     old = {"network": "cnn", "epochs": 3}
-    later = {"random_erasing": 0.0, "mixup": 0.0, "limit": None, "distribute": False}
+    later = {
+        "random_erasing": 0.0,
+        "mixup": 0.0,
+        "limit": None,
+        "distribute": False,
+        "time_budget": None,
+    }
     assert config.recorded(old) == {**old, **later}
     assert config.recorded({**old, "mixup": 0.4})["mixup"] == 0.4
     assert list(config.recorded(old))[:2] == ["network", "epochs"]  # printed in their order

@@ -154,6 +154,34 @@ def test_seeds_train_one_run_each(train_csv, tmp_path):
     assert seeds == [1, 2] and splits[0] == splits[1]
 
 
+def test_the_epochs_within_a_budget_discount_the_first_step_s_tracing():
+    # Epoch 1: 100 s, of which the first training step took 30 s against 1 s for the others
+    # and the first validation step 6 s against 1 s: later epochs take about 100 - 29 - 5 s.
+    steps = {"train": [30.0] + [1.0] * 60, "test": [6.0, 1.0, 1.0]}
+    epochs, later = training.epochs_within_budget(10, 100.0, steps, requested=28)
+    assert later == pytest.approx(66.0)
+    assert epochs == 1 + (600 - 100) // 66  # 8
+    assert training.epochs_within_budget(1000, 100.0, steps, requested=28)[0] == 28
+    assert training.epochs_within_budget(1, 100.0, steps, requested=28)[0] == 1
+
+
+def test_a_time_budget_lowers_the_epochs_and_records_them(train_csv, tmp_path):
+    # Far less than one epoch: the first epoch runs, and no more.
+    config = tiny_config(train_csv, epochs=3, time_budget=1e-6)
+    run_dir = training.train(config, str(tmp_path / "run"), verbose=False)
+    assert [row["epoch"] for row in history(run_dir)] == ["1"]
+    recorded = json.loads(Path(run_dir, "config.json").read_text())
+    assert recorded["epochs"] == 1 and recorded["time_budget"] == 1e-6
+    assert json.loads(Path(run_dir, "metrics.json").read_text())["epochs_run"] == 1
+
+
+def test_a_time_budget_that_holds_every_epoch_changes_nothing(train_csv, tmp_path):
+    config = tiny_config(train_csv, epochs=2, time_budget=600.0)
+    run_dir = training.train(config, str(tmp_path / "run"), verbose=False)
+    assert [row["epoch"] for row in history(run_dir)] == ["1", "2"]
+    assert json.loads(Path(run_dir, "config.json").read_text())["epochs"] == 2
+
+
 def test_existing_run_is_not_overwritten(train_csv, tmp_path):
     run_dir = training.train(tiny_config(train_csv, epochs=1), str(tmp_path / "r"), verbose=False)
     before = {name: Path(run_dir, name).read_bytes() for name in ("config.json", "history.csv")}
