@@ -437,13 +437,14 @@ def epochs_within_budget(budget_minutes, first_epoch_seconds, step_seconds, requ
 
     The first step of training and of validation also traces (compiles) the step, which later
     epochs do not pay again: each counts as a typical (median) step in the estimate of an
-    epoch after the first. Always at least 1 (the first epoch has run), at most ``requested``.
+    epoch after the first. Epochs vary, so only ``BUDGET_PLANNED_SHARE`` of the budget is
+    planned. Always at least 1 (the first epoch has run), at most ``requested``.
     """
     later_epoch_seconds = first_epoch_seconds
     for seconds in step_seconds.values():
         if len(seconds) > 1:
             later_epoch_seconds -= seconds[0] - float(np.median(seconds[1:]))
-    left = budget_minutes * 60 - first_epoch_seconds
+    left = configuration.BUDGET_PLANNED_SHARE * budget_minutes * 60 - first_epoch_seconds
     more = math.floor(left / max(later_epoch_seconds, 1e-9)) if left > 0 else 0
     return max(1, min(requested, 1 + more)), later_epoch_seconds
 
@@ -458,7 +459,9 @@ def _fit_epochs_to_budget(run_dir, config, first_epoch_seconds, step_seconds):
         config["time_budget"], first_epoch_seconds, step_seconds, requested
     )
     print(
-        f"Time budget {config['time_budget']:g} min: epoch 1 took {first_epoch_seconds:.0f} s, "
+        f"Time budget {config['time_budget']:g} min, "
+        f"{configuration.BUDGET_PLANNED_SHARE:.0%} of it planned: "
+        f"epoch 1 took {first_epoch_seconds:.0f} s, "
         f"later epochs about {later_epoch_seconds:.0f} s, so {epochs} of {requested} epochs fit"
         + (" (the schedule ends there)" if epochs < requested else ""),
         flush=True,

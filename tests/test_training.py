@@ -160,7 +160,9 @@ def test_the_epochs_within_a_budget_discount_the_first_step_s_tracing():
     steps = {"train": [30.0] + [1.0] * 60, "test": [6.0, 1.0, 1.0]}
     epochs, later = training.epochs_within_budget(10, 100.0, steps, requested=28)
     assert later == pytest.approx(66.0)
-    assert epochs == 1 + (600 - 100) // 66  # 8
+    assert epochs == 1 + (configuration.BUDGET_PLANNED_SHARE * 600 - 100) // 66
+    # Planned on 95% of it, a budget that the whole would just fit leaves out the last epoch.
+    assert training.epochs_within_budget((100 + 7 * 66) / 60, 100.0, steps, requested=28)[0] == 7
     assert training.epochs_within_budget(1000, 100.0, steps, requested=28)[0] == 28
     assert training.epochs_within_budget(1, 100.0, steps, requested=28)[0] == 1
 
