@@ -260,9 +260,7 @@ def train(config, run_dir, resume=False, verbose=True, loaded=None):
         )
     if resume and recorded.get("epochs") != config["epochs"]:
         # --epochs given with --resume: recorded, so that a later resume trains as far.
-        write_json(
-            os.path.join(run_dir, runs.CONFIG_FILE), {**recorded, "epochs": config["epochs"]}
-        )
+        _record_epochs(run_dir, config["epochs"])
 
     # Everything is checked: only from here on is Keras needed.
     import keras
@@ -467,9 +465,14 @@ def _fit_epochs_to_budget(run_dir, config, first_epoch_seconds, step_seconds):
         flush=True,
     )
     if epochs < requested:
-        config_path = os.path.join(run_dir, runs.CONFIG_FILE)
-        write_json(config_path, {**read_json(config_path), "epochs": epochs})
+        _record_epochs(run_dir, epochs)
         config["epochs"] = epochs
+
+
+def _record_epochs(run_dir, epochs):
+    """Change the epochs in the run's config.json, which a later --resume trains to."""
+    config_path = os.path.join(run_dir, runs.CONFIG_FILE)
+    write_json(config_path, {**read_json(config_path), "epochs": epochs})
 
 
 def _diverged(run_dir, state, epoch):
