@@ -236,9 +236,13 @@ def read_probabilities(path):
         fields = line.rsplit(",", NUM_CLASSES)
         try:
             values = [float(value) for value in fields[1:]]
-        except ValueError:
-            values = []
-        if len(fields) != NUM_CLASSES + 1 or not all(0 <= value <= 1 for value in values):
+        except ValueError:  # a blank or text cell
+            values = None
+        if (
+            values is None
+            or len(fields) != NUM_CLASSES + 1
+            or not all(0 <= value <= 1 for value in values)
+        ):
             raise FerError(
                 f"{path}: line {number}: expected an id and {NUM_CLASSES} probabilities in "
                 f"[0, 1], found {line[:60]!r}"

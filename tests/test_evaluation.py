@@ -57,7 +57,10 @@ def test_probability_file_keeps_file_names_and_reads_gzipped(tmp_path):
         np.testing.assert_allclose(loaded, probabilities, atol=1e-6)
 
 
-@pytest.mark.parametrize("row", ["3,nan,0,0,0,0,0,1", "3,0.5,0.5", "3,2,0,0,0,0,0,0"])
+@pytest.mark.parametrize(
+    "row",
+    ["3,nan,0,0,0,0,0,1", "3,0.5,0.5", "3,2,0,0,0,0,0,0", "3,,0,0,0,0,0,1", "3,x,0,0,0,0,0,1"],
+)
 def test_probability_file_bad_row_names_its_line(tmp_path, row):
     path = tmp_path / "p.csv"
     path.write_text("id," + ",".join(data.CLASS_NAMES) + "\n2,1,0,0,0,0,0,0\n" + row + "\n")
