@@ -81,17 +81,18 @@ def shared_split(member_paths):
     configs = {}
     for path in member_paths:
         config = runs.run_config(path) if not is_probability_file(path) else None
-        if config is None:
+        if config is None or not config.get("split"):
             raise FerError(
                 f"{path}: has no recorded validation split (a probability file or a bare "
                 "model), so validation scores would be unsafe; use --labels instead"
             )
         configs[path] = config
-    files = {config["data_sha256"] for config in configs.values()}
+    # Runs recorded before hashes were kept have none: their contents are compared instead.
+    files = {config.get("data_sha256") for config in configs.values()}
     contents = _data_contents(configs) if len(files) > 1 else {}
     records = {
         path: (
-            contents.get(path, config["data_sha256"]),
+            contents.get(path, config.get("data_sha256")),
             config["split"].get("val_indices_sha256"),
             config["split"].get("val_data"),
         )
@@ -118,9 +119,9 @@ def _data_contents(configs):
                 f"{path}: trained on {source}, which is not here; the members' data files "
                 "differ, so their rows must be compared to know they share a split"
             )
-        key = (config["data_sha256"], config.get("limit"))
+        key = (config.get("data_sha256"), config.get("limit"))
         if key not in by_file:
-            runs.check_unchanged(source, config["data_sha256"], path)
+            runs.check_unchanged(source, config.get("data_sha256"), path)
             rows = runs.labelled_rows(config)
             digest = hashlib.sha256(rows.labels.astype(np.int64).tobytes())
             digest.update(np.ascontiguousarray(rows.images).tobytes())

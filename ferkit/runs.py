@@ -113,7 +113,20 @@ def run_config(path):
     """The config.json beside a model (run folder or model file inside one), or None."""
     folder = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
     config_path = os.path.join(folder, CONFIG_FILE)
-    return configuration.recorded(read_json(config_path)) if os.path.exists(config_path) else None
+    return read_run_config(config_path) if os.path.exists(config_path) else None
+
+
+def read_run_config(config_path):
+    """A run's config.json, with the options added since it was trained; refuses a
+    config.json that training did not write (another tool's, beside a downloaded model)."""
+    config = read_json(config_path)
+    if (
+        not isinstance(config, dict)
+        or config.get("network") not in configuration.NETWORK_DEFAULTS
+        or not isinstance(config.get("data"), str)
+    ):
+        raise FerError(f"{config_path}: not a ferkit run's config.json (no network and data)")
+    return configuration.recorded(config)
 
 
 def load_model(path, unsafe=False):

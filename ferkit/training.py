@@ -222,7 +222,7 @@ def resume_config(run_dir, args=None):
     config_path = os.path.join(run_dir, runs.CONFIG_FILE)
     if not os.path.exists(config_path):
         raise FerError(f"{run_dir}: not a run folder (it has no {runs.CONFIG_FILE})")
-    config = configuration.recorded(read_json(config_path))
+    config = runs.read_run_config(config_path)
     if args is not None and args.epochs is not None:
         config["epochs"] = args.epochs  # the one option a resume may change: train longer
         try:

@@ -132,6 +132,8 @@ def inputs(tmp_path_factory):
     (folder / "folder").mkdir()
     (folder / "a_file").write_text("not a folder\n")
     (folder / "run_without_model").mkdir()
+    (folder / "foreign_run").mkdir()  # another tool's config.json
+    (folder / "foreign_run" / "config.json").write_text('{"model": "resnet50"}\n')
     small_model().save(folder / "model.keras")
     small_model(input_shape=(32, 32, 1)).save(folder / "input_32.keras")
     small_model(classes=10).save(folder / "output_10.keras")
@@ -235,6 +237,9 @@ CASES = [
      f"{IN}/nowhere: no such run folder"),
     ("resume a folder that is no run", "train_dnn.py", ["--resume", f"{IN}/folder"],
      f"{IN}/folder: not a run folder (it has no config.json)"),
+    ("resume a folder with another tool's config.json", "train_dnn.py",
+     ["--resume", f"{IN}/foreign_run"],
+     f"{IN}/foreign_run/config.json: not a ferkit run's config.json (no network and data)"),
     ("resume with another option", "train_dnn.py",
      ["--resume", f"{IN}/finished", "--lr", "0.1"],
      f"--lr cannot be given with --resume: a resumed run keeps the options in "

@@ -73,6 +73,13 @@ def test_a_split_that_differs_from_the_recorded_one_names_the_reader_change(tmp_
         runs.validation_data(str(run))
 
 
+@pytest.mark.parametrize("text", ['{"model": "resnet50"}', "[1, 2]", '{"network": "cnn"}'])
+def test_a_config_json_that_training_did_not_write_is_refused(tmp_path, text):
+    (tmp_path / "config.json").write_text(text)
+    with pytest.raises(FerError, match="config.json: not a ferkit run's config.json"):
+        runs.run_config(str(tmp_path / "model.keras"))
+
+
 def _recorded_run(tmp_path, data_path, val_path=None):
     config = configuration.resolve("dnn", overrides={"data": data_path, "val_data": val_path})
     _, _, split = runs.load_training_data(config)
