@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Recipe experiments on a lent GPU: CNN runs trained side by side, one per argument.
 #
-#   bash bench/device_recipes.sh 'adam_lowdrop=--optimizer adam --lr 0.002' 'sgd_lr05=--lr 0.05'
+#   bash bench/device_recipes.sh 'adam_lowdrop=--optimizer adam --weight-decay 0' 'sgd_lr05=--lr 0.05'
 #
 # Each argument is NAME=OPTIONS for `train_cnn.py --preset best` (options override the
 # preset). Carry .whl and .device as for bench/device_check.sh, which explains them. Runs

@@ -180,6 +180,9 @@ def validate(config):
     for key in ("seed", "split_seed", "weight_decay", "min_lr"):
         if config[key] < 0:
             refuse(key, "must not be negative")
+    if config["optimizer"] == "adam" and config["weight_decay"]:
+        # Adam would train without it while config.json recorded it as used.
+        refuse("weight_decay", "is for --optimizer adamw or sgd (give 0 with adam)")
     if config["schedule"] != "constant" and config["min_lr"] > config["lr"]:
         # Plateaus and the cosine schedule would otherwise raise the rate, not lower it.
         refuse("min_lr", f"must not exceed --lr ({config['lr']}): give a lower --min-lr")

@@ -45,6 +45,7 @@ def test_unknown_preset_lists_the_available_ones(tmp_path, monkeypatch):
         ({"seed": -1}, "--seed must not be negative, got -1"),
         ({"split_seed": -1}, "--split-seed must not be negative"),
         ({"weight_decay": -0.1}, "--weight-decay must not be negative"),
+        ({"weight_decay": 0.05}, "--weight-decay is for --optimizer adamw or sgd \\(give 0 with"),
         ({"early_stop_patience": 0}, "--early-stop-patience must be at least 1, got 0"),
         ({"plateau_factor": 1.0}, "--plateau-factor must be between 0 and 1"),
         ({"augment": False, "mixup": 0.2}, "--mixup is an augmentation, which --no-augment"),
