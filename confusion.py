@@ -25,7 +25,7 @@ def main():
     plots.add_data_arguments(parser)
     parser.add_argument("--tta", default="none", choices=evaluation.TTA_MODES)
     parser.add_argument("--batch-size", type=int, default=configuration.PREDICTION_BATCH_SIZE)
-    parser.add_argument("--out", help="figure file (.png, .pdf or .svg)")
+    plots.add_out_arguments(parser)
     args = parser.parse_args()
     if args.batch_size < 1:
         raise FerError(f"--batch-size must be at least 1, got {args.batch_size}")
@@ -38,7 +38,7 @@ def main():
         name += f"_blur{args.blur:g}"
     if args.tta != "none":
         name += f"_tta-{args.tta}"
-    path = plots.figure_path(args.model, name, args.out)
+    path = plots.figure_path(args.model, name, args.out, args.force)
     images, labels, described = plots.figure_images(args.model, args)
     model = runs.load_model(args.model, unsafe=args.unsafe)
     probabilities = evaluation.predict_probabilities(model, images, args.tta, args.batch_size)

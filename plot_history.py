@@ -14,14 +14,14 @@ from ferkit import cli, plots
 def main():
     parser = cli.ArgumentParser(description=__doc__, formatter_class=cli.RawHelp)
     parser.add_argument("runs", nargs="+", metavar="RUN", help="run folders (or their model files)")
-    parser.add_argument("--out", help="figure file (.png, .pdf or .svg)")
+    plots.add_out_arguments(parser)
     args = parser.parse_args()
     histories = []
     for source in args.runs:
         history = plots.read_history(source)
         histories.append((plots.run_name(source), history, plots.best_epoch(source, history)))
     names = ", ".join(name for name, _, _ in histories)
-    path = plots.figure_path(args.runs[0], "history", args.out)
+    path = plots.figure_path(args.runs[0], "history", args.out, args.force)
     plots.save(plots.history_figure(histories, f"Training history: {names}"), path)
     for name, history, best in histories:
         rows = (history["epoch"] == best).nonzero()[0]

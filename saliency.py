@@ -30,7 +30,7 @@ def main():
     parser.add_argument("--noise", type=float, default=noise, help=f"noise std / 255 ({noise})")
     keep = configuration.SALIENCY_KEEP
     parser.add_argument("--keep", type=float, default=keep, help=f"share of pixels kept ({keep})")
-    parser.add_argument("--out", help="figure file (.png, .pdf or .svg)")
+    plots.add_out_arguments(parser)
     args = parser.parse_args()
     if args.smoothgrad < 0 or args.noise < 0 or not 0 < args.keep <= 1:
         raise FerError("--smoothgrad and --noise must not be negative, --keep must be in (0, 1]")
@@ -40,7 +40,7 @@ def main():
     name = f"saliency_per-class-{args.per_class}" if args.index is None else "saliency_"
     name += "-".join(map(str, (args.index or [])[:6]))
     name += f"_smoothgrad-{args.smoothgrad}" if args.smoothgrad else ""
-    path = plots.figure_path(args.model, name, args.out)
+    path = plots.figure_path(args.model, name, args.out, args.force)
     images, labels, described = plots.figure_images(args.model, args, labelled_only=False)
     for index in args.index or []:
         if not 0 <= index < len(images):

@@ -26,13 +26,15 @@ def main():
     parser.add_argument("--per-class", type=int, default=per_class, metavar="N", help="per class")
     parser.add_argument("--seed", type=int, default=0, help="which faces, and the augmentation")
     parser.add_argument("--run", help="take the augmentation settings from this run's config")
-    parser.add_argument("--out", help="figure file (.png, .pdf or .svg)")
+    plots.add_out_arguments(parser)
     args = parser.parse_args()
     if args.per_class < 1:
         raise FerError(f"--per-class must be at least 1, got {args.per_class}")
+    if args.seed < 0:
+        raise FerError(f"--seed must not be negative, got {args.seed}")
     stem = os.path.basename(args.data).split(".")[0]
     if args.out:
-        path = plots.figure_path(args.run or ".", "samples", args.out)
+        path = plots.figure_path(args.run or ".", "samples", args.out, args.force)
     elif args.run:
         path = plots.figure_path(args.run, f"samples_{stem}")
     else:

@@ -35,16 +35,19 @@ def main():
     parser.add_argument("--seed", type=int, default=0, help="of the starting noise")
     parser.add_argument("--image", type=int, metavar="I", help="activation maps of this face")
     plots.add_data_arguments(parser)
-    parser.add_argument("--out", help="figure file (.png, .pdf or .svg)")
+    plots.add_out_arguments(parser)
     args = parser.parse_args()
-    if args.filters < 1 or args.steps < 0 or args.step_size <= 0:
-        raise FerError("--filters must be at least 1, --steps not negative, --step-size positive")
+    if args.filters < 1 or args.steps < 0 or args.step_size <= 0 or args.seed < 0:
+        raise FerError(
+            "--filters must be at least 1, --steps and --seed not negative, --step-size positive"
+        )
     runs.checked_model_path(args.model)
     saved = runs.saved_layers(args.model)
     if saved is not None:  # a .keras file: its layers are known before Keras starts
         names = [name for kind, name in saved if kind == "Conv2D"]
         plots.conv_layer_name(names, args.layer, runs.model_path(args.model))
-    plots.figure_path(args.model, "filters", args.out)  # a bad --out is refused now, not later
+    # A bad or existing --out is refused now, not after the work.
+    plots.figure_path(args.model, "filters", args.out, args.force)
     if args.image is None and (args.data or args.labels or args.usage or args.blur):
         raise FerError(
             "--data, --labels, --usage and --blur choose the face for --image: give --image"
@@ -84,7 +87,7 @@ def main():
         ]
         title = f"{run}: {layer.name} activation maps of face {args.image} of {described}"
         name = f"activations_{layer.name}_{args.image}"
-    path = plots.figure_path(args.model, name, args.out)
+    path = plots.figure_path(args.model, name, args.out, args.force)
     plots.save(plots.grid_figure(plots.square_rows(panels), title), path)
     print(f"wrote {path}")
 

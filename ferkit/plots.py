@@ -296,12 +296,24 @@ def run_name(source):
     return os.path.basename(source)
 
 
-def figure_path(source, name, out=None):
-    """``--out`` when given, else ``<run folder>/figures/<name>.png``."""
+def add_out_arguments(parser):
+    """--out and --force, as every figure script takes them."""
+    parser.add_argument("--out", help="figure file (.png, .pdf or .svg)")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing --out")
+
+
+def figure_path(source, name, out=None, force=False):
+    """``--out`` when given (an existing file only with ``force``, checked before any work),
+    else ``<run folder>/figures/<name>.png``, which is drawn afresh each time."""
     if out:
         extension = os.path.splitext(out)[1].lower()
         if extension not in FORMATS:
             raise FerError(f"{out}: figures are written as {', '.join(FORMATS)}")
+        if os.path.isdir(out):
+            raise FerError(f"{out}: is a folder, expected a file name for --out")
+        if not force and os.path.exists(out):
+            # It may be a figure for a report, or one of --data's own images.
+            raise FerError(f"{out}: already exists (pass --force to overwrite it)")
         return out
     return os.path.join(run_folder(source), "figures", f"{name}.png")
 

@@ -191,6 +191,16 @@ def test_pdf_output_and_refused_formats(dnn_run, folder, monkeypatch):
         call_script(monkeypatch, "plot_history.py", dnn_run, "--out", folder / "history.jpg")
 
 
+def test_an_existing_out_is_refused_untouched_unless_forced(dnn_run, folder, monkeypatch):
+    out = folder / "report_figure.png"
+    out.write_bytes(b"precious")
+    with pytest.raises(FerError, match=r"report_figure\.png: already exists \(pass --force"):
+        call_script(monkeypatch, "plot_history.py", dnn_run, "--out", out)
+    assert out.read_bytes() == b"precious"
+    call_script(monkeypatch, "plot_history.py", dnn_run, "--out", out, "--force")
+    assert out.read_bytes().startswith(b"\x89PNG")
+
+
 def test_user_mistakes_are_one_line_errors(dnn_run, folder, monkeypatch):
     with pytest.raises(FerError, match="history.csv: no such file"):
         call_script(monkeypatch, "plot_history.py", str(folder))
