@@ -43,11 +43,19 @@ def run_folder(out, network, name=None):
     return path
 
 
-def new_run_dir(out, network, name=None):
-    """A fresh folder ``out/<name>`` (see ``run_folder``), created."""
-    path = run_folder(out, network, name)
-    os.makedirs(path, exist_ok=True)
-    return path
+def claim_new_folder(path):
+    """Create ``path``, or if it exists the first free ``path-2``, ``path-3``, ..., and return
+    it. ``os.mkdir`` fails for all but one process, so runs started in the same second under
+    the default timestamped name (a shell loop of ``&``) each get a folder of their own."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    candidate, number = path, 1
+    while True:
+        try:
+            os.mkdir(candidate)
+            return candidate
+        except FileExistsError:
+            number += 1
+            candidate = f"{path}-{number}"
 
 
 MODEL_EXTENSIONS = (".keras", ".h5", ".hdf5")

@@ -176,7 +176,10 @@ def main(args, network):
     loaded = runs.load_training_data(plans[0][0])  # the seeds share the data and the split
     run_dirs = []
     for config, run_dir in plans:
-        os.makedirs(run_dir, exist_ok=True)
+        if args.name:  # the user's name: an empty folder of that name may be made beforehand
+            os.makedirs(run_dir, exist_ok=True)
+        else:
+            run_dir = runs.claim_new_folder(run_dir)
         run_dirs.append(train(config, run_dir, verbose=not args.quiet, loaded=loaded))
     return run_dirs
 

@@ -112,3 +112,11 @@ def test_a_val_data_run_s_validation_images_need_only_that_file(tmp_path):
     run = _recorded_run(tmp_path, path, val_path)
     os.remove(path)  # the training file is not where its validation images come from
     assert len(runs.validation_data(run)) == 14
+
+
+def test_a_taken_default_run_folder_gives_the_next_free_one(tmp_path):
+    path = str(tmp_path / "models" / "cnn_20261129-051000")
+    assert runs.claim_new_folder(path) == path
+    assert runs.claim_new_folder(path) == path + "-2"  # another run, started the same second
+    assert runs.claim_new_folder(path) == path + "-3"
+    assert sorted(os.listdir(tmp_path / "models"))[-1].endswith("-3")
