@@ -42,8 +42,8 @@ def main():
     parser.add_argument("--unsafe", action="store_true", help="allow models holding code (Lambda)")
     args = parser.parse_args()
     for option, value, least in (("--every", args.every, 1), ("--margin", args.margin, 0)):
-        if not value >= least:
-            raise FerError(f"{option} must be at least {least}, got {value}")
+        if not least <= value < float("inf"):
+            raise FerError(f"{option} must be a finite number of at least {least}, got {value}")
     evaluation.check_blur(args.blur)
     media = faces.find_media(args.input, skip=args.out)
     root = args.input if os.path.isdir(args.input) else os.path.dirname(args.input) or "."

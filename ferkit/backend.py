@@ -232,12 +232,9 @@ def distribution_scope(enabled):
         return contextlib.nullcontext()
     check_distribute()
     if name() == "tensorflow":
-        import json
-
         import tensorflow as tf
 
-        cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
-        if sum(len(addresses) for addresses in cluster.values()) > 1:
+        if _tensorflow_machines() > 1:
             strategy = tf.distribute.MultiWorkerMirroredStrategy()
         else:
             devices = [device.name for device in tf.config.list_logical_devices("GPU")]
@@ -259,6 +256,21 @@ def check_distribute():
         raise FerError(
             f"--distribute is not available on the {name()} backend (use tensorflow or jax)"
         )
+    if name() == "tensorflow":
+        _tensorflow_machines()  # a malformed TF_CONFIG is refused here, not mid-run
+
+
+def _tensorflow_machines():
+    """How many machines the TF_CONFIG environment variable names (0 without it)."""
+    import json
+
+    try:
+        cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+        return sum(len(addresses) for addresses in cluster.values())
+    except (ValueError, AttributeError, TypeError):  # not JSON, or not the right shape
+        raise FerError(
+            'TF_CONFIG: expected JSON like {"cluster": {"worker": [addresses]}, ...}'
+        ) from None
 
 
 def value_and_gradient(function, inputs):

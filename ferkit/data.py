@@ -315,6 +315,10 @@ def _parse_numeric_chunk(text):
     # Seen as unsigned, a negative pixel is huge: one pass checks both ends of 0-255.
     if (values[:, 1] != -1).any() or pixels.view(np.uint64).max() > 255:
         return None
+    # numpy clamps a number too large for int64 to its limits: the careful parser names it.
+    limits = np.iinfo(np.int64)
+    if np.isin(values[:, 0], (limits.min, limits.max)).any():
+        return None
     images = pixels.astype(np.uint8).reshape(-1, IMAGE_SIZE, IMAGE_SIZE, 1)  # (N, 48, 48, 1)
     return values[:, 0].copy(), images  # a copy: a view would keep all of ``values`` alive
 
@@ -435,11 +439,14 @@ def _parse_rows(path, body, columns, pixel_column):
             if not first.strip():
                 raise FerError(f"{path}: line {line_number}: {columns[0]} is empty")
             try:
-                first_column.append(int(first))
+                value = int(first)
             except ValueError:
                 raise FerError(
                     f"{path}: line {line_number}: {columns[0]} {first!r} is not an integer"
                 ) from None
+            if not -(2**63) <= value < 2**63:  # ids and labels are kept as int64
+                raise FerError(f"{path}: line {line_number}: {columns[0]} {first!r} is too large")
+            first_column.append(value)
         tokens = fields[pixel_index].split()
         if len(tokens) != NUM_PIXELS:
             raise FerError(

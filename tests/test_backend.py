@@ -12,6 +12,7 @@ import pytest
 from conftest import REPOSITORY
 
 from ferkit import backend
+from ferkit.errors import FerError
 
 JAX_SCRIPT = """
 import numpy as np, keras
@@ -191,3 +192,11 @@ def test_training_with_a_missing_backend_is_one_line_and_makes_no_run(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().startswith("train_dnn.py: error: KERAS_BACKEND: backend")
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.skipif(keras.config.backend() != "tensorflow", reason="TF_CONFIG is TensorFlow's")
+@pytest.mark.parametrize("value", ["not json", "[1]", '{"cluster": 3}'])
+def test_a_malformed_tf_config_is_refused_before_distributed_training(monkeypatch, value):
+    monkeypatch.setenv("TF_CONFIG", value)
+    with pytest.raises(FerError, match='TF_CONFIG: expected JSON like {"cluster"'):
+        backend.check_distribute()

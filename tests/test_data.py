@@ -96,6 +96,7 @@ BAD_ROWS = [
     (f"4294967299,{GOOD} 1", "line 3: label 4294967299 is outside 0-6"),
     (f"0,{GOOD} 4294967296", "line 3: pixel '4294967296' is not an integer in 0-255"),
     (f",{GOOD} 1", "line 3: label is empty"),
+    (f"99999999999999999999,{GOOD} 1", "line 3: label '99999999999999999999' is too large"),
     (f"0,1,{GOOD}", "line 3: expected 2 fields (label, feature), found 3"),
 ]
 

@@ -299,7 +299,8 @@ def test_unreadable_file_exits_2_after_the_others(model_dir, tmp_path):
 @pytest.mark.parametrize(
     "arguments, message",
     [
-        (("--every", 0), "--every must be at least 1"),
+        (("--every", 0), "--every must be a finite number of at least 1, got 0"),
+        (("--margin", "inf"), "--margin must be a finite number of at least 0, got inf"),
         (("--csv", "{existing}"), "already exists"),
         (("--out", "{folder}"), "is the input's folder"),
         (("--blur", "inf"), "--blur must be a finite sigma of 0 or more, got inf"),
