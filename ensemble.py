@@ -28,6 +28,9 @@ def main():
     evaluation.check_prediction_arguments(args)
     for path in args.members:
         runs.model_path(path)  # a missing member is found before any slow work
+    made = [path for path in args.members if ensemble.is_probability_file(path)]
+    if made and (args.tta != "none" or args.blur):
+        print(f"Note: --tta and --blur apply to model members only, not to {', '.join(made)}")
     labels_by_id = data.read_labels(args.labels) if args.labels else None
     test = evaluation.read_test(args)
     if labels_by_id is not None:  # unknown ids are refused before any model runs

@@ -470,7 +470,8 @@ def _parse_rows(path, body, columns, pixel_column):
 def read_labels(path):
     """A labels file ``id,label`` (for example the public leaderboard): {id: label}."""
     raw = _read_bytes(path)
-    lines = raw.decode("utf-8", "replace").splitlines()
+    # utf-8-sig: a spreadsheet's export may begin with a byte-order mark.
+    lines = raw.decode("utf-8-sig", "replace").splitlines()
     if not lines or not lines[0].strip():
         raise FerError(f"{path}: file is empty")
     columns = [name.strip() for name in lines[0].split(",")]

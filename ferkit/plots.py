@@ -45,6 +45,8 @@ def save(figure, path):
 
 def read_history(source):
     """history.csv of a run (folder or a model file inside it) as {column: float array}."""
+    if not os.path.exists(source):  # else a mistyped run would be looked for in its parent
+        raise FerError(f"{source}: no such run folder or model file")
     path = os.path.join(run_folder(source), "history.csv")
     try:
         with open(path, encoding="utf-8") as file:

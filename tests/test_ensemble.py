@@ -193,8 +193,11 @@ def test_ensemble_cli_writes_a_valid_submission_from_runs_and_probability_files(
         "--out",
         str(out),
         "--force",
+        "--tta",
+        "flip",
     )
     assert result.returncode == 0, result.stderr
+    assert "--tta and --blur apply to model members only, not to" in result.stdout
     mean = (
         evaluation.read_probabilities(str(first_proba))[1]
         + evaluation.read_probabilities(str(proba))[1]

@@ -204,6 +204,8 @@ def test_an_existing_out_is_refused_untouched_unless_forced(dnn_run, folder, mon
 def test_user_mistakes_are_one_line_errors(dnn_run, folder, monkeypatch):
     with pytest.raises(FerError, match="history.csv: no such file"):
         call_script(monkeypatch, "plot_history.py", str(folder))
+    with pytest.raises(FerError, match="typo: no such run folder or model file"):
+        call_script(monkeypatch, "plot_history.py", str(folder / "typo"))
     with pytest.raises(FerError, match="--index 14: validation split of train.csv has images 0-13"):
         call_script(monkeypatch, "saliency.py", dnn_run, "--index", 14)
     with pytest.raises(FerError, match="--labels labels a --data file"):
