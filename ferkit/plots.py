@@ -14,6 +14,7 @@ import textwrap
 from dataclasses import dataclass
 
 import matplotlib.figure
+import matplotlib.lines
 import numpy as np
 from matplotlib import ticker
 
@@ -82,14 +83,20 @@ def history_figure(histories, title):
     """Accuracy (left) and loss (right) per epoch, training blue and validation orange.
 
     ``histories`` is a list of (name, history, best epoch); several runs are overlaid with a
-    line style each, and each run's best epoch is marked on its validation curves.
+    line style each, and each run's best epoch is marked on its validation curves. One run
+    gets a legend in each panel; several share one below the panels: runs by line style,
+    training and validation by colour.
     """
     figure = matplotlib.figure.Figure(figsize=(12, 4.6), layout="constrained")
     axes = figure.subplots(1, 2)
     several = len(histories) > 1
+    run_handles = []
     for number, (name, history, best) in enumerate(histories):
         style = LINE_STYLES[number % len(LINE_STYLES)]
-        prefix = f"{name} " if several else ""
+        label = f"{name} (best epoch {best})"
+        run_handles.append(
+            matplotlib.lines.Line2D([], [], linestyle=style, color="black", label=label)
+        )
         epochs = history["epoch"]
         # Dots only where there are few epochs: a single epoch is otherwise invisible.
         line = {"marker": "o" if len(epochs) <= 30 else None, "markersize": 3}
@@ -99,7 +106,7 @@ def history_figure(histories, title):
                 history[metric],
                 style,
                 color=TRAINING_COLOUR,
-                label=f"{prefix}training",
+                label="training",
                 **line,
             )
             validation = history[f"val_{metric}"]
@@ -108,7 +115,7 @@ def history_figure(histories, title):
                 validation,
                 style,
                 color=VALIDATION_COLOUR,
-                label=f"{prefix}validation",
+                label="validation",
                 **line,
             )
             at_best = validation[np.flatnonzero(epochs == best)]
@@ -120,7 +127,7 @@ def history_figure(histories, title):
                 color=VALIDATION_COLOUR,
                 markersize=12,
                 markeredgecolor="black",
-                label=f"{prefix}best epoch {best}",
+                label=f"best epoch {best}",
             )
     for axis, metric in zip(axes, ("Accuracy", "Loss")):
         axis.set_title(metric)
@@ -129,8 +136,34 @@ def history_figure(histories, title):
         axis.set_xlim(left=0)  # also gives whole-epoch ticks to a run of one epoch
         axis.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
-        axis.legend(fontsize="small")
-    figure.suptitle(title)
+        if not several:
+            axis.legend(fontsize="small")
+    if several:
+        # One legend for both panels, below them: a legend per panel naming every run's
+        # three curves covered the curves once there were three or four runs.
+        handles = [
+            *run_handles,
+            matplotlib.lines.Line2D([], [], color=TRAINING_COLOUR, label="training"),
+            matplotlib.lines.Line2D([], [], color=VALIDATION_COLOUR, label="validation"),
+            matplotlib.lines.Line2D(
+                [],
+                [],
+                marker="*",
+                linestyle="none",
+                color=VALIDATION_COLOUR,
+                markersize=12,
+                markeredgecolor="black",
+                label="best epoch (validation)",
+            ),
+        ]
+        figure.legend(
+            handles=handles,
+            loc="outside lower center",
+            ncols=min(len(handles), 4),
+            fontsize="small",
+        )
+    # Wrapped, not cut off at the figure's edges when several long run names make it long.
+    figure.suptitle(textwrap.fill(title, 110))
     return figure
 
 

@@ -85,8 +85,19 @@ def test_history_figure_layout_and_colours(folder):
     colours = [line.get_color() for line in curves]
     styles = [line.get_linestyle() for line in curves]
     assert colours == ["tab:blue", "tab:orange"] * 2 and styles == ["-", "-", "--", "--"]
-    labels = [text.get_text() for text in accuracy.get_legend().get_texts()]
-    assert "a training" in labels and "b validation" in labels and "a best epoch 6" in labels
+    # Several runs share one legend below the panels: runs by line style, curves by colour.
+    assert accuracy.get_legend() is None and loss.get_legend() is None
+    labels = [text.get_text() for text in figure.legends[0].get_texts()]
+    assert labels == [
+        "a (best epoch 6)",
+        "b (best epoch 6)",
+        "training",
+        "validation",
+        "best epoch (validation)",
+    ]
+    single = plots.history_figure([("a", history, 6)], "one run")
+    labels = [text.get_text() for text in single.axes[0].get_legend().get_texts()]
+    assert labels == ["training", "validation", "best epoch 6"] and not single.legends
 
 
 def test_confusion_rows_sum_to_one_and_counts_to_the_images(dnn_run):
