@@ -4,12 +4,15 @@ After every epoch training saves the training model (optimizer and augmentation 
 state included) as ``checkpoint/epoch-NNNN.keras``, then ``checkpoint/state.json`` naming it
 (epoch, best so far, schedule and early-stopping counters, history). Each file is written
 atomically and state.json last, so a kill at any moment leaves a consistent pair to resume.
+A new best model waits as ``checkpoint/best-epoch-NNNN.keras`` until state.json records its
+epoch, and only then becomes the run's model.keras.
 """
 
 import math
 import os
 import re
 
+from ferkit import runs
 from ferkit.errors import FerError
 from ferkit.files import atomic_path, read_json, remove_leftovers, write_json, write_text
 
@@ -17,6 +20,7 @@ HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr"
 FOLDER = "checkpoint"
 STATE_FILE = "state.json"
 CHECKPOINT_NAME = re.compile(r"^epoch-\d{4,}\.keras$")
+STAGED_BEST_NAME = re.compile(r"^best-epoch-\d{4,}\.keras$")
 
 
 def initial_state(config):
@@ -70,15 +74,38 @@ def resume_state(run_dir, config):
         for name in remove_leftovers(folder):
             print(f"Removed {os.path.join(folder, name)}, left by an interrupted write")
     if os.path.isdir(checkpoint_dir):
+        publish_best(run_dir, state)  # a kill after state.json recorded it, before the move
         for name in os.listdir(checkpoint_dir):
-            if CHECKPOINT_NAME.match(name) and name != state["checkpoint"]:
+            unnamed = CHECKPOINT_NAME.match(name) and name != state["checkpoint"]
+            if unnamed or STAGED_BEST_NAME.match(name):  # from an epoch state.json lacks
                 os.remove(os.path.join(checkpoint_dir, name))
     return state
 
 
+def _staged_best(run_dir, epoch):
+    return os.path.join(run_dir, FOLDER, f"best-epoch-{epoch:04d}.keras")
+
+
+def stage_best(run_dir, model, epoch):
+    """Save a new best model beside the checkpoint; ``save`` makes it the run's model.keras
+    once state.json records its epoch, so that model.keras is never from an epoch the state
+    does not know (a kill in between, then a resumed epoch that scores lower, would leave it)."""
+    os.makedirs(os.path.join(run_dir, FOLDER), exist_ok=True)
+    with atomic_path(_staged_best(run_dir, epoch)) as temporary:
+        model.save(temporary)
+
+
+def publish_best(run_dir, state):
+    """Move the best model that ``state`` records to model.keras, if it is still staged."""
+    staged = _staged_best(run_dir, state["best_epoch"])
+    if os.path.exists(staged):
+        os.replace(staged, os.path.join(run_dir, runs.MODEL_FILE))
+
+
 def save(run_dir, training_model, state):
     """The training model (optimizer and augmentation random state included), then state.json
-    naming it: a kill between the two leaves the previous pair intact."""
+    naming it: a kill between the two leaves the previous pair intact. Then a staged best
+    model of the epoch state.json now records becomes model.keras."""
     checkpoint_dir = os.path.join(run_dir, FOLDER)
     os.makedirs(checkpoint_dir, exist_ok=True)
     previous = state["checkpoint"]
@@ -88,6 +115,7 @@ def save(run_dir, training_model, state):
     write_json(os.path.join(checkpoint_dir, STATE_FILE), state)
     if previous and previous != state["checkpoint"]:
         os.remove(os.path.join(checkpoint_dir, previous))
+    publish_best(run_dir, state)
 
 
 def write_history(run_dir, history):

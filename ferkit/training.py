@@ -23,7 +23,7 @@ import ferkit
 from ferkit import checkpoints, data, evaluation, runs
 from ferkit import config as configuration
 from ferkit.errors import FerError
-from ferkit.files import atomic_path, read_json, write_json, write_text
+from ferkit.files import read_json, write_json, write_text
 
 # Environment variables that change the numbers a run computes, recorded with its versions.
 NUMERIC_ENVIRONMENT = (
@@ -622,8 +622,7 @@ def _end_of_epoch(run_dir, model, training_model, state, row, config):
             best_val_loss=row["val_loss"],
             early_wait=0,
         )
-        with atomic_path(os.path.join(run_dir, runs.MODEL_FILE)) as temporary:
-            model.save(temporary)
+        checkpoints.stage_best(run_dir, model, row["epoch"])  # model.keras after state.json
     else:
         state["early_wait"] += 1
     if config["schedule"] == "plateau":

@@ -49,6 +49,46 @@ def test_resume_removes_a_checkpoint_that_state_json_does_not_name(tmp_path):
     assert not (tmp_path / checkpoints.FOLDER / "epoch-0002.keras").exists()
 
 
+def _best_at(tmp_path, epoch):
+    """A run whose state.json records ``epoch`` as its last and best, model.keras from it."""
+    state = checkpoints.initial_state(config())
+    state.update(epoch=epoch, best_epoch=epoch)
+    checkpoints.stage_best(str(tmp_path), FakeTrainingModel(state), epoch)
+    checkpoints.save(str(tmp_path), FakeTrainingModel(state), state)
+    return state
+
+
+def test_a_new_best_model_becomes_model_keras_once_state_json_records_it(tmp_path):
+    _best_at(tmp_path, 1)
+    assert (tmp_path / "model.keras").read_text() == "epoch 1"
+    assert sorted(os.listdir(tmp_path / checkpoints.FOLDER)) == [
+        "epoch-0001.keras",
+        checkpoints.STATE_FILE,
+    ]
+
+
+def test_resume_drops_a_best_model_staged_for_an_epoch_state_json_lacks(tmp_path):
+    state = _best_at(tmp_path, 1)
+    # A kill after epoch 2's better model was staged, before state.json recorded epoch 2.
+    checkpoints.stage_best(str(tmp_path), FakeTrainingModel({**state, "epoch": 2}), 2)
+    resumed = checkpoints.resume_state(str(tmp_path), config())
+    assert resumed["best_epoch"] == 1 and (tmp_path / "model.keras").read_text() == "epoch 1"
+    assert not (tmp_path / checkpoints.FOLDER / "best-epoch-0002.keras").exists()
+
+
+def test_resume_finishes_moving_the_best_model_state_json_records(tmp_path):
+    state = _best_at(tmp_path, 1)
+    # A kill after state.json recorded epoch 2 as the best, before its model was moved.
+    state.update(epoch=2, best_epoch=2)
+    checkpoints.stage_best(str(tmp_path), FakeTrainingModel(state), 2)
+    checkpoints.save(str(tmp_path), FakeTrainingModel(state), state)
+    (tmp_path / checkpoints.FOLDER / "best-epoch-0002.keras").write_text("epoch 2")
+    (tmp_path / "model.keras").write_text("epoch 1")
+    resumed = checkpoints.resume_state(str(tmp_path), config())
+    assert resumed["best_epoch"] == 2 and (tmp_path / "model.keras").read_text() == "epoch 2"
+    assert not (tmp_path / checkpoints.FOLDER / "best-epoch-0002.keras").exists()
+
+
 def test_resume_refuses_a_state_whose_checkpoint_is_missing(tmp_path):
     state = checkpoints.initial_state(config())
     state["epoch"] = 1
