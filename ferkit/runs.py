@@ -6,7 +6,6 @@ file and its hash, the validation split, versions), ``model.keras`` (the best ep
 Downstream tools rebuild everything from these files, never from retyped options.
 """
 
-import datetime
 import json
 import os
 import zipfile
@@ -27,14 +26,10 @@ REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PRETRAINED = os.path.join(REPOSITORY, "pretrained", "ferkit-cnn.keras")
 
 
-def run_folder(out, network, name=None):
-    """The path ``out/<name>`` for a new run, refusing one that holds a run; creates nothing.
-
-    The name defaults to network and timestamp.
-    """
+def run_folder(out, name):
+    """The path ``out/<name>`` for a new run, refusing one that holds a run; creates nothing."""
     if os.path.exists(out) and not os.path.isdir(out):
         raise FerError(f"{out}: is a file, expected the folder that run folders go in (--out)")
-    name = name or f"{network}_{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}"
     path = os.path.join(out, name)
     if os.path.exists(os.path.join(path, CONFIG_FILE)):
         raise FerError(f"{path}: a run already exists there (use --resume {path} to continue it)")

@@ -171,7 +171,7 @@ def main(args, network):
         name = args.name or stamp
         if len(seeds) > 1:
             name = f"{name}_seed{seed}"
-        plans.append((config, runs.run_folder(args.out or "models", network, name)))
+        plans.append((config, runs.run_folder(args.out or "models", name)))
     _check_backend(plans[0][0])
     loaded = runs.load_training_data(plans[0][0])  # the seeds share the data and the split
     run_dirs = []
