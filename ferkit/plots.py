@@ -344,11 +344,8 @@ def figure_path(source, name, out=None, force=False):
         extension = os.path.splitext(out)[1].lower()
         if extension not in FORMATS:
             raise FerError(f"{out}: figures are written as {', '.join(FORMATS)}")
-        if os.path.isdir(out):
-            raise FerError(f"{out}: is a folder, expected a file name for --out")
-        if not force and os.path.exists(out):
-            # It may be a figure for a report, or one of --data's own images.
-            raise FerError(f"{out}: already exists (pass --force to overwrite it)")
+        # An existing file may be a figure for a report, or one of --data's own images.
+        evaluation.check_outputs(out, None, force, inputs={})
         return out
     return os.path.join(run_folder(source), "figures", f"{name}.png")
 
