@@ -293,12 +293,15 @@ def _parse_numeric_chunk(text):
     its output as it goes, which took 2-3x as long. With it, numpy stops at that many and, if
     the text holds fewer, fills the rest with uninitialised memory instead of raising. A row
     too short or too long anywhere but last misplaces the next row's marker; the last row,
-    which no marker follows, is counted on its own.
+    which no marker follows, is counted on its own. numpy also stops inside the very last
+    number, reading '3.5' or '1e2' as 3 or 1 with nothing left to complain about, so that one
+    must be all digits.
     """
     stream = text.replace(b",", b" -1 ")
     # Each comma became four bytes: the rows counted without another pass over the text.
     rows = (len(stream) - len(text)) // 3
-    if rows == 0 or len(text[text.rindex(b",") + 1 :].split()) != NUM_PIXELS:
+    last_row = text[text.rindex(b",") + 1 :].split() if rows else []
+    if len(last_row) != NUM_PIXELS or not last_row[-1].isdigit():
         return None
     row_length = NUM_PIXELS + 2
     # int64, not int32: numpy wraps a number too large for its type without a word, so an

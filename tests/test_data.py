@@ -115,6 +115,11 @@ LAST_ROW_PROBLEMS = [
     (f"0,{GOOD} 1 1\n", "line 3: expected 2304 pixels, found 2305"),
     (f"0,{GOOD} 1\n5\n", "line 4: expected 2 fields (label, feature), found 1"),
     (f"0,{GOOD}\n", "line 3: expected 2304 pixels, found 2303"),
+    # numpy stops inside the file's last number and reads these as 3, 1, 255 and 0.
+    (f"0,{GOOD} 3.5\n", "line 3: pixel '3.5' is not an integer in 0-255"),
+    (f"0,{GOOD} 1e2", "line 3: pixel '1e2' is not an integer in 0-255"),
+    (f"0,{GOOD} 255abc\n", "line 3: pixel '255abc' is not an integer in 0-255"),
+    (f"0,{GOOD} 0x10\n", "line 3: pixel '0x10' is not an integer in 0-255"),
 ]
 
 
@@ -161,6 +166,20 @@ def test_two_process_parse_catches_a_bad_row_in_either_half(tmp_path, two_proces
         data.read_csv(str(path))
     assert str(error.value) == f"{path}: line {bad_row + 1}: expected 2304 pixels, found 2305"
     assert two_processes[0].status is not None  # reaped
+
+
+@pytest.mark.parametrize("bad_row", [1, 2, 3, 4])
+def test_two_process_parse_catches_a_bad_last_pixel_in_either_half(
+    tmp_path, two_processes, bad_row
+):
+    # Each half's text ends in a last number that numpy would read as 3.
+    rows = [f"{row % 7},{GOOD} 1" for row in range(4)]
+    rows[bad_row - 1] = rows[bad_row - 1][:-1] + "3.5"
+    path = tmp_path / "bad.csv"
+    path.write_text("label,feature\n" + "\n".join(rows) + "\n")
+    with pytest.raises(FerError) as error:
+        data.read_csv(str(path))
+    assert str(error.value) == f"{path}: line {bad_row + 1}: pixel '3.5' is not an integer in 0-255"
 
 
 def test_missing_pixel_column(tmp_path):
