@@ -303,7 +303,7 @@ def test_unreadable_file_exits_2_after_the_others(model_dir, tmp_path):
         (("--margin", "inf"), "--margin must be a finite number of at least 0, got inf"),
         (("--csv", "{existing}"), "already exists"),
         (("--out", "{folder}"), "is the input's folder"),
-        (("--blur", "inf"), "--blur must be a finite sigma of 0 or more, got inf"),
+        (("--blur", "inf"), "--blur must be a sigma from 0 to 48 pixels, got inf"),
         (("--csv", "{folder}", "--force"), "is a folder, expected a file name for --csv"),
         (("--out", "{annotated}"), "0.png: already exists (pass --force to overwrite the"),
     ],
