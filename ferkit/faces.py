@@ -141,8 +141,8 @@ def square_box(box, margin, shape):
     """
     x, y, width, height = (int(value) for value in box)
     image_height, image_width = shape[:2]
-    side = round(max(width, height) * (1 + 2 * margin))
-    side = max(1, min(side, image_width, image_height))
+    # Limited to the image before rounding: any margin, however large, is the whole image.
+    side = max(1, round(min(max(width, height) * (1 + 2 * margin), image_width, image_height)))
     left = round(x + width / 2 - side / 2)
     top = round(y + height / 2 - side / 2)
     left = min(max(left, 0), image_width - side)

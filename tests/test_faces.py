@@ -106,6 +106,8 @@ def test_square_box_grows_and_stays_inside_the_image():
     assert faces.square_box((350, 350, 50, 50), 0.2, (400, 400)) == (330, 330, 70, 70)
     # Smaller only where the image itself is.
     assert faces.square_box((0, 0, 60, 60), 0.5, (80, 200)) == (0, 0, 80, 80)
+    # Any margin, however large, is the whole image (1e308 overflowed int() before).
+    assert faces.square_box((100, 100, 50, 50), 1e308, (400, 300)) == (0, 0, 300, 300)
 
 
 # The image-folder form.
