@@ -32,8 +32,12 @@ def main():
     parser.add_argument("--keep", type=float, default=keep, help=f"share of pixels kept ({keep})")
     plots.add_out_arguments(parser)
     args = parser.parse_args()
-    if args.smoothgrad < 0 or args.noise < 0 or not 0 < args.keep <= 1:
-        raise FerError("--smoothgrad and --noise must not be negative, --keep must be in (0, 1]")
+    # not 0 <= noise < inf: nan passes a plain comparison and drew an all-black map.
+    if args.smoothgrad < 0 or not 0 <= args.noise < float("inf") or not 0 < args.keep <= 1:
+        raise FerError(
+            "--smoothgrad must not be negative, --noise must be finite and not negative, "
+            "--keep must be in (0, 1]"
+        )
     if args.per_class is not None and args.per_class < 1:
         raise FerError(f"--per-class must be at least 1, got {args.per_class}")
     runs.checked_model_path(args.model)

@@ -30,8 +30,8 @@ def main():
     args = parser.parse_args()
     if args.per_class < 1:
         raise FerError(f"--per-class must be at least 1, got {args.per_class}")
-    if args.seed < 0:
-        raise FerError(f"--seed must not be negative, got {args.seed}")
+    if not 0 <= args.seed <= configuration.MAX_SEED:
+        raise FerError(f"--seed must be from 0 to {configuration.MAX_SEED}, got {args.seed}")
     stem = os.path.basename(args.data).split(".")[0]
     if args.out:
         path = plots.figure_path(args.run or ".", "samples", args.out, args.force)

@@ -61,6 +61,9 @@ AUGMENTATION_OPTIONS = (*AFFINE_OPTIONS, "random_erasing")
 # same work took 135-154 s within one run, and set-up and the final evaluation add about
 # 20 s (bench/RESULTS.md); with the whole budget planned, such a run ended 18 s over it.
 BUDGET_PLANNED_SHARE = 0.95
+# keras.utils.set_random_seed takes seeds from 0 to 2**32 - 1; a larger --seed failed only
+# after the run folder was made.
+MAX_SEED = 2**32 - 1
 # Prediction's batch (predict.py, confusion.py, ensemble.py): large enough to keep a CPU's
 # cores busy; it changes speed and memory, not results.
 PREDICTION_BATCH_SIZE = 512
@@ -180,6 +183,9 @@ def validate(config):
     for key in ("seed", "split_seed", "weight_decay", "min_lr"):
         if config[key] < 0:
             refuse(key, "must not be negative")
+    for key in ("seed", "split_seed"):
+        if config[key] > MAX_SEED:
+            refuse(key, f"must be at most {MAX_SEED}")
     if config["optimizer"] == "adam" and config["weight_decay"]:
         # Adam would train without it while config.json recorded it as used.
         refuse("weight_decay", "is for --optimizer adamw or sgd (give 0 with adam)")

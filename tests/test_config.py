@@ -44,6 +44,9 @@ def test_unknown_preset_lists_the_available_ones(tmp_path, monkeypatch):
         ({"momentum": 1.5}, "--momentum must be in \\[0, 1\\), got 1.5"),
         ({"seed": -1}, "--seed must not be negative, got -1"),
         ({"split_seed": -1}, "--split-seed must not be negative"),
+        # Keras' set_random_seed refused these after the run folder was made.
+        ({"seed": 2**32}, "--seed must be at most 4294967295, got 4294967296"),
+        ({"split_seed": 10**20}, "--split-seed must be at most 4294967295"),
         ({"weight_decay": -0.1}, "--weight-decay must not be negative"),
         ({"weight_decay": 0.05}, "--weight-decay is for --optimizer adamw or sgd \\(give 0 with"),
         ({"early_stop_patience": 0}, "--early-stop-patience must be at least 1, got 0"),

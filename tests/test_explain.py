@@ -212,3 +212,28 @@ def test_filter_script_refuses_a_face_source_without_image(monkeypatch, folder):
     for source in (("--data", "faces.csv"), ("--blur", "3.5")):
         with pytest.raises(FerError, match="choose the face for --image: give --image"):
             call_script(monkeypatch, "visualize_filters.py", path, *source)
+
+
+@pytest.mark.parametrize(
+    "script, option, message",
+    [
+        # nan passed the plain comparisons: blank panels, an all-black map, exit 0.
+        ("visualize_filters.py", ("--step-size", "nan"), "--step-size positive"),
+        ("visualize_filters.py", ("--step-size", "inf"), "--step-size positive"),
+        ("saliency.py", ("--noise", "nan"), "--noise must be finite and not negative"),
+        ("saliency.py", ("--noise", "inf"), "--noise must be finite and not negative"),
+        ("visualize_filters.py", ("--seed", 2**32), "--seed must be from 0 to 4294967295"),
+        ("samples.py", ("--seed", 10**20), "--seed must be from 0 to 4294967295"),
+    ],
+)
+def test_figure_scripts_refuse_nan_noise_steps_and_huge_seeds(
+    monkeypatch, tmp_path, script, option, message
+):
+    # Refused before the model or the data (neither exists) is looked at.
+    source = {
+        "samples.py": ("--data", tmp_path / "absent.csv"),
+        "saliency.py": (tmp_path, "--index", 0),
+        "visualize_filters.py": (tmp_path,),
+    }[script]
+    with pytest.raises(FerError, match=message):
+        call_script(monkeypatch, script, *source, *option)
