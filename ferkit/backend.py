@@ -184,8 +184,11 @@ def batches(inputs, targets=None, batch_size=32):
     ``Model::OptimizeLoop`` sleeps). That took up to 14 s per call, at random, in every
     training epoch, validation and prediction (bench/RESULTS.md). The same batches from a
     pipeline with autotuning off end at once. Other backends take the arrays as they are.
-    ``inputs`` may be a list (a model with several inputs).
+    ``inputs`` may be a list (a model with several inputs). A batch size above the number of
+    images is one batch of them all (--batch-size 10**20 made an impossible reshape).
     """
+    count = len(inputs[0] if isinstance(inputs, list) else inputs)
+    batch_size = max(1, min(batch_size, count))
     if name() != "tensorflow":
         arguments = {"x": inputs, "batch_size": batch_size}
         return arguments if targets is None else {**arguments, "y": targets}
@@ -202,7 +205,6 @@ def batches(inputs, targets=None, batch_size=32):
     counts = {len(array) for array in tf.nest.flatten(elements)}
     if len(counts) != 1:
         raise ValueError(f"arrays of different lengths: {sorted(counts)}")
-    count = counts.pop()
     full = count - count % batch_size
 
     def full_batches(array):  # (N, ...) -> (N // batch_size, batch_size, ...)

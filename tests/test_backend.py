@@ -138,6 +138,19 @@ def test_batches_keep_order_and_partial_batch_without_autotuning(count, sizes):
     np.testing.assert_array_equal(np.concatenate([targets for _, targets in batches]), labels)
 
 
+def test_batch_size_above_the_image_count_is_one_batch():
+    images = np.arange(5 * 2, dtype="uint8").reshape(5, 2)
+    # 10**20 made an impossible reshape; 2**63 - 1 one of size 0.
+    for batch_size in (10**20, 2**63 - 1, 6):
+        arguments = backend.batches(images, batch_size=batch_size)
+        if backend.name() != "tensorflow":
+            assert arguments["batch_size"] == 5
+            continue
+        batches = list(arguments["x"].as_numpy_iterator())
+        assert len(batches) == 1
+        np.testing.assert_array_equal(batches[0][0], images)
+
+
 def test_batches_without_targets_keep_several_inputs_together():
     images = np.arange(5 * 2, dtype="uint8").reshape(5, 2)
     labels = np.eye(5)[:, :3]  # float64, as keras.utils.to_categorical gives
