@@ -39,6 +39,23 @@ def initial_state(config):
     }
 
 
+def _checked_state(state_path, state):
+    """state.json as training writes it: a foreign or hand-edited one is refused in one line
+    (a JSON list or a missing epoch gave tracebacks)."""
+    if not isinstance(state, dict):
+        raise FerError(f"{state_path}: not a ferkit checkpoint state (not a JSON object)")
+    missing = [key for key in initial_state({"lr": None}) if key not in state]
+    if missing:
+        raise FerError(f"{state_path}: not a ferkit checkpoint state (no {missing[0]})")
+    for key in ("epoch", "best_epoch", "plateau_wait", "early_wait"):
+        value = state[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise FerError(f"{state_path}: {key} must be a whole number, got {value!r}")
+    if not isinstance(state["checkpoint"], str) or not isinstance(state["history"], list):
+        raise FerError(f"{state_path}: not a ferkit checkpoint state (checkpoint or history)")
+    return state
+
+
 def resume_state(run_dir, config):
     """The saved state of an interrupted run, checked; an empty state where no epoch finished.
 
@@ -50,7 +67,7 @@ def resume_state(run_dir, config):
     if not os.path.exists(state_path):
         state = initial_state(config)
     else:
-        state = read_json(state_path)
+        state = _checked_state(state_path, read_json(state_path))
         if not os.path.exists(os.path.join(checkpoint_dir, str(state.get("checkpoint")))):
             raise FerError(
                 f"{state_path}: names the checkpoint {state.get('checkpoint')}, which is missing"

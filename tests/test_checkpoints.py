@@ -98,6 +98,28 @@ def test_resume_refuses_a_state_whose_checkpoint_is_missing(tmp_path):
         checkpoints.resume_state(str(tmp_path), config())
 
 
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda state: [], "not a JSON object"),
+        (lambda state: {key: state[key] for key in state if key != "epoch"}, "no epoch"),
+        (lambda state: {**state, "epoch": "3"}, "epoch must be a whole number, got '3'"),
+        (lambda state: {**state, "early_wait": -1}, "early_wait must be a whole number, got -1"),
+        (lambda state: {**state, "history": None}, "checkpoint or history"),
+    ],
+)
+def test_resume_refuses_a_state_json_training_did_not_write(tmp_path, change, message):
+    # A JSON list gave an AttributeError, a missing epoch a KeyError.
+    state = checkpoints.initial_state(config())
+    state["epoch"] = 1
+    checkpoints.save(str(tmp_path), FakeTrainingModel(state), state)
+    state_path = tmp_path / checkpoints.FOLDER / checkpoints.STATE_FILE
+    state_path.write_text(json.dumps(change(json.loads(state_path.read_text()))))
+    with pytest.raises(FerError) as error:
+        checkpoints.resume_state(str(tmp_path), config())
+    assert str(error.value).startswith(f"{state_path}: ") and message in str(error.value)
+
+
 def test_history_has_the_columns_in_order_and_six_significant_digits(tmp_path):
     row = {column: 0.123456789 for column in checkpoints.HISTORY_COLUMNS}
     row["epoch"] = 1
