@@ -75,7 +75,11 @@ def best_epoch(source, history):
     epoch with the highest validation accuracy (the rule training keeps by)."""
     metrics = os.path.join(run_folder(source), "metrics.json")
     if os.path.exists(metrics):
-        return int(read_json(metrics)["best_epoch"])
+        best = read_json(metrics)
+        best = best.get("best_epoch") if isinstance(best, dict) else None
+        if isinstance(best, bool) or not isinstance(best, int):
+            raise FerError(f"{metrics}: no best_epoch (not a ferkit run's metrics.json)")
+        return best
     return int(history["epoch"][int(np.argmax(history["val_accuracy"]))])
 
 

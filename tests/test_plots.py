@@ -75,6 +75,15 @@ def test_history_two_panels_in_the_run_folder(dnn_run, folder, monkeypatch, caps
     assert "dnn: 1 epochs, best epoch 1" in output and "running: 10 epochs, best epoch 6" in output
 
 
+@pytest.mark.parametrize("metrics", ["{}", "[1]", '{"best_epoch": null}'])
+def test_best_epoch_refuses_a_metrics_json_training_did_not_write(folder, metrics):
+    # These gave a KeyError and two TypeErrors in plot_history.py.
+    run = write_history(folder / f"metrics{len(metrics)}", epochs=3)
+    (folder / f"metrics{len(metrics)}" / "metrics.json").write_text(metrics)
+    with pytest.raises(FerError, match="metrics.json: no best_epoch"):
+        plots.best_epoch(run, plots.read_history(run))
+
+
 def test_history_figure_layout_and_colours(folder):
     history = plots.read_history(write_history(folder / "layout", epochs=10))
     figure = plots.history_figure([("a", history, 6), ("b", history, 6)], "two runs")
