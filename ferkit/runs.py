@@ -129,7 +129,15 @@ def read_run_config(config_path):
         or not isinstance(config.get("data"), str)
     ):
         raise FerError(f"{config_path}: not a ferkit run's config.json (no network and data)")
-    return configuration.recorded(config)
+    config = configuration.recorded(config)
+    # Every option training records, so that the scripts reading one find it (a config.json
+    # cut down by hand gave a KeyError for val_split or rotation_range).
+    network = config["network"]
+    recorded = [*configuration.DEFAULTS, *configuration.NETWORK_DEFAULTS[network]]
+    missing = [key for key in recorded if key not in config]
+    if missing:
+        raise FerError(f"{config_path}: not a ferkit run's config.json (no {missing[0]})")
+    return config
 
 
 def load_model(path, unsafe=False):
