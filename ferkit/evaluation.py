@@ -14,7 +14,7 @@ from ferkit import data, runs
 from ferkit.config import PREDICTION_BATCH_SIZE
 from ferkit.data import CLASS_NAMES, NUM_CLASSES
 from ferkit.errors import FerError
-from ferkit.files import write_text
+from ferkit.files import check_writable, write_text
 
 TTA_MODES = ("none", "flip", "full")
 # A sigma of a face's width already blurs it to one grey; OpenCV's kernel grows with the
@@ -181,6 +181,7 @@ def check_outputs(out, proba, force, inputs):
                 raise FerError(f"{path}: is {what}; {option} must not overwrite it")
         if os.path.exists(path) and not force:
             raise FerError(f"{path}: already exists (pass --force to overwrite it)")
+        check_writable(path)
     if out and proba and os.path.abspath(out) == os.path.abspath(proba):
         raise FerError(f"{out}: given as both --out and --proba")
 

@@ -31,10 +31,15 @@ def atomic_path(path, force=True):
     if not force and os.path.exists(path):
         raise FerError(f"{path}: already exists (pass --force to overwrite it)")
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
     base, extension = os.path.splitext(os.path.basename(path))
-    # Keep the extension: Keras and matplotlib choose the format from it.
-    handle, temporary = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{extension}", dir=folder)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        # Keep the extension: Keras and matplotlib choose the format from it.
+        handle, temporary = tempfile.mkstemp(
+            prefix=f".{base}.", suffix=f".tmp{extension}", dir=folder
+        )
+    except OSError as error:  # named by the user's path, not the hidden temporary one
+        raise FerError(f"{path}: cannot be written ({error.strerror or error})") from None
     os.close(handle)
     try:
         yield temporary
@@ -49,6 +54,21 @@ def atomic_path(path, force=True):
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+
+
+def check_writable(path):
+    """Refuse, before any work, a file that could not be written later: one whose folder
+    is a file, or whose nearest existing folder cannot be written in (tried with a nameless
+    temporary file, which permission bits alone do not tell for root or a read-only disk)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(folder):  # the missing folders are made when it is written
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        raise FerError(f"{path}: cannot be written ({folder} is a file, not a folder)")
+    try:
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as error:
+        raise FerError(f"{path}: cannot be written in {folder} ({error.strerror})") from None
 
 
 def _flush_to_disk(path):

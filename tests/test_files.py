@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from ferkit import files
+from ferkit.errors import FerError
 
 
 def leftovers(folder):
@@ -44,3 +45,37 @@ def test_leftovers_of_a_killed_write_are_recognised(tmp_path):
         ".state.a1b2c3d4.tmp",
     ]
     assert sorted(os.listdir(tmp_path)) == [".hidden", "model.keras", "notes.tmp.txt"]
+
+
+def test_a_write_that_cannot_start_names_the_destination_not_the_temporary(tmp_path):
+    (tmp_path / "a_file").write_text("in the way")
+    target = tmp_path / "a_file" / "sub" / "out.csv"
+    with pytest.raises(FerError, match=f"^{target}: cannot be written \\("):
+        files.write_text(target, "rows")
+
+
+def test_check_writable_refuses_a_file_in_the_path_and_makes_nothing(tmp_path):
+    (tmp_path / "a_file").write_text("in the way")
+    target = tmp_path / "a_file" / "sub" / "out.csv"
+    with pytest.raises(FerError) as error:
+        files.check_writable(target)
+    assert (
+        str(error.value)
+        == f"{target}: cannot be written ({tmp_path / 'a_file'} is a file, not a folder)"
+    )
+    files.check_writable(tmp_path / "new" / "folders" / "out.csv")  # made when written
+    assert sorted(os.listdir(tmp_path)) == ["a_file"]
+
+
+def test_check_writable_tries_the_folder_itself(tmp_path, monkeypatch):
+    # Permission bits do not tell for root or a read-only disk: a nameless file is tried.
+    def refused(**_):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(files.tempfile, "TemporaryFile", refused)
+    with pytest.raises(FerError) as error:
+        files.check_writable(tmp_path / "out.csv")
+    assert (
+        str(error.value)
+        == f"{tmp_path / 'out.csv'}: cannot be written in {tmp_path} (Permission denied)"
+    )
