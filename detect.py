@@ -47,11 +47,13 @@ def main():
     evaluation.check_blur(args.blur)
     media = faces.find_media(args.input, skip=args.out)
     root = args.input if os.path.isdir(args.input) else os.path.dirname(args.input) or "."
-    faces.check_outputs(media, root, args.csv, args.out, args.force)
+    # Every model checked by its first bytes before OpenCV's detector or Keras is started.
+    model_files = [runs.checked_model_path(path) for path in args.model or [runs.PRETRAINED]]
+    faces.check_outputs(media, root, args.csv, args.out, args.force, model_files)
     detector = None if args.no_detect else faces.load_detector(args.cascade)
     if not args.model:
         print(f"No model given: using the pretrained CNN {runs.PRETRAINED}", file=sys.stderr)
-    models = [runs.load_model(path, unsafe=args.unsafe) for path in args.model or [runs.PRETRAINED]]
+    models = [runs.load_model(path, unsafe=args.unsafe) for path in model_files]
 
     table, failed, pictures, found = io.StringIO(), 0, 0, 0
     writer = csv.writer(table, lineterminator="\n")

@@ -35,7 +35,7 @@ if "OPENCV_LOG_LEVEL" not in os.environ:
 
 from ferkit import data, evaluation
 from ferkit.errors import FerError
-from ferkit.files import atomic_path
+from ferkit.files import atomic_path, check_writable
 
 IMAGE_EXTENSIONS = data.IMAGE_EXTENSIONS
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
@@ -488,17 +488,37 @@ def result_rows(file, frame, boxes, probabilities):
     return rows or [[file, frame_text, "", "", "", "", "no face"] + [""] * data.NUM_CLASSES]
 
 
-def check_outputs(media, root, csv_path, out, force):
-    """Refuse, before any model is loaded, a --csv or annotated copy that would replace a file
-    without ``force``, a --csv that is a folder, and --out as the input's own folder."""
-    if csv_path and os.path.isdir(csv_path):
-        raise FerError(f"{csv_path}: is a folder, expected a file name for --csv")
-    if csv_path and os.path.exists(csv_path) and not force:
-        raise FerError(f"{csv_path}: already exists (pass --force to overwrite it)")
+def check_outputs(media, root, csv_path, out, force, model_files=()):
+    """Refuse, before any model is loaded, outputs that would destroy something or could not
+    be written: a --csv that is a folder, an input picture or a model (even with ``force``),
+    or an existing file without ``force``; an --out that is a file or the input's own folder;
+    an annotated copy that two inputs would share, or that exists without ``force``."""
+    if csv_path:
+        if os.path.isdir(csv_path):
+            raise FerError(f"{csv_path}: is a folder, expected a file name for --csv")
+        inputs = [file for file, _ in media] + list(model_files)
+        if os.path.realpath(csv_path) in {os.path.realpath(path) for path in inputs}:
+            raise FerError(f"{csv_path}: is one of the inputs; --csv must not overwrite it")
+        if os.path.exists(csv_path) and not force:
+            raise FerError(f"{csv_path}: already exists (pass --force to overwrite it)")
+        check_writable(csv_path)
     if not out:
         return
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise FerError(f"--out {out}: is a file, expected a folder for the annotated copies")
     if os.path.realpath(out) == os.path.realpath(root):
         raise FerError(f"--out {out}: is the input's folder; annotating would overwrite it")
+    check_writable(os.path.join(out, "annotated.png"))
+    # x.pgm is annotated as x.pgm.png (a PNG shows colour): beside an x.pgm.png, one copy
+    # would silently replace the other.
+    sources = {}
+    for file, is_video in media:
+        name = annotated_name(file, None, root)
+        if not is_video and name in sources:
+            raise FerError(
+                f"{sources[name]} and {file}: both would be annotated as {os.path.join(out, name)}"
+            )
+        sources[name] = file
     if force:
         return
     for file, is_video in media:

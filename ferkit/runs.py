@@ -146,9 +146,9 @@ def load_model(path, unsafe=False):
     Safe mode refuses a Lambda layer, which would run arbitrary code; ``unsafe`` allows it.
     Keras 3 applies safe mode to legacy .h5 files too (tests/test_reliability.py checks).
     """
+    file = checked_model_path(path)  # a wrong path or file without waiting for Keras
     import keras
 
-    file = checked_model_path(path)
     try:
         model = keras.saving.load_model(file, compile=False, safe_mode=not unsafe)
     except Exception as error:  # Keras raises many types for a file that is not a model.

@@ -308,6 +308,11 @@ def test_unreadable_file_exits_2_after_the_others(model_dir, tmp_path):
         (("--blur", "inf"), "--blur must be a sigma from 0 to 48 pixels, got inf"),
         (("--csv", "{folder}", "--force"), "is a folder, expected a file name for --csv"),
         (("--out", "{annotated}"), "0.png: already exists (pass --force to overwrite the"),
+        # These wrote over the photo, or failed after the model had run.
+        (("--csv", "{photo}", "--force"), "0.png: is one of the inputs; --csv must not"),
+        (("--out", "{existing}"), "is a file, expected a folder for the annotated copies"),
+        (("--csv", "{existing}/rows.csv"), "existing.csv is a file, not a folder)"),
+        (("--model", "{existing}"), "existing.csv: not a model file"),
     ],
 )
 def test_mistakes_are_one_line_exit_2(arguments, message, tmp_path, monkeypatch, capsys):
@@ -321,13 +326,29 @@ def test_mistakes_are_one_line_exit_2(arguments, message, tmp_path, monkeypatch,
         "existing": tmp_path / "existing.csv",
         "folder": photos,
         "annotated": tmp_path / "annotated",
+        "photo": photos / "0.png",
     }
+    photo = (photos / "0.png").read_bytes()
     arguments = [str(value).format(**places) for value in arguments]
     assert run_detect(monkeypatch, photos, "--no-detect", *arguments) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("detect.py: error: ") and message in error and "\n" not in error
     assert (tmp_path / "existing.csv").read_text() == "keep me"
     assert (tmp_path / "annotated" / "0.png").read_text() == "keep me"
+    assert (photos / "0.png").read_bytes() == photo
+
+
+def test_two_inputs_with_one_annotated_name_are_refused(tmp_path, monkeypatch, capsys):
+    # x.pgm is annotated as x.pgm.png (a PNG shows coloured boxes): one copy replaced the other.
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    face = synthetic_images(1)[0][0]
+    cv2.imwrite(str(photos / "x.pgm"), face)
+    cv2.imwrite(str(photos / "x.pgm.png"), face)
+    assert run_detect(monkeypatch, photos, "--no-detect", "--out", tmp_path / "annotated") == 2
+    error = capsys.readouterr().err.strip()
+    assert error.endswith("both would be annotated as " + str(tmp_path / "annotated" / "x.pgm.png"))
+    assert not (tmp_path / "annotated").exists()
 
 
 def test_annotated_copies_inside_the_input_folder_are_not_read_as_input(
