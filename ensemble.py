@@ -11,7 +11,7 @@ Members are run folders, .keras files, or probability files from predict.py --pr
 member trained on) and refuse members whose validation splits differ.
 """
 
-from ferkit import cli, data, ensemble, evaluation, runs
+from ferkit import cli, data, ensemble, evaluation
 
 
 def main():
@@ -26,8 +26,9 @@ def main():
     parser.add_argument("--greedy", type=int, metavar="N", help="N rounds of greedy selection")
     args = parser.parse_args()
     evaluation.check_prediction_arguments(args)
-    for path in args.members:
-        runs.model_path(path)  # a missing member is found before any slow work
+    # Members and weights are checked before the test file is read or Keras is started.
+    ensemble.check_members(args.members)
+    ensemble.check_weights(args.weights, args.greedy, len(args.members))
     made = [path for path in args.members if ensemble.is_probability_file(path)]
     if made and (args.tta != "none" or args.blur):
         print(f"Note: --tta and --blur apply to model members only, not to {', '.join(made)}")

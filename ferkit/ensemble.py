@@ -170,9 +170,23 @@ def score_table(names, member_probabilities, ensemble_probabilities, labels):
     return lines
 
 
-def choose_weights(member_paths, spec="uniform", greedy=None, tta="none", unsafe=False):
-    """Weights from ``--weights`` and ``--greedy``: None (uniform), numbers given as
-    'w1,w2,...', or fitted on the members' shared validation images (printed as a table)."""
+def check_members(member_paths):
+    """Each member a probability file, or a model checked by its first bytes: a wrong one is
+    refused before the test file is read or Keras is started."""
+    for path in member_paths:
+        if is_probability_file(path):
+            continue
+        if os.path.isfile(path) and not path.lower().endswith(runs.MODEL_EXTENSIONS):
+            raise FerError(
+                f"{path}: not a member: expected a run folder, a .keras or .h5 model or a "
+                "probability file (.csv) from predict.py --proba"
+            )
+        runs.checked_model_path(path)
+
+
+def check_weights(spec, greedy, count):
+    """--weights and --greedy checked before any data is read: the weights given as numbers,
+    or None (uniform, fit or greedy: chosen later)."""
     if greedy is not None and greedy < 1:
         raise FerError(f"--greedy must be at least 1 round, got {greedy}")
     if greedy and spec != "uniform":
@@ -182,15 +196,22 @@ def choose_weights(member_paths, spec="uniform", greedy=None, tta="none", unsafe
             weights = np.array([float(value) for value in spec.split(",")])
         except ValueError:
             raise FerError(f"--weights {spec!r}: expected uniform, fit or numbers") from None
-        if len(weights) != len(member_paths):
-            raise FerError(
-                f"--weights gives {len(weights)} weights for {len(member_paths)} members"
-            )
-        if not valid_weights(weights, len(member_paths)):
+        if len(weights) != count:
+            raise FerError(f"--weights gives {len(weights)} weights for {count} members")
+        if not valid_weights(weights, count):
             raise FerError(
                 "--weights: need one finite, non-negative weight per member, not all zero, "
                 f"got {spec}"
             )
+        return weights
+    return None
+
+
+def choose_weights(member_paths, spec="uniform", greedy=None, tta="none", unsafe=False):
+    """Weights from ``--weights`` and ``--greedy``: None (uniform), numbers given as
+    'w1,w2,...', or fitted on the members' shared validation images (printed as a table)."""
+    weights = check_weights(spec, greedy, len(member_paths))
+    if weights is not None:
         return weights
     if spec == "uniform" and not greedy:
         return None

@@ -276,6 +276,26 @@ CASES = [
      [f"{IN}/model.keras", f"{IN}/model.keras", "--test", f"{IN}/test.csv", "--weights",
       "nan,1", "--out", f"{OUT}/s.csv"],
      "--weights: need one finite, non-negative weight per member, not all zero, got nan,1"),
+    # Checked before the test file is read or Keras started (the test file is missing).
+    ("--weights count before the test file", "ensemble.py",
+     [f"{IN}/model.keras", f"{IN}/proba.csv", "--test", f"{IN}/nowhere.csv", "--weights",
+      "1,2,3", "--out", f"{OUT}/s.csv"],
+     "--weights gives 3 weights for 2 members"),
+    ("member that is not a model", "ensemble.py",
+     [f"{IN}/model.keras", f"{IN}/not_a_model.keras", "--test", f"{IN}/nowhere.csv", "--out",
+      f"{OUT}/s.csv"],
+     f"{IN}/not_a_model.keras: not a Keras model (a .keras file is a zip archive, this is not)"),
+    ("member that is neither model nor probabilities", "ensemble.py",
+     [f"{IN}/model.keras", f"{IN}/a_file", "--test", f"{IN}/nowhere.csv", "--out",
+      f"{OUT}/s.csv"],
+     f"{IN}/a_file: not a member: expected a run folder, a .keras or .h5 model or a "
+     "probability file (.csv) from predict.py --proba"),
+    # Before the model runs: --out used to be written, then --proba failed, naming a
+    # hidden temporary file.
+    ("--proba in a folder that is a file", "predict.py",
+     [*PREDICT, "--out", f"{OUT}/s.csv", "--proba", f"{OUT}/existing.csv/p.csv"],
+     f"{OUT}/existing.csv/p.csv: cannot be written ({OUT}/existing.csv is a file, not a "
+     "folder)"),
     ("--out is --proba", "predict.py",
      [*PREDICT, "--out", f"{OUT}/s.csv", "--proba", f"{OUT}/s.csv"],
      f"{OUT}/s.csv: given as both --out and --proba"),
