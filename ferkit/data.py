@@ -80,6 +80,11 @@ def _read_bytes(path):
             raw = _gunzip(raw)
         except (EOFError, OSError, zlib.error):
             raise FerError(f"{path}: gzip file is truncated or corrupt") from None
+    if b"\x00" in raw[:4096]:  # text has none; a model file given as --test printed 32 KB
+        raise FerError(
+            f"{path}: not a CSV text file (it holds NUL bytes: binary data, or UTF-16 text "
+            "to be saved as UTF-8)"
+        )
     return raw
 
 
@@ -187,15 +192,15 @@ def _read_csv(path, usage, require_labels, early):
     label_column = next((name for name in LABEL_COLUMNS if name in columns), None)
     if pixel_column is None:
         raise FerError(
-            f"{path}: no pixel column: expected 'feature' or 'pixels', found {', '.join(columns)}"
+            f"{path}: no pixel column: expected 'feature' or 'pixels', found {_listed(columns)}"
         )
     if require_labels and label_column is None:
         raise FerError(
-            f"{path}: has no label column (found {', '.join(columns)}): this looks like a test "
+            f"{path}: has no label column (found {_listed(columns)}): this looks like a test "
             "file, but labelled images (label,feature or emotion,pixels) are needed here"
         )
     if usage is not None and "Usage" not in columns:
-        raise FerError(f"{path}: --usage needs a 'Usage' column, found {', '.join(columns)}")
+        raise FerError(f"{path}: --usage needs a 'Usage' column, found {_listed(columns)}")
 
     fast = columns in FAST_COLUMNS and raw.find(b'"', text_start) < 0
     values = _parse_two_numeric_columns(raw, text_start, early) if fast else None
@@ -210,7 +215,7 @@ def _read_csv(path, usage, require_labels, early):
     if label_column is not None:
         labels = first_column if first_name == label_column else None
         if labels is None:
-            raise FerError(f"{path}: the label column must come first, found {', '.join(columns)}")
+            raise FerError(f"{path}: the label column must come first, found {_listed(columns)}")
         bad = np.flatnonzero((labels < 0) | (labels >= NUM_CLASSES))
         if bad.size:
             raise FerError(
@@ -252,6 +257,12 @@ FAST_COLUMNS = (["label", "feature"], ["id", "feature"], ["emotion", "pixels"])
 # this process's gunzip plus parse (bench/RESULTS.md).
 PARALLEL_BYTES = 16 * 2**20
 CHILD_SHARE = 0.55
+
+
+def _listed(columns, limit=80):
+    """Columns as a message shows them: joined, control characters escaped, cut short."""
+    text = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in ", ".join(columns))
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _columns(header_line):
@@ -435,7 +446,7 @@ def _parse_rows(path, body, columns, pixel_column):
         if len(fields) != len(columns):
             raise FerError(
                 f"{path}: line {line_number}: expected {len(columns)} fields "
-                f"({', '.join(columns)}), found {len(fields)}"
+                f"({_listed(columns)}), found {len(fields)}"
             )
         first = fields[0]
         if pixel_index != 0:
@@ -479,7 +490,7 @@ def read_labels(path):
         raise FerError(f"{path}: file is empty")
     columns = [name.strip() for name in lines[0].split(",")]
     if columns[:2] != ["id", "label"]:
-        raise FerError(f"{path}: expected the columns id,label, found {', '.join(columns)}")
+        raise FerError(f"{path}: expected the columns id,label, found {_listed(columns)}")
     labels = {}
     for line_number, line in enumerate(lines[1:], start=2):
         if not line.strip():

@@ -280,3 +280,37 @@ def test_usage_column_is_found_from_the_header_of_plain_and_gzipped_files(tmp_pa
     assert data.has_usage_column(fer2013)
     assert not data.has_usage_column(make_train_csv(tmp_path / "train.csv", count=7))
     assert not data.has_usage_column(str(tmp_path / "missing.csv"))
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"PK\x03\x04\x14\x00\x00\x00\x08\x00" + bytes(range(256)) * 100,  # a .keras model
+        "label,feature\n0,1 2 3\n".encode("utf-16"),  # a spreadsheet's UTF-16 export
+    ],
+)
+def test_a_binary_or_utf16_file_is_one_short_line(tmp_path, content):
+    # A model given as --test printed a 32 KB "line" of zip bytes as its columns.
+    path = tmp_path / "not_text.csv"
+    path.write_bytes(content)
+    for read in (data.read_csv, data.read_labels):
+        with pytest.raises(FerError) as error:
+            read(str(path))
+        assert str(error.value) == (
+            f"{path}: not a CSV text file (it holds NUL bytes: binary data, or UTF-16 text to "
+            "be saved as UTF-8)"
+        )
+
+
+def test_a_long_or_odd_header_is_shown_short_and_escaped(tmp_path):
+    path = tmp_path / "wide.csv"
+    path.write_text(",".join(f"column{index}" for index in range(100)) + "\x07\n1\n")
+    with pytest.raises(FerError) as error:
+        data.read_csv(str(path))
+    message = str(error.value)
+    assert message.startswith(f"{path}: no pixel column: expected 'feature' or 'pixels', found ")
+    shown = message.split(" found ", 1)[1]
+    assert shown.startswith("column0, column1, ") and shown.endswith("...") and len(shown) == 83
+    path.write_text("label,pix\x07els\n1\n")
+    with pytest.raises(FerError, match=r"found label, pix\\x07els$"):
+        data.read_csv(str(path))
