@@ -51,8 +51,15 @@ def _checked_state(state_path, state):
         value = state[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise FerError(f"{state_path}: {key} must be a whole number, got {value!r}")
+    for key in ("best_val_accuracy", "best_val_loss", "plateau_best", "lr"):
+        value = state[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float, type(None))):
+            raise FerError(f"{state_path}: {key} must be a number, got {value!r}")
     if not isinstance(state["checkpoint"], str) or not isinstance(state["history"], list):
         raise FerError(f"{state_path}: not a ferkit checkpoint state (checkpoint or history)")
+    for row in state["history"]:
+        if not isinstance(row, dict) or any(column not in row for column in HISTORY_COLUMNS):
+            raise FerError(f"{state_path}: a history row lacks {', '.join(HISTORY_COLUMNS)}")
     return state
 
 
@@ -65,6 +72,16 @@ def resume_state(run_dir, config):
     checkpoint_dir = os.path.join(run_dir, FOLDER)
     state_path = os.path.join(checkpoint_dir, STATE_FILE)
     if not os.path.exists(state_path):
+        trained = [
+            name
+            for name in (runs.MODEL_FILE, "metrics.json")
+            if os.path.exists(os.path.join(run_dir, name))
+        ]
+        if trained:  # checkpoint/ deleted to save space: epoch 1 again would replace them
+            raise FerError(
+                f"{run_dir}: has {trained[0]} but no {FOLDER}/{STATE_FILE} to resume from; "
+                "start a new run to train again"
+            )
         state = initial_state(config)
     else:
         state = _checked_state(state_path, read_json(state_path))
@@ -92,6 +109,12 @@ def resume_state(run_dir, config):
             print(f"Removed {os.path.join(folder, name)}, left by an interrupted write")
     if os.path.isdir(checkpoint_dir):
         publish_best(run_dir, state)  # a kill after state.json recorded it, before the move
+    if state["best_epoch"] and not os.path.exists(os.path.join(run_dir, runs.MODEL_FILE)):
+        raise FerError(
+            f"{run_dir}: {runs.MODEL_FILE} (the best epoch, {state['best_epoch']}) is missing; "
+            "cannot resume"
+        )
+    if os.path.isdir(checkpoint_dir):
         for name in os.listdir(checkpoint_dir):
             unnamed = CHECKPOINT_NAME.match(name) and name != state["checkpoint"]
             if unnamed or STAGED_BEST_NAME.match(name):  # from an epoch state.json lacks

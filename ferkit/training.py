@@ -227,11 +227,13 @@ def resume_config(run_dir, args=None):
         raise FerError(f"{run_dir}: not a run folder (it has no {runs.CONFIG_FILE})")
     config = runs.read_run_config(config_path)
     if args is not None and args.epochs is not None:
+        if args.epochs < 1:
+            raise FerError(f"--epochs must be at least 1, got {args.epochs}")
         config["epochs"] = args.epochs  # the one option a resume may change: train longer
-        try:
-            configuration.validate(config)
-        except FerError as error:  # a recorded value the checks now refuse, or --epochs
-            raise FerError(f"{config_path}: {error}") from None
+    try:
+        configuration.validate(config)
+    except FerError as error:  # a recorded value the checks refuse (edited by hand, say)
+        raise FerError(f"{config_path}: {error}") from None
     return config
 
 
@@ -302,6 +304,11 @@ def train(config, run_dir, resume=False, verbose=True, loaded=None):
         # A kill may have left history.csv one row ahead of the checkpoint.
         checkpoints.write_history(run_dir, state["history"])
         print(f"Resuming {run_dir} after epoch {state['epoch']}")
+        metrics_path = os.path.join(run_dir, "metrics.json")
+        if os.path.exists(metrics_path) and state["early_wait"] < config["early_stop_patience"]:
+            # A finished run trained longer: its metrics are rewritten when it finishes again,
+            # and until then would name a best epoch and epochs the run has moved past.
+            os.remove(metrics_path)
     else:
         if state is None:
             write_text(
@@ -664,10 +671,11 @@ def _finish(run_dir, config, state, validation):
     best = runs.load_model(run_dir)
     probabilities = evaluation.predict_probabilities(best, validation.images)
     reloaded_accuracy = evaluation.accuracy(probabilities, validation.labels)
-    # Throughput over the epochs after the first, which also pays for tracing the graph.
+    # The median epoch after the first: the first epoch of every process (the run's, and each
+    # resume's) also pays for tracing the graph, 20 times a later one's on small data.
     timed = history[1:] or history
-    images_per_second = (
-        config["train_count"] * len(timed) / sum(row["train_seconds"] for row in timed)
+    images_per_second = config["train_count"] / float(
+        np.median([row["train_seconds"] for row in timed])
     )
     metrics = {
         "best_epoch": state["best_epoch"],

@@ -106,6 +106,8 @@ def test_resume_refuses_a_state_whose_checkpoint_is_missing(tmp_path):
         (lambda state: {**state, "epoch": "3"}, "epoch must be a whole number, got '3'"),
         (lambda state: {**state, "early_wait": -1}, "early_wait must be a whole number, got -1"),
         (lambda state: {**state, "history": None}, "checkpoint or history"),
+        (lambda state: {**state, "best_val_accuracy": "x"}, "best_val_accuracy must be a number"),
+        (lambda state: {**state, "history": [{"epoch": 1}]}, "a history row lacks epoch, loss"),
     ],
 )
 def test_resume_refuses_a_state_json_training_did_not_write(tmp_path, change, message):

@@ -141,6 +141,16 @@ def inputs(tmp_path_factory):
     fake_run(folder / "finished", train_csv, epochs_trained=2)
     fake_run(folder / "stopped", train_csv, epochs_trained=2, early_wait=30)
     fake_run(folder / "lost_checkpoint", train_csv, epochs_trained=1, checkpoint_present=False)
+    # checkpoint/ deleted to save space after the run finished: resuming retrained it.
+    fake_run(folder / "no_checkpoint", train_csv, epochs_trained=0)
+    (folder / "no_checkpoint" / "model.keras").write_bytes(b"the trained model")
+    lost = fake_run(folder / "lost_model", train_csv, epochs_trained=1)
+    state = json.loads(Path(lost, "checkpoint", "state.json").read_text())
+    Path(lost, "checkpoint", "state.json").write_text(json.dumps({**state, "best_epoch": 1}))
+    os.remove(Path(lost, "metrics.json"))
+    edited = fake_run(folder / "edited_config", train_csv, epochs_trained=0)
+    config = json.loads(Path(edited, "config.json").read_text())
+    Path(edited, "config.json").write_text(json.dumps({**config, "seed": 2**40}))
     changed = fake_run(folder / "changed_data", train_csv, epochs_trained=0)
     config = json.loads(Path(changed, "config.json").read_text())
     Path(changed, "config.json").write_text(json.dumps({**config, "data_sha256": "0" * 64}))
@@ -248,6 +258,15 @@ CASES = [
      f"{IN}/finished: already finished its 2 epochs (give --epochs with more to train it longer)"),
     ("resume with fewer epochs", "train_dnn.py", ["--resume", f"{IN}/finished", "--epochs", "1"],
      f"--epochs 1: {IN}/finished has already trained 2 epochs"),
+    ("resume without checkpoint/", "train_dnn.py", ["--resume", f"{IN}/no_checkpoint"],
+     f"{IN}/no_checkpoint: has model.keras but no checkpoint/state.json to resume from; "
+     "start a new run to train again"),
+    ("resume without model.keras", "train_dnn.py", ["--resume", f"{IN}/lost_model"],
+     f"{IN}/lost_model: model.keras (the best epoch, 1) is missing; cannot resume"),
+    ("resume a config.json edited by hand", "train_dnn.py", ["--resume", f"{IN}/edited_config"],
+     f"{IN}/edited_config/config.json: --seed must be at most 4294967295, got 1099511627776"),
+    ("resume with zero epochs", "train_dnn.py", ["--resume", f"{IN}/finished", "--epochs", "0"],
+     "--epochs must be at least 1, got 0"),
     ("resume with the other network's script", "train_cnn.py", ["--resume", f"{IN}/finished"],
      f"{IN}/finished: is a DNN run; resume it with train_dnn.py"),
     ("resume an early-stopped run", "train_dnn.py", ["--resume", f"{IN}/stopped"],

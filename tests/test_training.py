@@ -100,6 +100,23 @@ def test_a_run_killed_after_stopping_early_finishes_without_training_more(train_
     assert os.path.exists(os.path.join(run_dir, "metrics.json"))
 
 
+def test_a_finished_run_trained_longer_drops_its_old_metrics(train_csv, tmp_path, monkeypatch):
+    run_dir = training.train(tiny_config(train_csv, epochs=1), str(tmp_path / "run"), verbose=False)
+    metrics = os.path.join(run_dir, "metrics.json")
+    assert os.path.exists(metrics)
+
+    def interrupted(*arguments, **keywords):
+        raise KeyboardInterrupt
+
+    # Interrupted in its next epoch, the old metrics.json named best epoch 1 and 1 epoch run
+    # while model.keras and state.json moved on.
+    monkeypatch.setattr(training, "_train_one_epoch", interrupted)
+    config = training.resume_config(run_dir, argparse.Namespace(epochs=3))
+    with pytest.raises(FerError):
+        training.train(config, run_dir, resume=True, verbose=False)
+    assert not os.path.exists(metrics)
+
+
 @pytest.mark.parametrize("option", [{"random_erasing": 0.5}, {"mixup": 0.4}])
 def test_run_with_extra_augmentation_resumes_from_its_checkpoint(
     option, train_csv, tmp_path, monkeypatch
