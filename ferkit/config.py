@@ -117,22 +117,32 @@ def available_presets(network):
 def resolve(network, preset=None, overrides=None):
     """The full configuration: defaults, then the preset, then ``overrides`` (not None)."""
     config = {"network": network, **DEFAULTS, **NETWORK_DEFAULTS[network]}
-    if preset:
+    values = {}
+    if preset is not None:  # --preset "" is a mistake too, not "no preset"
         path = preset_path(network, preset)
         if not os.path.exists(path):
             names = ", ".join(available_presets(network)) or "none"
             raise FerError(f"unknown preset {preset!r} for the {network} (available: {names})")
         values = read_json(path)
+        if not isinstance(values, dict):
+            raise FerError(f"{path}: not a preset (not a JSON object of options)")
         values.pop("description", None)
-        unknown = sorted(set(values) - set(config))
+        # The network is the script's: a preset naming it would build the other one's options.
+        unknown = sorted(set(values) - set(config) | {"network"} & set(values))
         if unknown:
             raise FerError(f"{path}: unknown option {unknown[0]!r}")
         config.update(values)
         config["preset"] = preset
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            config[key] = value
-    validate(config)
+    typed = {key for key, value in (overrides or {}).items() if value is not None}
+    for key in typed:
+        config[key] = overrides[key]
+    try:
+        validate(config)
+    except FerError as error:
+        key = getattr(error, "option", None)
+        if key in values and key not in typed:  # the user did not type it: say where it is
+            raise FerError(f"{error} (from {preset_path(network, preset)})") from None
+        raise
     return config
 
 
@@ -140,7 +150,11 @@ def validate(config):
     """Refuse option values that cannot work, with the option's command-line name."""
 
     def refuse(key, requirement):
-        raise FerError(f"--{key.replace('_', '-')} {requirement}, got {config[key]}")
+        value = config[key]
+        shown = repr(value) if isinstance(value, str) else value  # "0.1" from a file, quoted
+        error = FerError(f"--{key.replace('_', '-')} {requirement}, got {shown}")
+        error.option = key  # resolve names the preset file where the value came from
+        raise error
 
     for key, choices in CHOICES.items():
         if config[key] not in choices:

@@ -31,6 +31,45 @@ def test_unknown_preset_lists_the_available_ones(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(
+    "content, preset, overrides, message",
+    [
+        # A JSON list or string gave a TypeError or AttributeError.
+        ("[1, 2]", "odd", {}, "cnn_odd.json: not a preset \\(not a JSON object of options\\)"),
+        # The DNN script with a CNN's options: a KeyError after a run folder was made.
+        ('{"network": "dnn"}', "odd", {}, "cnn_odd.json: unknown option 'network'"),
+        ("{}", "", {}, "unknown preset '' for the cnn"),  # trained the defaults, no preset
+        # A value the user never typed: the message says which file holds it.
+        (
+            '{"lr": "0.01"}',
+            "odd",
+            {},
+            "--lr must be a number, got '0.01' \\(from .*cnn_odd.json\\)",
+        ),
+        (
+            '{"optimizer": "adamw", "weight_decay": 0.05}',
+            "odd",
+            {"optimizer": "adam"},
+            "--weight-decay is for --optimizer adamw or sgd .*got 0.05 \\(from .*cnn_odd.json\\)$",
+        ),
+    ],
+)
+def test_a_preset_file_s_mistakes_name_the_file(
+    tmp_path, monkeypatch, content, preset, overrides, message
+):
+    monkeypatch.setattr(config, "CONFIG_FOLDER", str(tmp_path))
+    (tmp_path / "cnn_odd.json").write_text(content)
+    with pytest.raises(FerError, match=message):
+        config.resolve("cnn", preset, overrides)
+
+
+def test_a_value_typed_over_a_preset_is_blamed_on_the_option(tmp_path, monkeypatch):
+    monkeypatch.setattr(config, "CONFIG_FOLDER", str(tmp_path))
+    (tmp_path / "cnn_odd.json").write_text('{"lr": 0.01}')
+    with pytest.raises(FerError, match="^--lr must be positive, got -1.0$"):
+        config.resolve("cnn", "odd", {"lr": -1.0})
+
+
+@pytest.mark.parametrize(
     "overrides, message",
     [
         ({"epochs": -1}, "--epochs must be at least 1, got -1"),
@@ -56,13 +95,13 @@ def test_unknown_preset_lists_the_available_ones(tmp_path, monkeypatch):
         ({"weight_decay": float("nan")}, "--weight-decay must be a finite number, got nan"),
         ({"lr": float("inf")}, "--lr must be a finite number, got inf"),
         ({"zoom_range": float("nan")}, "--zoom-range must be a finite number"),
-        ({"lr": "0.1"}, "--lr must be a number, got 0.1"),
+        ({"lr": "0.1"}, "--lr must be a number, got '0.1'"),
         ({"horizontal_flip": 1}, "--horizontal-flip must be true or false"),
         ({"epochs": 2.5}, "--epochs must be a whole number, got 2.5"),
         ({"lr": 1e-7}, "--min-lr must not exceed --lr \\(1e-07\\): give a lower --min-lr"),
         ({"time_budget": 0.0}, "--time-budget must be a positive number of minutes, got 0.0"),
         ({"time_budget": float("inf")}, "--time-budget must be a positive number of minutes"),
-        ({"time_budget": "45"}, "--time-budget must be a positive number of minutes, got 45"),
+        ({"time_budget": "45"}, "--time-budget must be a positive number of minutes, got '45'"),
     ],
 )
 def test_options_out_of_range(overrides, message):
