@@ -30,6 +30,9 @@ def run_folder(out, name):
     """The path ``out/<name>`` for a new run, refusing one that holds a run; creates nothing."""
     if os.path.exists(out) and not os.path.isdir(out):
         raise FerError(f"{out}: is a file, expected the folder that run folders go in (--out)")
+    # "." wrote the run into --out itself, beside the other runs; a path belongs in --out.
+    if name in ("", ".", "..") or os.sep in name or (os.altsep and os.altsep in name):
+        raise FerError(f"--name {name!r}: expected a folder name, without '/' (--out: where)")
     path = os.path.join(out, name)
     if os.path.exists(os.path.join(path, CONFIG_FILE)):
         raise FerError(f"{path}: a run already exists there (use --resume {path} to continue it)")

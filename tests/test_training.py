@@ -266,6 +266,9 @@ def test_distribute_on_an_unsupported_backend_is_refused_before_a_run_is_written
         (["--data", "t.csv", "--seed", "2", "--seeds", "1", "3"], "--seed and --seeds"),
         (["--data", "t.csv", "--val-data", "v.csv", "--val-split", "0.3"], "--val-split splits"),
         (["--data", "t.csv", "--val-data", "v.csv", "--split-seed", "2"], "--split-seed splits"),
+        # "." wrote the run into --out itself.
+        (["--data", "t.csv", "--name", "."], "--name '.': expected a folder name, without '/'"),
+        (["--data", "t.csv", "--name", "a/b"], "--name 'a/b': expected a folder name"),
     ],
 )
 def test_options_that_would_be_ignored_are_refused(arguments, message):
