@@ -204,6 +204,7 @@ def load_training_data(config):
             validation = _read_labelled(config["val_data"], "PublicTest")
         except FerError as error:
             raise FerError(f"--val-data {error}") from None
+        _refuse_training_faces_as_validation(everything, validation, config["val_data"])
         train_indices = np.arange(len(everything))
         validation_indices = None
         split = {"val_data": config["val_data"], "val_count": len(validation)}
@@ -219,6 +220,19 @@ def load_training_data(config):
             "val_indices_sha256": data.indices_hash(validation_indices),
         }
     return _subset(everything, train_indices), validation, split
+
+
+def _refuse_training_faces_as_validation(training, validation, val_path):
+    """The same faces under another name (a gzipped copy, a subset of the rows) validate on
+    training images as much as the same file does. FER2013's own splits share a few faces
+    (duplicates in the original collection), so only a majority is refused."""
+    seen = {image.tobytes() for image in training.images}
+    shared = sum(image.tobytes() in seen for image in validation.images)
+    if shared > len(validation) / 2:
+        raise FerError(
+            f"--val-data {val_path}: {shared} of its {len(validation)} faces are in --data, "
+            "so the run would validate on its own training images"
+        )
 
 
 def _refuse_validating_on_training_rows(data_path, val_path):

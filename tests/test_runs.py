@@ -1,5 +1,6 @@
 """Which rows a run trains and validates on, read back from its configuration."""
 
+import gzip
 import json
 import os
 import shutil
@@ -44,7 +45,7 @@ def test_image_folders_train_and_validate(tmp_path):
         data.read_csv(make_train_csv(tmp_path / "train.csv", count=28)), str(tmp_path / "train")
     )
     validation_folder = faces.write_image_folder(
-        data.read_csv(make_train_csv(tmp_path / "val.csv", count=14)), str(tmp_path / "val")
+        data.read_csv(make_train_csv(tmp_path / "val.csv", count=14, seed=1)), str(tmp_path / "val")
     )
     config = configuration.resolve("dnn", overrides={"data": folder, "val_data": validation_folder})
     train, validation, _ = runs.load_training_data(config)
@@ -57,6 +58,16 @@ def test_the_training_data_as_its_own_validation_data_is_refused(tmp_path, copy)
     val_path = shutil.copy(path, tmp_path / "copy.csv") if copy else path
     config = configuration.resolve("dnn", overrides={"data": path, "val_data": str(val_path)})
     with pytest.raises(FerError, match="the same data as --data, so the run would validate"):
+        runs.load_training_data(config)
+
+
+def test_the_training_faces_under_another_name_are_refused_as_validation(tmp_path):
+    # A gzipped copy has another size and hash: it trained and validated on the same faces.
+    path = make_train_csv(tmp_path / "train.csv", count=14)
+    packed = tmp_path / "train.csv.gz"
+    packed.write_bytes(gzip.compress(Path(path).read_bytes()))
+    config = configuration.resolve("dnn", overrides={"data": path, "val_data": str(packed)})
+    with pytest.raises(FerError, match="14 of its 14 faces are in --data, so the run would"):
         runs.load_training_data(config)
 
 
