@@ -473,6 +473,11 @@ def _parse_rows(path, body, columns, pixel_column):
                 )
         images.append(np.array(tokens, dtype=np.uint8))
         if usage_index is not None:
+            if fields[usage_index] not in USAGES:  # "training" rows were dropped without a word
+                raise FerError(
+                    f"{path}: line {line_number}: Usage {fields[usage_index]!r} is not one of "
+                    f"{', '.join(USAGES)}"
+                )
             usages.append(fields[usage_index])
     if not images:
         raise FerError(f"{path}: has a header but no rows")

@@ -55,6 +55,16 @@ def test_fer2013_form_selects_a_usage(tmp_path):
     np.testing.assert_array_equal(public.images, every.images[1::3])
 
 
+def test_an_unknown_usage_value_is_named_not_dropped(tmp_path):
+    # Rows of "training" (lower case) were left out of --usage Training without a word.
+    rows = _fer2013_rows()
+    rows[3] = (rows[3][0], rows[3][1], "training")
+    path = write_csv(tmp_path / "fer2013.csv", ("emotion", "pixels", "Usage"), rows)
+    message = "line 5: Usage 'training' is not one of Training, PublicTest, PrivateTest"
+    with pytest.raises(FerError, match=message):
+        data.read_csv(path, usage="Training")
+
+
 def test_icml_form_with_spaced_column_names(tmp_path):
     path = write_csv(
         tmp_path / "icml.csv",
