@@ -80,7 +80,11 @@ def best_epoch(source, history):
         if isinstance(best, bool) or not isinstance(best, int):
             raise FerError(f"{metrics}: no best_epoch (not a ferkit run's metrics.json)")
         return best
-    return int(history["epoch"][int(np.argmax(history["val_accuracy"]))])
+    accuracy = np.asarray(history["val_accuracy"], dtype=float)
+    if np.isnan(accuracy).all():
+        raise FerError(f"{run_folder(source)}: no epoch has a validation accuracy yet")
+    # nanargmax, as training keeps by: argmax took a diverged epoch's nan for the best.
+    return int(history["epoch"][int(np.nanargmax(accuracy))])
 
 
 def history_figure(histories, title):

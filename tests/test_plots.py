@@ -75,6 +75,14 @@ def test_history_two_panels_in_the_run_folder(dnn_run, folder, monkeypatch, caps
     assert "dnn: 1 epochs, best epoch 1" in output and "running: 10 epochs, best epoch 6" in output
 
 
+def test_best_epoch_of_a_running_run_skips_nan(folder):
+    run = write_history(folder / "diverged", epochs=3)
+    lines = (folder / "diverged" / "history.csv").read_text().splitlines()
+    lines[2] = "2,nan,nan,nan,nan,0.001,9"  # a diverged epoch
+    (folder / "diverged" / "history.csv").write_text("\n".join(lines) + "\n")
+    assert plots.best_epoch(run, plots.read_history(run)) == 3
+
+
 @pytest.mark.parametrize("metrics", ["{}", "[1]", '{"best_epoch": null}'])
 def test_best_epoch_refuses_a_metrics_json_training_did_not_write(folder, metrics):
     # These gave a KeyError and two TypeErrors in plot_history.py.
