@@ -406,6 +406,10 @@ def figure_images(source, args, labelled_only=True):
             raise FerError(f"{source}: no config.json beside it, so give --data CSV")
         validation = runs.validation_data(source)
         described = f"validation split of {os.path.basename(config['data'])}"
+        if config.get("val_data"):  # --val-data's faces, not a split of --data
+            described = f"validation data {os.path.basename(config['val_data'])}"
+            if data.has_usage_column(config["val_data"]):
+                described += " (PublicTest)"
         return validation.images, validation.labels, described
     table = data.read_any(args.data, usage=args.usage)
     described = os.path.basename(args.data) + (f" ({args.usage})" if args.usage else "")

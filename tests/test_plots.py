@@ -1,6 +1,7 @@
 """The figure scripts on a tiny DNN run (synthetic faces, one epoch): each writes a PNG of the
 expected size that is not blank, and the confusion matrix adds up."""
 
+import argparse
 import os
 import runpy
 import sys
@@ -10,6 +11,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 from conftest import REPOSITORY, make_train_csv, pixels, synthetic_images, write_csv
+from test_runs import _recorded_run
 from test_training import tiny_config
 
 from ferkit import config as configuration
@@ -250,3 +252,13 @@ def test_samples_show_a_runs_random_erasing():
     changed = plots.augmented(faces, settings, seed=0)
     assert all(np.any(face != 128) for face in changed)
     assert np.array_equal(plots.augmented(faces, {**settings, "random_erasing": 0.0}, 0), faces)
+
+
+def test_figures_describe_a_val_data_run_s_validation_faces_by_their_file(tmp_path):
+    # They said "validation split of train.csv" for faces from another file.
+    train_path = make_train_csv(tmp_path / "train.csv", count=28)
+    val_path = make_train_csv(tmp_path / "faces.csv", count=14, seed=1)
+    run = _recorded_run(tmp_path, train_path, val_path)
+    options = argparse.Namespace(labels=None, data=None, usage=None, blur=None)
+    images, _, described = plots.figure_images(run, options)
+    assert len(images) == 14 and described == "validation data faces.csv"
