@@ -175,13 +175,29 @@ def main(args, network):
     _check_backend(plans[0][0])
     loaded = runs.load_training_data(plans[0][0])  # the seeds share the data and the split
     run_dirs = []
-    for config, run_dir in plans:
+    for number, (config, run_dir) in enumerate(plans):
         if args.name:  # the user's name: an empty folder of that name may be made beforehand
             os.makedirs(run_dir, exist_ok=True)
         else:
             run_dir = runs.claim_new_folder(run_dir)
-        run_dirs.append(train(config, run_dir, verbose=not args.quiet, loaded=loaded))
+        try:
+            run_dirs.append(train(config, run_dir, verbose=not args.quiet, loaded=loaded))
+        except TrainingInterruptedError as error:
+            _name_seeds_not_started(error, plans[number + 1 :])
+            raise
     return run_dirs
+
+
+def _name_seeds_not_started(error, rest):
+    """Ctrl-C during one of --seeds: the message also names the seeds that never started
+    (rerunning the whole command is refused, as the first run folder now exists)."""
+    if rest:
+        seeds = " ".join(str(config["seed"]) for config, _ in rest)
+        folders = ", ".join(os.path.basename(run_dir) for _, run_dir in rest)
+        error.args = (
+            f"{error}; {'seed' if len(rest) == 1 else 'seeds'} {seeds} did not start: give "
+            f"each the same options with --seed N --name FOLDER ({folders})",
+        )
 
 
 def _check_backend(config):

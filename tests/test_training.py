@@ -117,6 +117,25 @@ def test_a_finished_run_trained_longer_drops_its_old_metrics(train_csv, tmp_path
     assert not os.path.exists(metrics)
 
 
+def test_ctrl_c_during_seeds_names_the_seeds_not_started(train_csv, tmp_path, monkeypatch):
+    def interrupted(*arguments, **keywords):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "_train_one_epoch", interrupted)
+    parser = argparse.ArgumentParser()
+    training.add_arguments(parser, "dnn")
+    arguments = ["--data", train_csv, "--seeds", "1", "2", "3", "--name", "r", "--epochs", "1"]
+    with pytest.raises(training.TrainingInterruptedError) as error:
+        training.main(
+            parser.parse_args([*arguments, "--out", str(tmp_path / "o"), "--quiet"]), "dnn"
+        )
+    assert str(error.value).endswith(
+        "; seeds 2 3 did not start: give each the same options with --seed N --name FOLDER "
+        "(r_seed2, r_seed3)"
+    )
+    assert os.listdir(tmp_path / "o") == ["r_seed1"]
+
+
 @pytest.mark.parametrize("option", [{"random_erasing": 0.5}, {"mixup": 0.4}])
 def test_run_with_extra_augmentation_resumes_from_its_checkpoint(
     option, train_csv, tmp_path, monkeypatch
