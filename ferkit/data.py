@@ -105,7 +105,7 @@ def file_sha256(path):
     (other files, such as .DS_Store, do not count)."""
     digest = hashlib.sha256()
     if os.path.isdir(path):
-        for relative in sorted(_images_under(path)):
+        for relative in sorted(images_under(path)):
             digest.update(relative.encode("utf-8") + b"\0")
             digest.update(file_sha256(os.path.join(path, relative)).encode("ascii"))
         return digest.hexdigest()
@@ -115,7 +115,7 @@ def file_sha256(path):
     return digest.hexdigest()
 
 
-def _images_under(folder):
+def images_under(folder):
     for root, _, names in os.walk(folder):
         for name in names:
             if name.lower().endswith(IMAGE_EXTENSIONS):

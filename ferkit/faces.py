@@ -383,6 +383,22 @@ def read_image_folder(path, workers=None):
         )
     if not names:
         raise FerError(f"{path}: no images ({', '.join(IMAGE_EXTENSIONS)}) found")
+    # Images deeper down (happy/more/x.png) or in other sub-folders were left out without a
+    # word, while the folder's SHA-256 counted them.
+    # (Hidden files and folders and a zip's __MACOSX/ copies are no one's images.)
+    read = set(names)
+    unread = sorted(
+        name
+        for name in data.images_under(path)
+        if name.replace(os.sep, "/") not in read
+        and not any(part.startswith((".", "__MACOSX")) for part in name.split(os.sep))
+    )
+    if unread:
+        where = "in class folders" if class_folders else "directly in the folder"
+        raise FerError(
+            f"{os.path.join(path, unread[0])}: would not be read: images go {where}, not "
+            "deeper or in other sub-folders"
+        )
 
     # The order is settled before reading, so every image is decoded straight into its place.
     numbered = data.numbered_names(names)

@@ -180,6 +180,9 @@ def test_bad_file_is_one_line_and_the_rest_are_read(tmp_path, capsys):
         ({"train/happy/0.png": 1, "test/0.png": 1}, "give one of them"),
         ({"happiness/0.png": 1}, "its sub-folders \\(happiness\\) are not classes"),
         ({"notes.txt": 0}, "no images"),
+        # These were left out without a word.
+        ({"happy/0.png": 1, "happy/more/1.png": 1}, "more/1.png: would not be read: images go in"),
+        ({"0.png": 1, "sub/1.png": 1}, "sub/1.png: would not be read: images go directly in"),
     ],
 )
 def test_folder_mistakes_are_named(tmp_path, layout, message):
@@ -192,6 +195,14 @@ def test_folder_mistakes_are_named(tmp_path, layout, message):
             (tmp_path / name).write_text("x")
     with pytest.raises(FerError, match=message):
         faces.read_image_folder(str(tmp_path))
+
+
+def test_hidden_and_macos_zip_copies_are_not_counted_as_unread_images(tmp_path):
+    image = synthetic_images(1)[0][0]
+    for name in ("happy/0.png", "happy/.thumbnails/0.png", "__MACOSX/happy/._0.png"):
+        os.makedirs((tmp_path / name).parent, exist_ok=True)
+        cv2.imwrite(str(tmp_path / name), image)
+    assert faces.read_image_folder(str(tmp_path)).labels.tolist() == [3]
 
 
 def test_read_any_dispatches_and_keeps_csv_messages(tmp_path):
