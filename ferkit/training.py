@@ -181,11 +181,25 @@ def main(args, network):
         else:
             run_dir = runs.claim_new_folder(run_dir)
         try:
-            run_dirs.append(train(config, run_dir, verbose=not args.quiet, loaded=loaded))
+            try:
+                run_dirs.append(train(config, run_dir, verbose=not args.quiet, loaded=loaded))
+            except KeyboardInterrupt:  # before the epochs (Keras starting, the model built)
+                raise _interrupted_before_training(run_dir, network) from None
         except TrainingInterruptedError as error:
             _name_seeds_not_started(error, plans[number + 1 :])
             raise
     return run_dirs
+
+
+def _interrupted_before_training(run_dir, network):
+    """Ctrl-C before epoch 1 began: it only printed "interrupted" and left the folder."""
+    if os.path.exists(os.path.join(run_dir, runs.CONFIG_FILE)):
+        return TrainingInterruptedError(
+            f"interrupted before epoch 1; resume with: python train_{network}.py --resume {run_dir}"
+        )
+    if os.path.isdir(run_dir) and not os.listdir(run_dir):
+        os.rmdir(run_dir)  # made by this command a moment ago, still empty
+    return TrainingInterruptedError("interrupted before the run started; nothing was written")
 
 
 def _name_seeds_not_started(error, rest):

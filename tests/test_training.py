@@ -117,6 +117,23 @@ def test_a_finished_run_trained_longer_drops_its_old_metrics(train_csv, tmp_path
     assert not os.path.exists(metrics)
 
 
+def test_ctrl_c_before_epoch_one_says_how_to_resume(train_csv, tmp_path, monkeypatch):
+    def interrupted(config):
+        raise KeyboardInterrupt
+
+    # Ctrl-C while Keras starts or the model is built: it said only "interrupted".
+    monkeypatch.setattr(training, "build_training_model", interrupted)
+    parser = argparse.ArgumentParser()
+    training.add_arguments(parser, "dnn")
+    arguments = ["--data", train_csv, "--name", "r", "--out", str(tmp_path / "o"), "--quiet"]
+    with pytest.raises(training.TrainingInterruptedError) as error:
+        training.main(parser.parse_args(arguments), "dnn")
+    run_dir = str(tmp_path / "o" / "r")
+    assert str(error.value) == (
+        f"interrupted before epoch 1; resume with: python train_dnn.py --resume {run_dir}"
+    )
+
+
 def test_ctrl_c_during_seeds_names_the_seeds_not_started(train_csv, tmp_path, monkeypatch):
     def interrupted(*arguments, **keywords):
         raise KeyboardInterrupt
