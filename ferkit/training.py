@@ -176,6 +176,7 @@ def main(args, network):
     loaded = runs.load_training_data(plans[0][0])  # the seeds share the data and the split
     run_dirs = []
     for number, (config, run_dir) in enumerate(plans):
+        made = not os.path.exists(run_dir)  # by this command (a user's empty folder is kept)
         if args.name:  # the user's name: an empty folder of that name may be made beforehand
             os.makedirs(run_dir, exist_ok=True)
         else:
@@ -184,20 +185,20 @@ def main(args, network):
             try:
                 run_dirs.append(train(config, run_dir, verbose=not args.quiet, loaded=loaded))
             except KeyboardInterrupt:  # before the epochs (Keras starting, the model built)
-                raise _interrupted_before_training(run_dir, network) from None
+                raise _interrupted_before_training(run_dir, network, made) from None
         except TrainingInterruptedError as error:
             _name_seeds_not_started(error, plans[number + 1 :])
             raise
     return run_dirs
 
 
-def _interrupted_before_training(run_dir, network):
+def _interrupted_before_training(run_dir, network, made):
     """Ctrl-C before epoch 1 began: it only printed "interrupted" and left the folder."""
     if os.path.exists(os.path.join(run_dir, runs.CONFIG_FILE)):
         return TrainingInterruptedError(
             f"interrupted before epoch 1; resume with: python train_{network}.py --resume {run_dir}"
         )
-    if os.path.isdir(run_dir) and not os.listdir(run_dir):
+    if made and os.path.isdir(run_dir) and not os.listdir(run_dir):
         os.rmdir(run_dir)  # made by this command a moment ago, still empty
     return TrainingInterruptedError("interrupted before the run started; nothing was written")
 
