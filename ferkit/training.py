@@ -176,11 +176,11 @@ def main(args, network):
     loaded = runs.load_training_data(plans[0][0])  # the seeds share the data and the split
     run_dirs = []
     for number, (config, run_dir) in enumerate(plans):
-        made = not os.path.exists(run_dir)  # by this command (a user's empty folder is kept)
         if args.name:  # the user's name: an empty folder of that name may be made beforehand
+            made = not os.path.exists(run_dir)  # by this command (a user's own is kept)
             os.makedirs(run_dir, exist_ok=True)
         else:
-            run_dir = runs.claim_new_folder(run_dir)
+            run_dir, made = runs.claim_new_folder(run_dir), True
         try:
             try:
                 run_dirs.append(train(config, run_dir, verbose=not args.quiet, loaded=loaded))
