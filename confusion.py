@@ -31,6 +31,12 @@ def main():
         raise FerError(f"--batch-size must be at least 1, got {args.batch_size}")
     # Everything that can be checked is checked before Keras starts (seconds).
     runs.checked_model_path(args.model)
+    if args.data and not args.usage and data.has_usage_column(args.data):
+        # All three splits together would score the run partly on its own training faces.
+        raise FerError(
+            f"{args.data}: holds Training, PublicTest and PrivateTest rows: choose with --usage "
+            "(PublicTest or PrivateTest to score on test faces)"
+        )
     name = "confusion"
     if args.data:
         name += "_" + os.path.basename(args.data).split(".")[0]

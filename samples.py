@@ -20,7 +20,7 @@ from ferkit.errors import FerError
 
 def main():
     parser = cli.ArgumentParser(description=__doc__, formatter_class=cli.RawHelp)
-    parser.add_argument("--data", required=True, help="labelled FER2013 CSV")
+    parser.add_argument("--data", required=True, help="labelled FER2013 CSV or image folder")
     parser.add_argument("--usage", help="fer2013.csv: Training (default), PublicTest, PrivateTest")
     per_class = configuration.SAMPLES_PER_CLASS
     parser.add_argument("--per-class", type=int, default=per_class, metavar="N", help="per class")

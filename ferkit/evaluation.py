@@ -121,7 +121,9 @@ def add_prediction_arguments(parser):
     parser.add_argument(
         "--test", required=True, help="test CSV (id,feature), any FER2013 CSV or image folder"
     )
-    parser.add_argument("--usage", help="fer2013.csv only: PublicTest, PrivateTest or Training")
+    parser.add_argument(
+        "--usage", help="fer2013.csv only: PublicTest, PrivateTest or Training (default: all)"
+    )
     parser.add_argument("--out", help="submission CSV to write")
     parser.add_argument("--proba", help="also write the class probabilities here")
     parser.add_argument("--labels", help="id,label CSV: print accuracy on the labelled ids")

@@ -379,9 +379,13 @@ def conv_layer_name(names, which=None, source="model"):
 
 
 def add_data_arguments(parser):
-    parser.add_argument("--data", help="CSV to draw on instead of the run's validation images")
+    parser.add_argument(
+        "--data", help="CSV or image folder to draw on instead of the run's validation images"
+    )
     parser.add_argument("--labels", help="id,label CSV labelling an unlabelled --data file")
-    parser.add_argument("--usage", help="fer2013.csv only: PublicTest, PrivateTest or Training")
+    parser.add_argument(
+        "--usage", help="fer2013.csv only: PublicTest, PrivateTest or Training (default: all)"
+    )
     parser.add_argument("--blur", type=float, help="Gaussian-blur --data's faces, as predict.py")
     parser.add_argument("--unsafe", action="store_true", help="allow models holding code (Lambda)")
 

@@ -56,7 +56,8 @@ def add_arguments(parser, network):
         parser.add_argument(name, type=kind, default=None, help=help_text + shown, **extra)
 
     parser.add_argument(
-        "--data", help="training CSV (train.csv, fer2013.csv or icml_face_data.csv)"
+        "--data",
+        help="training CSV (train.csv, fer2013.csv or icml_face_data.csv) or image folder",
     )
     parser.add_argument(
         "--val-data", help="labelled data to validate on, not a split (fer2013.csv: PublicTest)"

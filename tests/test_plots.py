@@ -262,3 +262,12 @@ def test_figures_describe_a_val_data_run_s_validation_faces_by_their_file(tmp_pa
     options = argparse.Namespace(labels=None, data=None, usage=None, blur=None)
     images, _, described = plots.figure_images(run, options)
     assert len(images) == 14 and described == "validation data faces.csv"
+
+
+def test_confusion_on_a_fer2013_csv_needs_usage(dnn_run, folder, monkeypatch):
+    # Without it the matrix scored all three splits, the run's own training faces among them.
+    images, labels = synthetic_images(6)
+    rows = [(label, pixels(image), "Training") for image, label in zip(images, labels)]
+    path = write_csv(folder / "fer2013.csv", ("emotion", "pixels", "Usage"), rows)
+    with pytest.raises(FerError, match="fer2013.csv: holds Training, PublicTest and PrivateTest"):
+        call_script(monkeypatch, "confusion.py", dnn_run, "--data", path)
