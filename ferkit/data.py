@@ -116,6 +116,7 @@ def file_sha256(path):
 
 
 def images_under(folder):
+    """Paths, relative to ``folder``, of the image files at any depth below it."""
     for root, _, names in os.walk(folder):
         for name in names:
             if name.lower().endswith(IMAGE_EXTENSIONS):
