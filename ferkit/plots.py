@@ -257,6 +257,13 @@ def draw_grid(container, rows, row_labels=None, column_titles=None):
             axis.set_xticks([])
             axis.set_yticks([])
             panel = row[column] if column < len(row) else None
+            if panel is None and column == 0 and row_labels and not any(row):
+                # A row with nothing to show (a class absent from the data) keeps its label:
+                # turning the axis off hid it and left a blank row.
+                for spine in axis.spines.values():
+                    spine.set_visible(False)
+                axis.text(0.5, 0.5, "none", ha="center", va="center", transform=axis.transAxes)
+                continue
             if panel is None:
                 axis.set_axis_off()
                 continue

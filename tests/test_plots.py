@@ -182,6 +182,16 @@ def test_saliency_script_one_row_per_face(dnn_run, monkeypatch):
     )
 
 
+def test_a_class_without_faces_keeps_its_row_label():
+    face = plots.Panel(np.zeros((48, 48, 1)))
+    figure = plots.grid_figure([[face, face], [], [None]], "t", row_labels=["a", "b", "c"])
+    axes = np.array(figure.axes).reshape(3, 2)
+    # Turning the axis off hid the label: a blank, unlabelled row for an absent class.
+    assert [axis.get_ylabel() for axis in axes[:, 0]] == ["a", "b", "c"]
+    assert all(axis.axison for axis in axes[:, 0]) and not axes[1, 1].axison
+    assert [text.get_text() for text in axes[1, 0].texts] == ["none"]
+
+
 def test_samples_script_two_grids(train_csv, folder, monkeypatch):
     out = folder / "samples.png"
     call_script(monkeypatch, "samples.py", "--data", train_csv, "--per-class", 3, "--out", out)
