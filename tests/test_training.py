@@ -218,6 +218,9 @@ def test_the_epochs_within_a_budget_discount_the_first_step_s_tracing():
     assert training.epochs_within_budget((100 + 7 * 66) / 60, 100.0, steps, requested=28)[0] == 7
     assert training.epochs_within_budget(1000, 100.0, steps, requested=28)[0] == 28
     assert training.epochs_within_budget(1, 100.0, steps, requested=28)[0] == 1
+    # Validation in one batch: its traced 6 s counts as a 1 s training step.
+    steps = {"train": [30.0] + [1.0] * 60, "test": [6.0]}
+    assert training.epochs_within_budget(10, 100.0, steps, requested=28)[1] == pytest.approx(66.0)
 
 
 def test_a_time_budget_lowers_the_epochs_and_records_them(train_csv, tmp_path):
