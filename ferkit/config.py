@@ -146,8 +146,9 @@ def resolve(network, preset=None, overrides=None):
     return config
 
 
-def validate(config):
-    """Refuse option values that cannot work, with the option's command-line name."""
+def validate(config, combinations=True):
+    """Refuse option values that cannot work, with the option's command-line name; with
+    ``combinations`` False, only each value on its own (a recorded run being resumed)."""
 
     def refuse(key, requirement):
         value = config[key]
@@ -200,10 +201,10 @@ def validate(config):
     for key in ("seed", "split_seed"):
         if config[key] > MAX_SEED:
             refuse(key, f"must be at most {MAX_SEED}")
-    if config["optimizer"] == "adam" and config["weight_decay"]:
+    if combinations and config["optimizer"] == "adam" and config["weight_decay"]:
         # Adam would train without it while config.json recorded it as used.
         refuse("weight_decay", "is for --optimizer adamw or sgd (give 0 with adam)")
-    if config["schedule"] != "constant" and config["min_lr"] > config["lr"]:
+    if combinations and config["schedule"] != "constant" and config["min_lr"] > config["lr"]:
         # Plateaus and the cosine schedule would otherwise raise the rate, not lower it.
         refuse("min_lr", f"must not exceed --lr ({config['lr']}): give a lower --min-lr")
     if not 0 <= config["momentum"] < 1:
@@ -224,7 +225,7 @@ def validate(config):
             refuse(key, "must not be negative")
     if config["zoom_range"] >= 1:
         refuse("zoom_range", "must be below 1")
-    if not config["augment"]:
+    if combinations and not config["augment"]:
         # --no-augment means none at all: erasing used to be dropped silently, mixup kept.
         for key in ("random_erasing", "mixup"):
             if config[key]:

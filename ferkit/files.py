@@ -62,6 +62,8 @@ def check_writable(path):
     temporary file, which permission bits alone do not tell for root or a read-only disk)."""
     folder = os.path.dirname(os.path.abspath(path))
     while not os.path.exists(folder):  # the missing folders are made when it is written
+        if os.path.dirname(folder) == folder:  # a missing drive or share is its own parent
+            raise FerError(f"{path}: cannot be written (no such drive or folder)")
         folder = os.path.dirname(folder)
     if not os.path.isdir(folder):
         raise FerError(f"{path}: cannot be written ({folder} is a file, not a folder)")

@@ -183,10 +183,11 @@ def main(args, network):
         else:
             run_dir, made = runs.claim_new_folder(run_dir), True
         try:
-            try:
-                run_dirs.append(train(config, run_dir, verbose=not args.quiet, loaded=loaded))
-            except KeyboardInterrupt:  # before the epochs (Keras starting, the model built)
-                raise _interrupted_before_training(run_dir, network, made) from None
+            run_dirs.append(train(config, run_dir, verbose=not args.quiet, loaded=loaded))
+        except KeyboardInterrupt:  # before the epochs (Keras starting, the model built)
+            error, started = _interrupted_before_training(run_dir, network, made)
+            _name_seeds_not_started(error, plans[number + 1 if started else number :])
+            raise error from None
         except TrainingInterruptedError as error:
             _name_seeds_not_started(error, plans[number + 1 :])
             raise
@@ -194,14 +195,14 @@ def main(args, network):
 
 
 def _interrupted_before_training(run_dir, network, made):
-    """Ctrl-C before epoch 1 began: it only printed "interrupted" and left the folder."""
+    """Ctrl-C before epoch 1 began (it only printed "interrupted" and left the folder): the
+    error to raise, and whether the run had started (its config.json written)."""
     if os.path.exists(os.path.join(run_dir, runs.CONFIG_FILE)):
-        return TrainingInterruptedError(
-            f"interrupted before epoch 1; resume with: python train_{network}.py --resume {run_dir}"
-        )
+        message = f"interrupted before epoch 1; resume with: python train_{network}.py --resume"
+        return TrainingInterruptedError(f"{message} {run_dir}"), True
     if made and os.path.isdir(run_dir) and not os.listdir(run_dir):
         os.rmdir(run_dir)  # made by this command a moment ago, still empty
-    return TrainingInterruptedError("interrupted before the run started; nothing was written")
+    return TrainingInterruptedError(f"interrupted before {run_dir} started"), False
 
 
 def _name_seeds_not_started(error, rest):
@@ -263,8 +264,11 @@ def resume_config(run_dir, args=None):
             raise FerError(f"--epochs must be at least 1, got {args.epochs}")
         config["epochs"] = args.epochs  # the one option a resume may change: train longer
     try:
-        configuration.validate(config)
-    except FerError as error:  # a recorded value the checks refuse (edited by hand, say)
+        # Each value's type and range always (a hand-edited value gave tracebacks); rules on
+        # combinations added since (Adam with weight decay) only when --epochs changes the run,
+        # so that a run recorded before them still resumes as it was.
+        configuration.validate(config, combinations=args is not None and args.epochs is not None)
+    except FerError as error:
         raise FerError(f"{config_path}: {error}") from None
     return config
 

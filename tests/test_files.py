@@ -67,6 +67,14 @@ def test_check_writable_refuses_a_file_in_the_path_and_makes_nothing(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["a_file"]
 
 
+def test_check_writable_ends_at_a_missing_drive(tmp_path, monkeypatch):
+    # On Windows a missing drive's root (Q:\\) is its own parent and does not exist: the
+    # search for the nearest existing folder never ended.
+    monkeypatch.setattr(files.os.path, "exists", lambda path: False)
+    with pytest.raises(FerError, match="cannot be written \\(no such drive or folder\\)"):
+        files.check_writable(tmp_path / "out.csv")
+
+
 def test_check_writable_tries_the_folder_itself(tmp_path, monkeypatch):
     # Permission bits do not tell for root or a read-only disk: a nameless file is tried.
     def refused(**_):

@@ -134,6 +134,27 @@ def test_ctrl_c_before_epoch_one_says_how_to_resume(train_csv, tmp_path, monkeyp
     )
 
 
+def test_ctrl_c_before_a_later_seed_started_names_it_too(train_csv, tmp_path, monkeypatch):
+    def train(config, run_dir, **keywords):
+        if config["seed"] == 1:  # finishes
+            Path(run_dir, "config.json").write_text(json.dumps(config))
+            return run_dir
+        raise KeyboardInterrupt  # seed 2: before its config.json (its data being hashed)
+
+    monkeypatch.setattr(training, "train", train)
+    parser = argparse.ArgumentParser()
+    training.add_arguments(parser, "dnn")
+    arguments = ["--data", train_csv, "--seeds", "1", "2", "3", "--name", "r", "--epochs", "1"]
+    with pytest.raises(training.TrainingInterruptedError) as error:
+        training.main(parser.parse_args([*arguments, "--out", str(tmp_path / "o")]), "dnn")
+    # Seed 2 was left out of the seeds not started, and "nothing was written" was said.
+    assert str(error.value) == (
+        f"interrupted before {tmp_path / 'o' / 'r_seed2'} started; seeds 2 3 did not start: "
+        "give each the same options with --seed N --name FOLDER (r_seed2, r_seed3)"
+    )
+    assert os.listdir(tmp_path / "o") == ["r_seed1"]
+
+
 def test_ctrl_c_during_seeds_names_the_seeds_not_started(train_csv, tmp_path, monkeypatch):
     def interrupted(*arguments, **keywords):
         raise KeyboardInterrupt
@@ -315,6 +336,16 @@ def test_options_that_would_be_ignored_are_refused(arguments, message):
     training.add_arguments(parser, "dnn")
     with pytest.raises(FerError, match=message):
         training.main(parser.parse_args(arguments), "dnn")
+
+
+def test_a_run_recorded_before_a_newer_combination_rule_still_resumes(train_csv, tmp_path):
+    # Adam with weight decay was recorded before it was refused: the run resumes as it was,
+    # while training it longer (--epochs) meets today's rules, as before.
+    old = {**tiny_config(train_csv), "optimizer": "adam", "weight_decay": 0.05}
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    assert training.resume_config(str(tmp_path))["weight_decay"] == 0.05
+    with pytest.raises(FerError, match="--weight-decay is for --optimizer adamw or sgd"):
+        training.resume_config(str(tmp_path), argparse.Namespace(epochs=5))
 
 
 def test_a_recorded_value_now_refused_names_the_run_s_config(train_csv, tmp_path):
