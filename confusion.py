@@ -22,7 +22,7 @@ from ferkit.errors import FerError
 def main():
     parser = cli.ArgumentParser(description=__doc__, formatter_class=cli.RawHelp)
     parser.add_argument("model", metavar="RUN", help="run folder or .keras file")
-    plots.add_data_arguments(parser)
+    plots.add_data_arguments(parser, usage_default="all, unless it holds Training rows")
     parser.add_argument("--tta", default="none", choices=evaluation.TTA_MODES)
     parser.add_argument("--batch-size", type=int, default=configuration.PREDICTION_BATCH_SIZE)
     plots.add_out_arguments(parser)
@@ -31,11 +31,11 @@ def main():
         raise FerError(f"--batch-size must be at least 1, got {args.batch_size}")
     # Everything that can be checked is checked before Keras starts (seconds).
     runs.checked_model_path(args.model)
-    if args.data and not args.usage and data.has_usage_column(args.data):
-        # All three splits together would score the run partly on its own training faces.
+    if args.data and not args.usage and data.holds_training_rows(args.data):
+        # All its rows would score the run partly on its own training faces.
         raise FerError(
-            f"{args.data}: holds Training, PublicTest and PrivateTest rows: choose with --usage "
-            "(PublicTest or PrivateTest to score on test faces)"
+            f"{args.data}: holds Training rows: choose the rows with --usage (PublicTest or "
+            "PrivateTest to score on test faces)"
         )
     name = "confusion"
     if args.data:

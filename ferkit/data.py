@@ -123,6 +123,12 @@ def images_under(folder):
                 yield os.path.relpath(os.path.join(root, name), folder)
 
 
+def holds_training_rows(path):
+    """Whether a fer2013.csv (one with a Usage column) has Training rows: pixels and labels
+    are digits, so the word appears only as a Usage value."""
+    return has_usage_column(path) and b"Training" in _read_bytes(path)
+
+
 def has_usage_column(path):
     """Whether a CSV file's header names a Usage column (fer2013.csv's three splits), from its
     first 64 KiB; False for anything else, whose problems read_csv names."""

@@ -385,13 +385,14 @@ def conv_layer_name(names, which=None, source="model"):
         ) from None
 
 
-def add_data_arguments(parser):
+def add_data_arguments(parser, usage_default="all"):
     parser.add_argument(
         "--data", help="CSV or image folder to draw on instead of the run's validation images"
     )
     parser.add_argument("--labels", help="id,label CSV labelling an unlabelled --data file")
     parser.add_argument(
-        "--usage", help="fer2013.csv only: PublicTest, PrivateTest or Training (default: all)"
+        "--usage",
+        help=f"fer2013.csv only: PublicTest, PrivateTest or Training (default: {usage_default})",
     )
     parser.add_argument("--blur", type=float, help="Gaussian-blur --data's faces, as predict.py")
     parser.add_argument("--unsafe", action="store_true", help="allow models holding code (Lambda)")

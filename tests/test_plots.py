@@ -274,10 +274,15 @@ def test_figures_describe_a_val_data_run_s_validation_faces_by_their_file(tmp_pa
     assert len(images) == 14 and described == "validation data faces.csv"
 
 
-def test_confusion_on_a_fer2013_csv_needs_usage(dnn_run, folder, monkeypatch):
+def test_confusion_on_a_fer2013_csv_with_training_rows_needs_usage(dnn_run, folder, monkeypatch):
     # Without it the matrix scored all three splits, the run's own training faces among them.
     images, labels = synthetic_images(6)
-    rows = [(label, pixels(image), "Training") for image, label in zip(images, labels)]
+    usages = ["Training", "PrivateTest"] * 3
+    rows = [(label, pixels(image), usage) for image, label, usage in zip(images, labels, usages)]
     path = write_csv(folder / "fer2013.csv", ("emotion", "pixels", "Usage"), rows)
-    with pytest.raises(FerError, match="fer2013.csv: holds Training, PublicTest and PrivateTest"):
+    with pytest.raises(FerError, match="fer2013.csv: holds Training rows: choose the rows with"):
         call_script(monkeypatch, "confusion.py", dnn_run, "--data", path)
+    # Test rows only: scored as they are.
+    private = write_csv(folder / "private.csv", ("emotion", "pixels", "Usage"), rows[1::2])
+    call_script(monkeypatch, "confusion.py", dnn_run, "--data", private, "--out", folder / "p.png")
+    assert os.path.exists(folder / "p.png")
