@@ -341,6 +341,11 @@ def test_mistakes_are_one_line_exit_2(arguments, message, tmp_path, monkeypatch,
     }
     photo = (photos / "0.png").read_bytes()
     arguments = [str(value).format(**places) for value in arguments]
+
+    def started(*arguments, **keywords):
+        raise AssertionError("a model was loaded before the mistake was refused")
+
+    monkeypatch.setattr(runs, "load_model", started)  # each mistake is refused before it
     assert run_detect(monkeypatch, photos, "--no-detect", *arguments) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("detect.py: error: ") and message in error and "\n" not in error
