@@ -8,7 +8,10 @@ accuracy so far for a run still training). Several runs are overlaid, one line s
 The figure goes to <first run>/figures/history.png unless --out says otherwise.
 """
 
+import os
+
 from ferkit import cli, plots
+from ferkit.errors import FerError
 
 
 def main():
@@ -16,6 +19,12 @@ def main():
     parser.add_argument("runs", nargs="+", metavar="RUN", help="run folders (or their model files)")
     plots.add_out_arguments(parser)
     args = parser.parse_args()
+    seen = set()
+    for source in filter(os.path.exists, args.runs):  # a missing one: read_history names it
+        folder = os.path.realpath(plots.run_folder(source))
+        if folder in seen:  # drawn twice, the curves hid each other under two line styles
+            raise FerError(f"{source}: the same run is given twice")
+        seen.add(folder)
     histories = []
     for source in args.runs:
         history = plots.read_history(source)

@@ -54,6 +54,8 @@ def read_history(source):
             rows = list(csv.DictReader(file))
     except FileNotFoundError:
         raise FerError(f"{path}: no such file (has the run finished an epoch?)") from None
+    except (UnicodeDecodeError, csv.Error):
+        raise FerError(f"{path}: not a ferkit history (not UTF-8 CSV text)") from None
     if not rows:
         raise FerError(f"{path}: has no epochs yet")
     missing = [column for column in HISTORY_COLUMNS if column not in rows[0]]
@@ -279,8 +281,13 @@ def draw_grid(container, rows, row_labels=None, column_titles=None):
 
 def grid_figure(rows, title, row_labels=None, column_titles=None, cell=1.7):
     columns = max(len(row) for row in rows)
+    width = columns * cell + (0.9 if row_labels else 0)
+    # Wrapped to the figure's width, as sample_figure's: a grid three faces wide cut a title
+    # naming the run, the data and the blur at both edges.
+    title = "\n".join(textwrap.fill(line, int(width * 10)) for line in title.splitlines())
     figure = matplotlib.figure.Figure(
-        figsize=(columns * cell + (0.9 if row_labels else 0), len(rows) * cell + 0.7),
+        # Room for two lines of title; 0.2 inches for each line more.
+        figsize=(width, len(rows) * cell + 0.7 + 0.2 * max(0, title.count("\n") - 1)),
         layout="constrained",
     )
     draw_grid(figure, rows, row_labels, column_titles)

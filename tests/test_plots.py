@@ -286,3 +286,32 @@ def test_confusion_on_a_fer2013_csv_with_training_rows_needs_usage(dnn_run, fold
     private = write_csv(folder / "private.csv", ("emotion", "pixels", "Usage"), rows[1::2])
     call_script(monkeypatch, "confusion.py", dnn_run, "--data", private, "--out", folder / "p.png")
     assert os.path.exists(folder / "p.png")
+
+
+def test_history_that_is_not_utf8_text_is_one_line(folder):
+    run = folder / "binary_history"
+    run.mkdir()
+    (run / "history.csv").write_bytes(
+        b"epoch,loss,accuracy,val_loss,val_accuracy\n1,\xff\xfe,0.2\n"
+    )
+    with pytest.raises(
+        FerError, match="history.csv: not a ferkit history \\(not UTF-8 CSV text\\)"
+    ):
+        plots.read_history(str(run))  # a UnicodeDecodeError before
+
+
+def test_plot_history_refuses_one_run_given_twice(dnn_run, monkeypatch):
+    # Drawn twice, under two line styles whose curves hid each other.
+    model = os.path.join(dnn_run, "model.keras")
+    with pytest.raises(FerError, match="model.keras: the same run is given twice"):
+        call_script(monkeypatch, "plot_history.py", dnn_run, model)
+
+
+def test_grid_titles_are_wrapped_to_the_figure():
+    face = plots.Panel(np.zeros((48, 48, 1)))
+    title = "a_long_run_name_seed1 on test.csv.gz labelled by public_test_labels.csv, blurred"
+    figure = plots.grid_figure([[face, face, face]], title)
+    lines = figure.get_suptitle().splitlines()
+    # Three cells of 1.7 inches hold about 51 characters a line: it ran off both edges.
+    assert len(lines) == 2 and " ".join(lines) == title
+    assert figure.get_size_inches()[1] == pytest.approx(1.7 + 0.7)
