@@ -75,7 +75,7 @@ def main():
     title = (
         f"{plots.run_name(args.model)} on {described}\n{method} of the {args.target} class score"
     )
-    columns = ("face", "saliency", f"top {args.keep:.0%} pixels")
+    columns = ("face", "saliency", f"top {args.keep * 100:g}% pixels")  # 0.4%, not 0%
     plots.save(plots.grid_figure(rows, title, row_labels, columns), path)
     print(f"wrote {path} ({len(indices)} faces)")
 

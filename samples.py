@@ -74,7 +74,7 @@ def main():
         original_rows,
         changed_rows,
         row_labels,
-        f"{described}: {args.per_class} faces per class (images in the file)\n"
+        f"{described}: up to {args.per_class} faces per class (images in the file)\n"
         f"augmentation{' of ' + plots.run_name(args.run) if args.run else ''}: {settings_text}",
     )
     plots.save(figure, path)
