@@ -167,9 +167,13 @@ def test_activation_maps_have_the_layers_size(cnn, faces):
 
 def test_filter_script_draws_a_grid(cnn_run, monkeypatch):
     call_script(monkeypatch, "visualize_filters.py", cnn_run, "--filters", 4, "--steps", 3)
-    # Four filters: a 2 x 2 grid.
+    # Four filters: a 2 x 2 grid, 3.4 inches wide, so the title wraps to three lines more
+    # (0.2 inches each) than the two the figure leaves room for.
     assert_drawn(
-        os.path.join(cnn_run, "figures", "filters_block2b_conv.png"), 2 * 1.7, 2 * 1.7 + 0.7, 0.05
+        os.path.join(cnn_run, "figures", "filters_block2b_conv.png"),
+        2 * 1.7,
+        2 * 1.7 + 0.7 + 3 * 0.2,
+        0.05,
     )
     call_script(monkeypatch, "visualize_filters.py", cnn_run, "--image", 1, "--filters", 5)
     # The face and five maps: a 3 x 2 grid.
@@ -186,7 +190,8 @@ def test_saliency_script_per_class(cnn_run, monkeypatch, capsys):
     path = os.path.join(cnn_run, "figures", "saliency_per-class-1_smoothgrad-2.png")
     rows = int(capsys.readouterr().out.split("(")[-1].split()[0])
     assert 7 <= rows <= 14  # one right and one wrong face per class, where there is one
-    assert_drawn(path, 3 * 1.7 + 0.9, rows * 1.7 + 0.7, 0.05)
+    # The title wraps to one line more than the two the figure leaves room for (0.2 inches).
+    assert_drawn(path, 3 * 1.7 + 0.9, rows * 1.7 + 0.7 + 0.2, 0.05)
 
 
 def test_filter_script_on_the_dnn_exits_2_with_one_line(folder):
