@@ -8,10 +8,15 @@
 
 Members are run folders, .keras files, or probability files from predict.py --proba.
 --weights fit and --greedy use the members' shared validation images (never images any
-member trained on) and refuse members whose validation splits differ.
+member trained on) and refuse members whose validation splits differ. A member's data file
+that has moved since it trained is found with --run-data (the shipped model recorded
+/tmp/fer2013/train.csv):
+
+    python ensemble.py pretrained/ferkit-cnn.keras models/cnn_a --weights fit \\
+        --run-data data/train.csv --test data/test.csv --out sub.csv
 """
 
-from ferkit import cli, data, ensemble, evaluation
+from ferkit import cli, data, ensemble, evaluation, runs
 
 
 def main():
@@ -24,11 +29,13 @@ def main():
         help="uniform, fit (log loss on shared validation images) or w1,w2,...",
     )
     parser.add_argument("--greedy", type=int, metavar="N", help="N rounds of greedy selection")
+    runs.add_run_data_argument(parser)
     args = parser.parse_args()
     evaluation.check_prediction_arguments(args)
     # Members and weights are checked before the test file is read or Keras is started.
     ensemble.check_members(args.members)
     ensemble.check_weights(args.weights, args.greedy, len(args.members))
+    ensemble.check_run_data(args.run_data, args.weights, args.greedy)
     made = [path for path in args.members if ensemble.is_probability_file(path)]
     if made and (args.tta != "none" or args.blur):
         print(f"Note: --tta and --blur apply to model members only, not to {', '.join(made)}")
@@ -38,7 +45,7 @@ def main():
         positions, labels = evaluation.labelled_subset(test.ids, labels_by_id, args.labels)
 
     weights = ensemble.choose_weights(
-        args.members, args.weights, args.greedy, args.tta, args.unsafe
+        args.members, args.weights, args.greedy, args.tta, args.unsafe, args.run_data
     )
     keys = evaluation.submission_keys(test)
     members = [

@@ -115,6 +115,18 @@ def file_sha256(path):
     return digest.hexdigest()
 
 
+def content_sha256s(path):
+    """The SHA-256s that identify ``path``'s rows: ``file_sha256`` and, for a gzip file, that
+    of its text too, since a gzipped copy of the CSV a run recorded holds the same rows."""
+    digests = {file_sha256(path)}
+    if os.path.isfile(path):
+        with open(path, "rb") as file:
+            gzipped = file.read(2) == b"\x1f\x8b"
+        if gzipped:
+            digests.add(hashlib.sha256(_read_bytes(path)).hexdigest())
+    return digests
+
+
 def images_under(folder):
     """Paths, relative to ``folder``, of the image files at any depth below it."""
     for root, _, names in os.walk(folder):

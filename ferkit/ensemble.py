@@ -73,7 +73,7 @@ def greedy_selection(member_probabilities, labels, rounds):
     return counts
 
 
-def shared_split(member_paths):
+def shared_split(member_paths, moved=()):
     """The split all run-folder members share; refuses members whose splits differ.
 
     Members trained on different files holding the same faces (train.csv.gz here, the same
@@ -86,10 +86,10 @@ def shared_split(member_paths):
                 f"{path}: has no recorded validation split (a probability file or a bare "
                 "model), so validation scores would be unsafe; use --labels instead"
             )
-        configs[path] = config
+        configs[path] = runs.relocated(config, moved, path)  # data files found by --run-data
     # Runs recorded before hashes were kept have none: their contents are compared instead.
     files = {config.get("data_sha256") for config in configs.values()}
-    contents = _data_contents(configs) if len(files) > 1 else {}
+    contents = _data_contents(configs, moved) if len(files) > 1 else {}
     records = {
         path: (
             contents.get(path, config.get("data_sha256")),
@@ -108,16 +108,19 @@ def shared_split(member_paths):
     return records
 
 
-def _data_contents(configs):
+def _data_contents(configs, moved=()):
     """Per member, a hash of the labels and pixels it was trained on (after ``--limit``),
     read from its data file, which must still be the file it trained on."""
     by_file, contents = {}, {}
     for path, config in configs.items():
         source = config["data"]
+        if not os.path.exists(source) and moved:
+            raise runs.missing_data(source, path, config.get("data_sha256"), moved)
         if not os.path.exists(source):
             raise FerError(
                 f"{path}: trained on {source}, which is not here; the members' data files "
-                "differ, so their rows must be compared to know they share a split"
+                "differ, so their rows must be compared to know they share a split (give "
+                "where it is now as --run-data)"
             )
         key = (config.get("data_sha256"), config.get("limit"))
         if key not in by_file:
@@ -184,6 +187,18 @@ def check_members(member_paths):
         runs.checked_model_path(path)
 
 
+def check_run_data(moved, spec, greedy):
+    """--run-data locates the members' validation images, which only fitting uses."""
+    if moved and spec != "fit" and not greedy:
+        raise FerError(
+            "--run-data finds the data members trained on, for their validation images: "
+            "only --weights fit and --greedy use them"
+        )
+    for path in moved:
+        if not os.path.exists(path):
+            raise FerError(f"--run-data {path}: no such file")
+
+
 def check_weights(spec, greedy, count):
     """--weights and --greedy checked before any data is read: the weights given as numbers,
     or None (uniform, fit or greedy: chosen later)."""
@@ -207,7 +222,7 @@ def check_weights(spec, greedy, count):
     return None
 
 
-def choose_weights(member_paths, spec="uniform", greedy=None, tta="none", unsafe=False):
+def choose_weights(member_paths, spec="uniform", greedy=None, tta="none", unsafe=False, moved=()):
     """Weights from ``--weights`` and ``--greedy``: None (uniform), numbers given as
     'w1,w2,...', or fitted on the members' shared validation images (printed as a table)."""
     weights = check_weights(spec, greedy, len(member_paths))
@@ -215,8 +230,8 @@ def choose_weights(member_paths, spec="uniform", greedy=None, tta="none", unsafe
         return weights
     if spec == "uniform" and not greedy:
         return None
-    shared_split(member_paths)
-    validation = runs.validation_data(member_paths[0])
+    shared_split(member_paths, moved)
+    validation = runs.validation_data(member_paths[0], moved)
     members = [
         member_probabilities(path, validation.images, validation.ids, tta, unsafe=unsafe)
         for path in member_paths

@@ -403,6 +403,7 @@ def add_data_arguments(parser, usage_default="all"):
     )
     parser.add_argument("--blur", type=float, help="Gaussian-blur --data's faces, as predict.py")
     parser.add_argument("--unsafe", action="store_true", help="allow models holding code (Lambda)")
+    runs.add_run_data_argument(parser)
 
 
 def figure_images(source, args, labelled_only=True):
@@ -423,13 +424,16 @@ def figure_images(source, args, labelled_only=True):
         config = runs.run_config(source)
         if config is None:
             raise FerError(f"{source}: no config.json beside it, so give --data CSV")
-        validation = runs.validation_data(source)
+        config = runs.relocated(config, args.run_data, source)
+        validation = runs.validation_data(source, args.run_data)
         described = f"validation split of {os.path.basename(config['data'])}"
         if config.get("val_data"):  # --val-data's faces, not a split of --data
             described = f"validation data {os.path.basename(config['val_data'])}"
             if data.has_usage_column(config["val_data"]):
                 described += " (PublicTest)"
         return validation.images, validation.labels, described
+    if args.run_data:
+        raise FerError("--run-data finds the run's validation images: give it without --data")
     table = data.read_any(args.data, usage=args.usage)
     described = os.path.basename(args.data) + (f" ({args.usage})" if args.usage else "")
     images, labels = table.images, table.labels

@@ -282,32 +282,81 @@ def _subset(dataset, indices):
 def check_unchanged(source, digest, run):
     """Refuse a data file whose SHA-256 is no longer the ``digest`` recorded when ``run`` was
     trained on it (runs recorded before hashes were kept have none, and pass)."""
-    if digest and data.file_sha256(source) != digest:
+    if digest and digest not in data.content_sha256s(source):
         raise FerError(f"{source}: changed since {run} was trained on it")
 
 
-def validation_data(path):
+def relocated(config, moved, run):
+    """``config`` with each data file it records replaced by the file of ``moved``
+    (``--run-data``) holding the same contents, found by the recorded SHA-256.
+
+    Data files move (a fresh clone, another machine, a gzipped copy), and a run's
+    validation images are rebuilt from them: the shipped model recorded /tmp/fer2013/train.csv.
+    """
+    for candidate in moved:
+        if not os.path.exists(candidate):
+            raise FerError(f"--run-data {candidate}: no such file")
+    config = dict(config)
+    for key in ("data", "val_data"):
+        digest = config.get(f"{key}_sha256")
+        if config.get(key) and digest:
+            for candidate in moved:
+                if digest in data.content_sha256s(candidate):
+                    config[key] = candidate
+                    break
+    return config
+
+
+def add_run_data_argument(parser):
+    parser.add_argument(
+        "--run-data",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="where the data a run trained on is now, if it moved: found by the SHA-256 the "
+        "run recorded (a gzipped copy of it too); repeat for several",
+    )
+
+
+def missing_data(source, run, digest, moved):
+    """The error for a data file ``run`` trained on that is not where it recorded it."""
+    if moved:
+        held = (
+            f"holds its contents (SHA-256 {digest[:16]}...)"
+            if digest
+            else ("can be checked to hold its rows: the run recorded no SHA-256 of it")
+        )
+        return FerError(
+            f"{source}: no such file, {run} was trained on it, and no --run-data {held}"
+        )
+    return FerError(
+        f"{source}: no such file; {run} was trained on it, and its validation images are "
+        "rebuilt from it (put it back, or give where it is now as --run-data)"
+    )
+
+
+def validation_data(path, moved=()):
     """A run's own validation images, rebuilt from its recorded split; the data files are
-    checked against the hashes recorded when it was trained."""
+    checked against the hashes recorded when it was trained. ``moved``: data files found
+    elsewhere (``--run-data``), used for recorded files with the same contents."""
     config = run_config(path)
     if config is None:
         raise FerError(
             f"{path}: no config.json beside the model, so its validation split is unknown"
         )
+    recorded_val_data = config.get("val_data")  # as the split records it, wherever it is now
+    config = relocated(config, moved, path)
     # The validation images come from --val-data when the run had one, else from --data.
     key = "val_data" if config.get("val_data") else "data"
     source, digest = config[key], config.get(f"{key}_sha256")
     if not os.path.exists(source):
-        raise FerError(
-            f"{source}: no such file; {path} was trained on it, and its validation images are "
-            "rebuilt from it (put it back; figure scripts also take labelled --data instead)"
-        )
+        raise missing_data(source, path, digest, moved)
     # The split is recorded as row indices: a file edited in place with as many rows
     # would give other images (perhaps training ones) under the same indices.
     check_unchanged(source, digest, path)
     if key == "val_data":  # read on its own: --data is not needed for it
         validation = _read_labelled(source, "PublicTest")
-        split = {"val_data": source, "val_count": len(validation)}
+        split = {"val_data": recorded_val_data, "val_count": len(validation)}
     else:
         _, validation, split = load_training_data(config)
     recorded = config.get("split", {})

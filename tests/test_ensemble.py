@@ -136,6 +136,31 @@ def test_members_trained_on_a_gzipped_copy_share_the_split_and_changed_rows_do_n
         ensemble.shared_split([first, str(tmp_path / "same")])
 
 
+def test_a_member_whose_data_file_moved_is_found_by_run_data(members, tmp_path):
+    (first, _), _, _ = members
+    text = Path(json.loads(Path(first, "config.json").read_text())["data"]).read_bytes()
+    with gzip.open(tmp_path / "train.csv.gz", "wb") as file:
+        file.write(text)  # another file than the first member's: its rows are compared
+    run = str(tmp_path / "run")
+    training.train(
+        tiny_config(str(tmp_path / "train.csv.gz"), epochs=1, seed=3), run, verbose=False
+    )
+    os.rename(tmp_path / "train.csv.gz", tmp_path / "moved.csv.gz")
+    with pytest.raises(FerError, match="train.csv.gz, which is not here.*as --run-data"):
+        ensemble.shared_split([first, run])
+    ensemble.shared_split([first, run], moved=[str(tmp_path / "moved.csv.gz")])
+    with pytest.raises(FerError, match="no --run-data holds its contents"):
+        ensemble.shared_split([first, run], moved=[first + "/config.json"])
+
+
+def test_run_data_is_refused_where_no_validation_images_are_used(tmp_path):
+    with pytest.raises(FerError, match="only --weights fit and --greedy use them"):
+        ensemble.check_run_data([str(tmp_path)], "uniform", None)
+    with pytest.raises(FerError, match="--run-data .*nothing.csv: no such file"):
+        ensemble.check_run_data([str(tmp_path / "nothing.csv")], "fit", None)
+    ensemble.check_run_data([str(tmp_path)], "uniform", 3)
+
+
 def test_ensemble_cli_writes_a_valid_submission_from_runs_and_probability_files(members, tmp_path):
     (first, second), _, test_csv = members
     proba = tmp_path / "second.csv"

@@ -4,6 +4,7 @@ expected size that is not blank, and the confusion matrix adds up."""
 import argparse
 import os
 import runpy
+import shutil
 import sys
 
 import matplotlib.figure
@@ -269,9 +270,20 @@ def test_figures_describe_a_val_data_run_s_validation_faces_by_their_file(tmp_pa
     train_path = make_train_csv(tmp_path / "train.csv", count=28)
     val_path = make_train_csv(tmp_path / "faces.csv", count=14, seed=1)
     run = _recorded_run(tmp_path, train_path, val_path)
-    options = argparse.Namespace(labels=None, data=None, usage=None, blur=None)
+    options = argparse.Namespace(labels=None, data=None, usage=None, blur=None, run_data=[])
     images, _, described = plots.figure_images(run, options)
     assert len(images) == 14 and described == "validation data faces.csv"
+
+
+def test_figures_draw_a_run_s_validation_faces_from_its_moved_data_file(tmp_path):
+    train_path = make_train_csv(tmp_path / "train.csv", count=70)
+    run = _recorded_run(tmp_path, train_path)
+    moved = shutil.move(train_path, tmp_path / "kaggle.csv")
+    options = argparse.Namespace(labels=None, data=None, usage=None, blur=None, run_data=[moved])
+    images, _, described = plots.figure_images(run, options)
+    assert len(images) == 7 and described == "validation split of kaggle.csv"
+    with pytest.raises(FerError, match="--run-data finds the run's validation images: give it"):
+        plots.figure_images(run, argparse.Namespace(**{**vars(options), "data": moved}))
 
 
 def test_confusion_on_a_fer2013_csv_with_training_rows_needs_usage(dnn_run, folder, monkeypatch):

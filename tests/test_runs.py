@@ -134,6 +134,43 @@ def test_a_val_data_run_s_validation_images_need_only_that_file(tmp_path):
     assert len(runs.validation_data(run)) == 14
 
 
+def test_a_moved_data_file_is_found_by_the_recorded_hash_gzipped_or_not(tmp_path):
+    path = make_train_csv(tmp_path / "train.csv", count=70)
+    run = _recorded_run(tmp_path, path)
+    expected = runs.validation_data(run).images
+    text = Path(path).read_bytes()
+    os.remove(path)
+    with pytest.raises(FerError, match="train.csv: no such file; .*give where it is now as --run"):
+        runs.validation_data(run)
+    (tmp_path / "elsewhere").mkdir()
+    renamed = tmp_path / "elsewhere" / "fer.csv"
+    renamed.write_bytes(text)
+    packed = tmp_path / "elsewhere" / "fer.csv.gz"
+    packed.write_bytes(gzip.compress(text))
+    for moved in ([str(renamed)], [str(packed)]):
+        np.testing.assert_array_equal(runs.validation_data(run, moved).images, expected)
+
+
+def test_run_data_with_other_rows_is_not_taken_for_the_moved_file(tmp_path):
+    path = make_train_csv(tmp_path / "train.csv", count=70)
+    run = _recorded_run(tmp_path, path)
+    other = make_train_csv(tmp_path / "other.csv", count=70, seed=4)
+    os.remove(path)
+    with pytest.raises(FerError, match="train.csv: no such file, .*no --run-data holds its"):
+        runs.validation_data(run, [other])
+    with pytest.raises(FerError, match="--run-data .*absent.csv: no such file"):
+        runs.validation_data(run, [str(tmp_path / "absent.csv")])
+
+
+def test_a_val_data_run_s_moved_validation_file_is_found_by_run_data(tmp_path):
+    path = make_train_csv(tmp_path / "train.csv", count=28)
+    val_path = make_train_csv(tmp_path / "val.csv", count=14, seed=3)
+    run = _recorded_run(tmp_path, path, val_path)
+    moved = shutil.move(val_path, tmp_path / "faces.csv")
+    # The split records the --val-data path it was trained with, not where the file is now.
+    assert len(runs.validation_data(run, [str(moved)])) == 14
+
+
 def test_a_taken_default_run_folder_gives_the_next_free_one(tmp_path):
     path = str(tmp_path / "models" / "cnn_20261129-051000")
     assert runs.claim_new_folder(path) == path
