@@ -164,7 +164,7 @@ def check_prediction_arguments(args):
         source = source or runs.PRETRAINED
         role = f"member {source}" if hasattr(args, "members") else f"the model {source}"
         folder = source if os.path.isdir(source) else os.path.dirname(source)
-        inputs[role] = os.path.join(source, runs.MODEL_FILE) if folder == source else source
+        inputs[role] = runs.model_path(source) if folder == source else source
         inputs[f"the configuration of {role}"] = os.path.join(folder, runs.CONFIG_FILE)
     check_outputs(args.out, args.proba, args.force, inputs)
 

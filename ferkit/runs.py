@@ -64,9 +64,23 @@ def model_path(path):
     """The model file of a run folder or a model file given directly (it exists)."""
     if os.path.isdir(path):
         candidate = os.path.join(path, MODEL_FILE)
-        if not os.path.exists(candidate):
-            raise FerError(f"{path}: run folder has no {MODEL_FILE} (did its training finish?)")
-        return candidate
+        if os.path.exists(candidate):
+            return candidate
+        # A folder holding one model under another name (pretrained/ferkit-cnn.keras, beside
+        # its config.json) is that model: training always names it model.keras.
+        others = sorted(
+            name
+            for name in os.listdir(path)
+            if name.lower().endswith(MODEL_EXTENSIONS) and os.path.isfile(os.path.join(path, name))
+        )
+        if len(others) == 1:
+            return os.path.join(path, others[0])
+        if others:
+            raise FerError(
+                f"{path}: no {MODEL_FILE}, and {len(others)} model files "
+                f"({', '.join(others)}): give one of them"
+            )
+        raise FerError(f"{path}: run folder has no {MODEL_FILE} (did its training finish?)")
     if not os.path.exists(path):
         raise FerError(f"{path}: no such run folder or model file")
     return path

@@ -171,6 +171,18 @@ def test_a_val_data_run_s_moved_validation_file_is_found_by_run_data(tmp_path):
     assert len(runs.validation_data(run, [str(moved)])) == 14
 
 
+def test_a_folder_with_one_model_under_another_name_is_that_model(tmp_path):
+    # As pretrained/ holds ferkit-cnn.keras beside its config.json.
+    (tmp_path / "ferkit-cnn.keras").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("not a model")
+    assert runs.model_path(str(tmp_path)) == str(tmp_path / "ferkit-cnn.keras")
+    (tmp_path / "older.h5").write_bytes(b"")
+    with pytest.raises(FerError, match=r"no model.keras, and 2 model files \(ferkit-cnn.keras, "):
+        runs.model_path(str(tmp_path))
+    (tmp_path / "model.keras").write_bytes(b"")  # a run folder's own model comes first
+    assert runs.model_path(str(tmp_path)) == str(tmp_path / "model.keras")
+
+
 def test_a_taken_default_run_folder_gives_the_next_free_one(tmp_path):
     path = str(tmp_path / "models" / "cnn_20261129-051000")
     assert runs.claim_new_folder(path) == path
