@@ -332,7 +332,7 @@ def add_run_data_argument(parser):
     )
 
 
-def missing_data(source, run, digest, moved):
+def missing_data(source, run, digest, moved, use="its validation images are rebuilt from it"):
     """The error for a data file ``run`` trained on that is not where it recorded it."""
     if moved:
         held = (
@@ -344,8 +344,8 @@ def missing_data(source, run, digest, moved):
             f"{source}: no such file, {run} was trained on it, and no --run-data {held}"
         )
     return FerError(
-        f"{source}: no such file; {run} was trained on it, and its validation images are "
-        "rebuilt from it (put it back, or give where it is now as --run-data)"
+        f"{source}: no such file; {run} was trained on it, and {use} (put it back, or give "
+        "where it is now as --run-data)"
     )
 
 

@@ -129,6 +129,7 @@ def add_arguments(parser, network):
         help="data-parallel over every local device (GPUs; several machines via TF_CONFIG)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    runs.add_run_data_argument(parser)
     return parser
 
 
@@ -146,6 +147,8 @@ def main(args, network):
             )
         _check_backend(config)
         return train(config, args.resume, resume=True, verbose=not args.quiet)
+    if args.run_data:
+        raise FerError("--run-data finds a resumed run's moved data: give it with --resume")
     if not args.data:
         raise FerError("--data is required (or --resume RUN)")
     seeds = args.seeds or [None]
@@ -259,6 +262,12 @@ def resume_config(run_dir, args=None):
     if not os.path.exists(config_path):
         raise FerError(f"{run_dir}: not a run folder (it has no {runs.CONFIG_FILE})")
     config = runs.read_run_config(config_path)
+    moved = getattr(args, "run_data", None) or []
+    config = runs.relocated(config, moved, run_dir)  # data files found by --run-data
+    for key in ("data", "val_data"):
+        if config.get(key) and not os.path.exists(config[key]):
+            use = "resuming reads it again"
+            raise runs.missing_data(config[key], run_dir, config.get(f"{key}_sha256"), moved, use)
     if args is not None and args.epochs is not None:
         if args.epochs < 1:
             raise FerError(f"--epochs must be at least 1, got {args.epochs}")
@@ -291,8 +300,13 @@ def train(config, run_dir, resume=False, verbose=True, loaded=None):
         split=split,
     )
     for key, path in (("data_sha256", config["data"]), ("val_data_sha256", config.get("val_data"))):
-        if resume and recorded.get(key) is not None and config[key] != recorded[key]:
-            raise FerError(f"{path}: changed since the run started; cannot resume {run_dir}")
+        if resume and recorded.get(key) is not None:
+            # A gzipped copy found by --run-data holds the recorded text.
+            if recorded[key] not in data.content_sha256s(path):
+                raise FerError(f"{path}: changed since the run started; cannot resume {run_dir}")
+            config[key] = recorded[key]
+    if resume and "val_data" in split:  # the path it started with; the contents are checked
+        split = config["split"] = {**split, "val_data": recorded.get("val_data")}
     rows = (config["train_count"], config["split"])
     if resume and recorded.get("split") and (recorded["train_count"], recorded["split"]) != rows:
         raise FerError(

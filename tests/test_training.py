@@ -2,15 +2,17 @@
 
 import argparse
 import csv
+import gzip
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import keras
 import pytest
-from conftest import REPOSITORY
+from conftest import REPOSITORY, make_train_csv
 
 from ferkit import checkpoints, runs, training
 from ferkit import config as configuration
@@ -115,6 +117,39 @@ def test_a_finished_run_trained_longer_drops_its_old_metrics(train_csv, tmp_path
     with pytest.raises(FerError):
         training.train(config, run_dir, resume=True, verbose=False)
     assert not os.path.exists(metrics)
+
+
+def test_a_run_whose_data_file_moved_resumes_with_run_data(train_csv, tmp_path):
+    own = str(shutil.copy(train_csv, tmp_path / "own.csv"))
+    run_dir = training.train(tiny_config(own, epochs=1), str(tmp_path / "run"), verbose=False)
+    # Carried to another machine, where the same rows are a gzipped file of another name.
+    packed = tmp_path / "elsewhere.csv.gz"
+    packed.write_bytes(gzip.compress(Path(own).read_bytes()))
+    os.remove(own)
+    with pytest.raises(FerError, match="own.csv: no such file; .*resuming reads it again"):
+        training.resume_config(run_dir, argparse.Namespace(epochs=2, run_data=[]))
+    moved = argparse.Namespace(epochs=2, run_data=[str(packed)])
+    training.train(training.resume_config(run_dir, moved), run_dir, resume=True, verbose=False)
+    assert [row["epoch"] for row in history(run_dir)] == ["1", "2"]
+    assert json.loads(Path(run_dir, "config.json").read_text())["data"] == own  # as recorded
+
+
+def test_a_val_data_run_whose_validation_file_moved_resumes_with_run_data(train_csv, tmp_path):
+    val_path = make_train_csv(tmp_path / "val.csv", count=14, seed=3)
+    config = tiny_config(train_csv, epochs=1, val_data=val_path)
+    run_dir = training.train(config, str(tmp_path / "run"), verbose=False)
+    moved = shutil.move(val_path, tmp_path / "faces.csv")
+    # The rebuilt split names the file where it is now: the recorded one is kept.
+    resumed = training.resume_config(run_dir, argparse.Namespace(epochs=2, run_data=[str(moved)]))
+    training.train(resumed, run_dir, resume=True, verbose=False)
+    assert [row["epoch"] for row in history(run_dir)] == ["1", "2"]
+
+
+def test_run_data_without_resume_is_refused(train_csv, tmp_path):
+    parser = training.add_arguments(argparse.ArgumentParser(), "dnn")
+    arguments = ["--data", train_csv, "--run-data", train_csv, "--out", str(tmp_path)]
+    with pytest.raises(FerError, match="--run-data finds a resumed run's moved data: give it"):
+        training.main(parser.parse_args(arguments), "dnn")
 
 
 def test_ctrl_c_before_epoch_one_says_how_to_resume(train_csv, tmp_path, monkeypatch):
