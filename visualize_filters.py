@@ -49,10 +49,7 @@ def main():
         plots.conv_layer_name(names, args.layer, runs.model_path(args.model))
     # A bad or existing --out is refused now, not after the work.
     plots.figure_path(args.model, "filters", args.out, args.force)
-    if args.image is None and (args.data or args.labels or args.usage or args.blur):
-        raise FerError(
-            "--data, --labels, --usage and --blur choose the face for --image: give --image"
-        )
+    plots.check_face_options(args)
     if args.image is not None:
         faces, _, described = plots.figure_images(args.model, args, labelled_only=False)
         if not 0 <= args.image < len(faces):

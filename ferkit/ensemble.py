@@ -86,15 +86,17 @@ def shared_split(member_paths, moved=()):
                 f"{path}: has no recorded validation split (a probability file or a bare "
                 "model), so validation scores would be unsafe; use --labels instead"
             )
-        configs[path] = runs.relocated(config, moved, path)  # data files found by --run-data
+        configs[path] = config
+    found = runs.relocated(configs, moved)  # data files where --run-data says they are now
     # Runs recorded before hashes were kept have none: their contents are compared instead.
     files = {config.get("data_sha256") for config in configs.values()}
-    contents = _data_contents(configs, moved) if len(files) > 1 else {}
+    contents = _data_contents(found, configs, moved) if len(files) > 1 else {}
     records = {
         path: (
             contents.get(path, config.get("data_sha256")),
             config["split"].get("val_indices_sha256"),
-            config["split"].get("val_data"),
+            # --val-data runs: the same validation file, wherever each machine kept it.
+            config.get("val_data_sha256") or config["split"].get("val_data"),
         )
         for path, config in configs.items()
     }
@@ -108,9 +110,10 @@ def shared_split(member_paths, moved=()):
     return records
 
 
-def _data_contents(configs, moved=()):
+def _data_contents(configs, recorded, moved=()):
     """Per member, a hash of the labels and pixels it was trained on (after ``--limit``),
-    read from its data file, which must still be the file it trained on."""
+    read from its data file, which must still be the file it trained on (``recorded``: the
+    configs as written, before --run-data files replaced their data files)."""
     by_file, contents = {}, {}
     for path, config in configs.items():
         source = config["data"]
@@ -124,7 +127,8 @@ def _data_contents(configs, moved=()):
             )
         key = (config.get("data_sha256"), config.get("limit"))
         if key not in by_file:
-            runs.check_unchanged(source, config.get("data_sha256"), path)
+            if source == recorded[path]["data"]:  # a --run-data file was checked when found
+                runs.check_unchanged(source, config.get("data_sha256"), path)
             rows = runs.labelled_rows(config)
             digest = hashlib.sha256(rows.labels.astype(np.int64).tobytes())
             digest.update(np.ascontiguousarray(rows.images).tobytes())

@@ -406,6 +406,15 @@ def add_data_arguments(parser, usage_default="all"):
     runs.add_run_data_argument(parser)
 
 
+def check_face_options(args):
+    """visualize_filters.py: the options that choose a face mean nothing without --image."""
+    if args.image is None and any((args.data, args.labels, args.usage, args.blur, args.run_data)):
+        raise FerError(
+            "--data, --labels, --usage, --blur and --run-data choose the face for --image: "
+            "give --image"
+        )
+
+
 def figure_images(source, args, labelled_only=True):
     """(images, labels, description) a figure is drawn on: the run's own validation images,
     or ``--data`` (labelled by its own column or by ``--labels``).
@@ -424,12 +433,12 @@ def figure_images(source, args, labelled_only=True):
         config = runs.run_config(source)
         if config is None:
             raise FerError(f"{source}: no config.json beside it, so give --data CSV")
-        config = runs.relocated(config, args.run_data, source)
         validation = runs.validation_data(source, args.run_data)
-        described = f"validation split of {os.path.basename(config['data'])}"
+        # validation.path: the file read, where --run-data may have found it.
+        described = f"validation split of {os.path.basename(validation.path)}"
         if config.get("val_data"):  # --val-data's faces, not a split of --data
-            described = f"validation data {os.path.basename(config['val_data'])}"
-            if data.has_usage_column(config["val_data"]):
+            described = f"validation data {os.path.basename(validation.path)}"
+            if data.has_usage_column(validation.path):
                 described += " (PublicTest)"
         return validation.images, validation.labels, described
     if args.run_data:

@@ -66,13 +66,16 @@ def model_path(path):
         candidate = os.path.join(path, MODEL_FILE)
         if os.path.exists(candidate):
             return candidate
-        # A folder holding one model under another name (pretrained/ferkit-cnn.keras, beside
-        # its config.json) is that model: training always names it model.keras.
+        # A finished run's folder holding one model under another name (pretrained/ holds
+        # ferkit-cnn.keras beside its config.json and metrics.json) is that model. A run still
+        # training has no metrics.json: a model file of the user's in its folder is not its own.
         others = sorted(
             name
             for name in os.listdir(path)
             if name.lower().endswith(MODEL_EXTENSIONS) and os.path.isfile(os.path.join(path, name))
         )
+        if not os.path.exists(os.path.join(path, "metrics.json")):
+            others = []
         if len(others) == 1:
             return os.path.join(path, others[0])
         if others:
@@ -300,25 +303,46 @@ def check_unchanged(source, digest, run):
         raise FerError(f"{source}: changed since {run} was trained on it")
 
 
-def relocated(config, moved, run):
-    """``config`` with each data file it records replaced by the file of ``moved``
-    (``--run-data``) holding the same contents, found by the recorded SHA-256.
+def relocated(configs, moved):
+    """``configs`` ({run: config}) with each data file they record replaced by the file of
+    ``moved`` (``--run-data``) holding the same contents, found by the recorded SHA-256.
 
     Data files move (a fresh clone, another machine, a gzipped copy), and a run's
     validation images are rebuilt from them: the shipped model recorded /tmp/fer2013/train.csv.
+    A ``moved`` file that holds none of the runs' data is refused, not ignored.
     """
     for candidate in moved:
         if not os.path.exists(candidate):
             raise FerError(f"--run-data {candidate}: no such file")
-    config = dict(config)
-    for key in ("data", "val_data"):
-        digest = config.get(f"{key}_sha256")
-        if config.get(key) and digest:
-            for candidate in moved:
-                if digest in data.content_sha256s(candidate):
-                    config[key] = candidate
-                    break
-    return config
+    digests = {candidate: data.content_sha256s(candidate) for candidate in moved}  # once each
+    used, changed = set(), {}
+    for run, config in configs.items():
+        config = dict(config)
+        for key in ("data", "val_data"):
+            digest = config.get(f"{key}_sha256")
+            match = next((c for c in moved if digest and digest in digests[c]), None)
+            if config.get(key) and match:
+                config[key] = match
+                used.add(match)
+        changed[run] = config
+    recorded = [
+        os.path.basename(config[key])
+        for config in configs.values()
+        for key in ("data", "val_data")
+        if config.get(key)
+    ]
+    for candidate in moved:
+        if candidate in used:
+            continue
+        hint = ""
+        if len(digests[candidate]) == 1 and any(name.endswith(".gz") for name in recorded):
+            # Only a gzip file's text is hashed as well: a plain copy cannot match one.
+            hint = "; for a run trained on a .gz file, give that .gz file"
+        raise FerError(
+            f"--run-data {candidate}: holds none of the data {', '.join(configs)} trained on "
+            f"({', '.join(dict.fromkeys(recorded))}: the recorded SHA-256 differs){hint}"
+        )
+    return changed
 
 
 def add_run_data_argument(parser):
@@ -359,15 +383,17 @@ def validation_data(path, moved=()):
             f"{path}: no config.json beside the model, so its validation split is unknown"
         )
     recorded_val_data = config.get("val_data")  # as the split records it, wherever it is now
-    config = relocated(config, moved, path)
+    key = "val_data" if recorded_val_data else "data"
+    found = relocated({path: config}, moved)[path]
     # The validation images come from --val-data when the run had one, else from --data.
-    key = "val_data" if config.get("val_data") else "data"
-    source, digest = config[key], config.get(f"{key}_sha256")
+    source, digest = found[key], config.get(f"{key}_sha256")
     if not os.path.exists(source):
         raise missing_data(source, path, digest, moved)
-    # The split is recorded as row indices: a file edited in place with as many rows
-    # would give other images (perhaps training ones) under the same indices.
-    check_unchanged(source, digest, path)
+    if source == config[key]:  # a --run-data file was checked when it was found
+        # The split is recorded as row indices: a file edited in place with as many rows
+        # would give other images (perhaps training ones) under the same indices.
+        check_unchanged(source, digest, path)
+    config = found
     if key == "val_data":  # read on its own: --data is not needed for it
         validation = _read_labelled(source, "PublicTest")
         split = {"val_data": recorded_val_data, "val_count": len(validation)}

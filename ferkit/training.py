@@ -263,11 +263,7 @@ def resume_config(run_dir, args=None):
         raise FerError(f"{run_dir}: not a run folder (it has no {runs.CONFIG_FILE})")
     config = runs.read_run_config(config_path)
     moved = getattr(args, "run_data", None) or []
-    config = runs.relocated(config, moved, run_dir)  # data files found by --run-data
-    for key in ("data", "val_data"):
-        if config.get(key) and not os.path.exists(config[key]):
-            use = "resuming reads it again"
-            raise runs.missing_data(config[key], run_dir, config.get(f"{key}_sha256"), moved, use)
+    config = runs.relocated({run_dir: config}, moved)[run_dir]  # data files found by --run-data
     if args is not None and args.epochs is not None:
         if args.epochs < 1:
             raise FerError(f"--epochs must be at least 1, got {args.epochs}")
@@ -290,6 +286,10 @@ def train(config, run_dir, resume=False, verbose=True, loaded=None):
     """
     config = dict(config)
     state = checkpoints.resume_state(run_dir, config) if resume else None
+    for key in ("data", "val_data") if resume else ():  # once the run is known to resume
+        if config.get(key) and not os.path.exists(config[key]):
+            use = "resuming reads it again"
+            raise runs.missing_data(config[key], run_dir, config.get(f"{key}_sha256"), (), use)
     train_set, validation, split = loaded or runs.load_training_data(config)
     # A resumed run computes as it started, even where "auto" would now choose otherwise.
     recorded = read_json(os.path.join(run_dir, runs.CONFIG_FILE)) if resume else config

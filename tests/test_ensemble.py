@@ -3,6 +3,7 @@
 import gzip
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -149,8 +150,27 @@ def test_a_member_whose_data_file_moved_is_found_by_run_data(members, tmp_path):
     with pytest.raises(FerError, match="train.csv.gz, which is not here.*as --run-data"):
         ensemble.shared_split([first, run])
     ensemble.shared_split([first, run], moved=[str(tmp_path / "moved.csv.gz")])
-    with pytest.raises(FerError, match="no --run-data holds its contents"):
-        ensemble.shared_split([first, run], moved=[first + "/config.json"])
+    # A file that holds neither member's data is refused, not ignored.
+    with pytest.raises(FerError, match="config.json: holds none of the data .*m1, .*run trained"):
+        ensemble.shared_split(
+            [first, run], moved=[str(tmp_path / "moved.csv.gz"), first + "/config.json"]
+        )
+
+
+def test_val_data_members_share_a_validation_file_kept_at_different_paths(members, tmp_path):
+    (first, _), _, _ = members
+    train_csv = json.loads(Path(first, "config.json").read_text())["data"]
+    validation = make_train_csv(tmp_path / "val.csv", count=14, seed=3)
+    copy = shutil.copy(validation, tmp_path / "faces.csv")
+    made = [
+        training.train(
+            tiny_config(train_csv, epochs=1, seed=seed, val_data=path),
+            str(tmp_path / f"run{seed}"),
+            verbose=False,
+        )
+        for seed, path in ((1, validation), (2, str(copy)))
+    ]
+    ensemble.shared_split(made)  # refused before: the recorded paths differ
 
 
 def test_run_data_is_refused_where_no_validation_images_are_used(tmp_path):

@@ -214,7 +214,7 @@ def test_filter_script_on_the_dnn_exits_2_with_one_line(folder):
 def test_filter_script_refuses_a_face_source_without_image(monkeypatch, folder):
     path = str(folder / "cnn.keras")
     models.build_cnn().save(path)
-    for source in (("--data", "faces.csv"), ("--blur", "3.5")):
+    for source in (("--data", "faces.csv"), ("--blur", "3.5"), ("--run-data", "train.csv")):
         with pytest.raises(FerError, match="choose the face for --image: give --image"):
             call_script(monkeypatch, "visualize_filters.py", path, *source)
 

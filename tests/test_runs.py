@@ -151,15 +151,28 @@ def test_a_moved_data_file_is_found_by_the_recorded_hash_gzipped_or_not(tmp_path
         np.testing.assert_array_equal(runs.validation_data(run, moved).images, expected)
 
 
-def test_run_data_with_other_rows_is_not_taken_for_the_moved_file(tmp_path):
+def test_run_data_with_other_rows_is_refused_moved_file_or_not(tmp_path):
     path = make_train_csv(tmp_path / "train.csv", count=70)
     run = _recorded_run(tmp_path, path)
     other = make_train_csv(tmp_path / "other.csv", count=70, seed=4)
+    # With the recorded file still there it was ignored: the figure said nothing.
+    with pytest.raises(FerError, match="other.csv: holds none of the data .*run trained on"):
+        runs.validation_data(run, [other])
     os.remove(path)
-    with pytest.raises(FerError, match="train.csv: no such file, .*no --run-data holds its"):
+    with pytest.raises(FerError, match="other.csv: holds none of the data .*run trained on"):
         runs.validation_data(run, [other])
     with pytest.raises(FerError, match="--run-data .*absent.csv: no such file"):
         runs.validation_data(run, [str(tmp_path / "absent.csv")])
+
+
+def test_a_plain_copy_of_a_gzipped_training_file_is_refused_with_the_reason(tmp_path):
+    # Only a gzip file's text is hashed too: a run that recorded a .gz file needs that file.
+    text = Path(make_train_csv(tmp_path / "plain.csv", count=70)).read_bytes()
+    packed = tmp_path / "train.csv.gz"
+    packed.write_bytes(gzip.compress(text))
+    run = _recorded_run(tmp_path, str(packed))
+    with pytest.raises(FerError, match="for a run trained on a .gz file, give that .gz file"):
+        runs.validation_data(run, [str(tmp_path / "plain.csv")])
 
 
 def test_a_val_data_run_s_moved_validation_file_is_found_by_run_data(tmp_path):
@@ -172,9 +185,13 @@ def test_a_val_data_run_s_moved_validation_file_is_found_by_run_data(tmp_path):
 
 
 def test_a_folder_with_one_model_under_another_name_is_that_model(tmp_path):
-    # As pretrained/ holds ferkit-cnn.keras beside its config.json.
+    # As pretrained/ holds ferkit-cnn.keras beside its config.json and metrics.json.
     (tmp_path / "ferkit-cnn.keras").write_bytes(b"")
     (tmp_path / "notes.txt").write_text("not a model")
+    # Without metrics.json it may be a run still training beside a model of the user's.
+    with pytest.raises(FerError, match="run folder has no model.keras .did its training finish"):
+        runs.model_path(str(tmp_path))
+    (tmp_path / "metrics.json").write_text("{}")
     assert runs.model_path(str(tmp_path)) == str(tmp_path / "ferkit-cnn.keras")
     (tmp_path / "older.h5").write_bytes(b"")
     with pytest.raises(FerError, match=r"no model.keras, and 2 model files \(ferkit-cnn.keras, "):

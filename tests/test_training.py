@@ -127,7 +127,8 @@ def test_a_run_whose_data_file_moved_resumes_with_run_data(train_csv, tmp_path):
     packed.write_bytes(gzip.compress(Path(own).read_bytes()))
     os.remove(own)
     with pytest.raises(FerError, match="own.csv: no such file; .*resuming reads it again"):
-        training.resume_config(run_dir, argparse.Namespace(epochs=2, run_data=[]))
+        config = training.resume_config(run_dir, argparse.Namespace(epochs=2, run_data=[]))
+        training.train(config, run_dir, resume=True, verbose=False)
     moved = argparse.Namespace(epochs=2, run_data=[str(packed)])
     training.train(training.resume_config(run_dir, moved), run_dir, resume=True, verbose=False)
     assert [row["epoch"] for row in history(run_dir)] == ["1", "2"]
@@ -143,6 +144,17 @@ def test_a_val_data_run_whose_validation_file_moved_resumes_with_run_data(train_
     resumed = training.resume_config(run_dir, argparse.Namespace(epochs=2, run_data=[str(moved)]))
     training.train(resumed, run_dir, resume=True, verbose=False)
     assert [row["epoch"] for row in history(run_dir)] == ["1", "2"]
+
+
+def test_a_run_that_cannot_resume_says_so_before_asking_for_its_data(train_csv, tmp_path):
+    own = str(shutil.copy(train_csv, tmp_path / "own.csv"))
+    run_dir = training.train(tiny_config(own, epochs=1), str(tmp_path / "run"), verbose=False)
+    shutil.rmtree(os.path.join(run_dir, "checkpoint"))
+    os.remove(own)
+    # It asked for the data first, and refused the run only once the data was found.
+    config = training.resume_config(run_dir, argparse.Namespace(epochs=2))
+    with pytest.raises(FerError, match="has model.keras but no checkpoint/state.json"):
+        training.train(config, run_dir, resume=True, verbose=False)
 
 
 def test_run_data_without_resume_is_refused(train_csv, tmp_path):
