@@ -91,17 +91,28 @@ def shared_split(member_paths, moved=()):
     # Runs recorded before hashes were kept have none: their contents are compared instead.
     files = {config.get("data_sha256") for config in configs.values()}
     contents = _data_contents(found, configs, moved) if len(files) > 1 else {}
+    # --val-data runs: the same validation file, wherever each machine kept it, when every
+    # such member recorded its SHA-256 (runs recorded before hashes were kept: its path).
+    hashed = all(
+        config.get("val_data_sha256")
+        for config in configs.values()
+        if config["split"].get("val_data")
+    )
     records = {
         path: (
             contents.get(path, config.get("data_sha256")),
             config["split"].get("val_indices_sha256"),
-            # --val-data runs: the same validation file, wherever each machine kept it.
-            config.get("val_data_sha256") or config["split"].get("val_data"),
+            config.get("val_data_sha256") if hashed else config["split"].get("val_data"),
         )
         for path, config in configs.items()
     }
     if len(set(records.values())) > 1:
-        listing = "; ".join(f"{path}: split {record[1]}" for path, record in records.items())
+        listing = "; ".join(
+            f"{path}: validation file {config['split']['val_data']}"
+            if config["split"].get("val_data")
+            else f"split {config['split'].get('val_indices_sha256')}"
+            for path, config in configs.items()
+        )
         raise FerError(
             "members were validated on different images, so some validation images were "
             f"training images of another member ({listing}); refusing to score on them. "
@@ -125,7 +136,8 @@ def _data_contents(configs, recorded, moved=()):
                 "differ, so their rows must be compared to know they share a split (give "
                 "where it is now as --run-data)"
             )
-        key = (config.get("data_sha256"), config.get("limit"))
+        # Runs recorded before hashes were kept are told apart by their files.
+        key = (config.get("data_sha256") or os.path.realpath(source), config.get("limit"))
         if key not in by_file:
             if source == recorded[path]["data"]:  # a --run-data file was checked when found
                 runs.check_unchanged(source, config.get("data_sha256"), path)
@@ -235,7 +247,8 @@ def choose_weights(member_paths, spec="uniform", greedy=None, tta="none", unsafe
     if spec == "uniform" and not greedy:
         return None
     shared_split(member_paths, moved)
-    validation = runs.validation_data(member_paths[0], moved)
+    # shared_split has refused --run-data files no member recorded; some are other members'.
+    validation = runs.validation_data(member_paths[0], moved, strict=False)
     members = [
         member_probabilities(path, validation.images, validation.ids, tta, unsafe=unsafe)
         for path in member_paths

@@ -303,46 +303,62 @@ def check_unchanged(source, digest, run):
         raise FerError(f"{source}: changed since {run} was trained on it")
 
 
-def relocated(configs, moved):
+def relocated(configs, moved, keys=("data", "val_data"), strict=True):
     """``configs`` ({run: config}) with each data file they record replaced by the file of
     ``moved`` (``--run-data``) holding the same contents, found by the recorded SHA-256.
 
     Data files move (a fresh clone, another machine, a gzipped copy), and a run's
     validation images are rebuilt from them: the shipped model recorded /tmp/fer2013/train.csv.
-    A ``moved`` file that holds none of the runs' data is refused, not ignored.
+    ``keys``: the files the caller reads. A ``moved`` file that is none of them is refused, not
+    ignored (``strict``: an ensemble checks that once, for all its members).
     """
-    for candidate in moved:
+    digests = {}
+    for candidate in moved:  # each hashed once: that reads the whole file
         if not os.path.exists(candidate):
             raise FerError(f"--run-data {candidate}: no such file")
-    digests = {candidate: data.content_sha256s(candidate) for candidate in moved}  # once each
+        try:
+            digests[candidate] = data.content_sha256s(candidate)
+        except FerError as error:
+            raise FerError(f"--run-data {error}") from None
     used, changed = set(), {}
     for run, config in configs.items():
         config = dict(config)
-        for key in ("data", "val_data"):
+        for key in keys:
             digest = config.get(f"{key}_sha256")
-            match = next((c for c in moved if digest and digest in digests[c]), None)
-            if config.get(key) and match:
-                config[key] = match
-                used.add(match)
+            matches = [c for c in moved if config.get(key) and digest in digests[c]]
+            if digest and matches:
+                config[key] = matches[0]
+                used.update(matches)  # the same file twice, or a gzipped copy of it
         changed[run] = config
+    unused = [candidate for candidate in moved if candidate not in used]
+    if strict and unused:
+        raise _unmatched(unused[0], configs, keys, len(digests[unused[0]]) > 1)
+    return changed
+
+
+def _unmatched(candidate, configs, keys, gzipped):
+    """The error for a --run-data file that holds none of the recorded files."""
     recorded = [
-        os.path.basename(config[key])
-        for config in configs.values()
-        for key in ("data", "val_data")
+        (run, config[key], config.get(f"{key}_sha256"))
+        for run, config in configs.items()
+        for key in keys
         if config.get(key)
     ]
-    for candidate in moved:
-        if candidate in used:
-            continue
-        hint = ""
-        if len(digests[candidate]) == 1 and any(name.endswith(".gz") for name in recorded):
-            # Only a gzip file's text is hashed as well: a plain copy cannot match one.
-            hint = "; for a run trained on a .gz file, give that .gz file"
-        raise FerError(
-            f"--run-data {candidate}: holds none of the data {', '.join(configs)} trained on "
-            f"({', '.join(dict.fromkeys(recorded))}: the recorded SHA-256 differs){hint}"
+    if recorded and not any(digest for _, _, digest in recorded):
+        run, path, _ = recorded[0]
+        return FerError(
+            f"--run-data {candidate}: {run} recorded no SHA-256 of {path}, so no file can be "
+            "checked to hold its rows: put that file back where it was"
         )
-    return changed
+    names = ", ".join(dict.fromkeys(os.path.basename(path) for _, path, _ in recorded))
+    hint = ""
+    if not gzipped and any(path.endswith(".gz") for _, path, _ in recorded):
+        # Only a gzip file's text is hashed as well: a plain copy cannot match one.
+        hint = "; for a run trained on a .gz file, give that .gz file"
+    return FerError(
+        f"--run-data {candidate}: not the data {', '.join(configs)} recorded ({names}: the "
+        f"SHA-256 differs){hint}"
+    )
 
 
 def add_run_data_argument(parser):
@@ -373,7 +389,7 @@ def missing_data(source, run, digest, moved, use="its validation images are rebu
     )
 
 
-def validation_data(path, moved=()):
+def validation_data(path, moved=(), strict=True):
     """A run's own validation images, rebuilt from its recorded split; the data files are
     checked against the hashes recorded when it was trained. ``moved``: data files found
     elsewhere (``--run-data``), used for recorded files with the same contents."""
@@ -384,7 +400,7 @@ def validation_data(path, moved=()):
         )
     recorded_val_data = config.get("val_data")  # as the split records it, wherever it is now
     key = "val_data" if recorded_val_data else "data"
-    found = relocated({path: config}, moved)[path]
+    found = relocated({path: config}, moved, keys=(key,), strict=strict)[path]
     # The validation images come from --val-data when the run had one, else from --data.
     source, digest = found[key], config.get(f"{key}_sha256")
     if not os.path.exists(source):

@@ -11,7 +11,8 @@ import pytest
 from conftest import make_test_csv, make_train_csv
 from test_training import run_script, tiny_config
 
-from ferkit import ensemble, evaluation, models, training
+from ferkit import config as configuration
+from ferkit import data, ensemble, evaluation, models, runs, training
 from ferkit.errors import FerError
 
 
@@ -151,10 +152,60 @@ def test_a_member_whose_data_file_moved_is_found_by_run_data(members, tmp_path):
         ensemble.shared_split([first, run])
     ensemble.shared_split([first, run], moved=[str(tmp_path / "moved.csv.gz")])
     # A file that holds neither member's data is refused, not ignored.
-    with pytest.raises(FerError, match="config.json: holds none of the data .*m1, .*run trained"):
+    with pytest.raises(FerError, match="config.json: not the data .*m1, .*run recorded"):
         ensemble.shared_split(
             [first, run], moved=[str(tmp_path / "moved.csv.gz"), first + "/config.json"]
         )
+
+
+def test_members_whose_data_files_moved_each_to_its_own_place_fit_weights(members, tmp_path):
+    (first, _), _, _ = members
+    text = Path(json.loads(Path(first, "config.json").read_text())["data"]).read_bytes()
+    made, moved = [], []
+    for level in (1, 9):  # the same rows in two gzip files of different bytes
+        path = tmp_path / f"train{level}.csv.gz"
+        path.write_bytes(gzip.compress(text, compresslevel=level))
+        config = tiny_config(str(path), epochs=1, seed=level)
+        made.append(training.train(config, str(tmp_path / f"run{level}"), verbose=False))
+        moved.append(str(shutil.move(path, tmp_path / f"moved{level}.csv.gz")))
+    # Fitting refused the file that only the second member recorded.
+    weights = ensemble.choose_weights(made, "fit", moved=moved)
+    assert len(weights) == 2
+
+
+def _hand_recorded(folder, data_path, **changes):
+    """A run folder's config.json as an older ferkit wrote it, without training."""
+    config = configuration.resolve(
+        "dnn", overrides={"data": data_path, **changes.pop("options", {})}
+    )
+    _, _, split = runs.load_training_data(config)
+    folder.mkdir()
+    recorded = {**config, "split": split, "data_sha256": data.file_sha256(data_path), **changes}
+    (folder / "config.json").write_text(json.dumps(recorded))
+    return str(folder)
+
+
+def test_runs_recorded_without_hashes_on_other_rows_do_not_share_a_split(tmp_path):
+    first = make_train_csv(tmp_path / "a.csv", count=70)
+    other = make_train_csv(tmp_path / "b.csv", count=70, seed=4)  # the same labels, other faces
+    old_a = _hand_recorded(tmp_path / "old_a", first, data_sha256=None)
+    old_b = _hand_recorded(tmp_path / "old_b", other, data_sha256=None)
+    new_a = _hand_recorded(tmp_path / "new_a", first)
+    ensemble.shared_split([old_a, new_a])
+    # Both old runs had the key (None, None): only a.csv was read, and b.csv passed as it.
+    with pytest.raises(FerError, match="validated on different images"):
+        ensemble.shared_split([old_a, old_b, new_a])
+
+
+def test_an_older_val_data_run_without_its_hash_shares_the_same_file(tmp_path):
+    train_csv = make_train_csv(tmp_path / "train.csv", count=28)
+    validation = make_train_csv(tmp_path / "val.csv", count=14, seed=3)
+    options = {"val_data": validation}
+    older = _hand_recorded(tmp_path / "older", train_csv, options=options, val_data_sha256=None)
+    newer = _hand_recorded(
+        tmp_path / "newer", train_csv, options=options, val_data_sha256=data.file_sha256(validation)
+    )
+    ensemble.shared_split([older, newer])
 
 
 def test_val_data_members_share_a_validation_file_kept_at_different_paths(members, tmp_path):

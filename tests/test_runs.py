@@ -156,13 +156,45 @@ def test_run_data_with_other_rows_is_refused_moved_file_or_not(tmp_path):
     run = _recorded_run(tmp_path, path)
     other = make_train_csv(tmp_path / "other.csv", count=70, seed=4)
     # With the recorded file still there it was ignored: the figure said nothing.
-    with pytest.raises(FerError, match="other.csv: holds none of the data .*run trained on"):
+    with pytest.raises(
+        FerError, match="other.csv: not the data .*run recorded .train.csv: the SHA-256 differs"
+    ):
         runs.validation_data(run, [other])
     os.remove(path)
-    with pytest.raises(FerError, match="other.csv: holds none of the data .*run trained on"):
+    with pytest.raises(
+        FerError, match="other.csv: not the data .*run recorded .train.csv: the SHA-256 differs"
+    ):
         runs.validation_data(run, [other])
     with pytest.raises(FerError, match="--run-data .*absent.csv: no such file"):
         runs.validation_data(run, [str(tmp_path / "absent.csv")])
+
+
+def test_run_data_matching_only_a_val_data_run_s_training_file_is_refused(tmp_path):
+    # Its validation images come from --val-data's file: the training file given went unused.
+    path = make_train_csv(tmp_path / "train.csv", count=28)
+    val_path = make_train_csv(tmp_path / "val.csv", count=14, seed=3)
+    run = _recorded_run(tmp_path, path, val_path)
+    with pytest.raises(FerError, match="train.csv: not the data .*run recorded .val.csv"):
+        runs.validation_data(run, [path])
+
+
+def test_the_same_file_twice_or_gzipped_is_not_refused_as_unmatched(tmp_path):
+    path = make_train_csv(tmp_path / "train.csv", count=70)
+    run = _recorded_run(tmp_path, path)
+    packed = tmp_path / "train.csv.gz"
+    packed.write_bytes(gzip.compress(Path(path).read_bytes()))
+    spelled = str(tmp_path / "." / "train.csv")
+    assert len(runs.validation_data(run, [path, str(packed), spelled])) == 7
+
+
+def test_run_data_for_a_run_that_recorded_no_hash_says_so(tmp_path):
+    path = make_train_csv(tmp_path / "train.csv", count=70)
+    run = _recorded_run(tmp_path, path)
+    config_path = Path(run, "config.json")
+    config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "data_sha256": None}))
+    copy = shutil.copy(path, tmp_path / "copy.csv")
+    with pytest.raises(FerError, match="copy.csv: .*run recorded no SHA-256 of .*train.csv, so"):
+        runs.validation_data(run, [str(copy)])
 
 
 def test_a_plain_copy_of_a_gzipped_training_file_is_refused_with_the_reason(tmp_path):
