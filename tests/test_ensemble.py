@@ -138,15 +138,28 @@ def test_members_trained_on_a_gzipped_copy_share_the_split_and_changed_rows_do_n
         ensemble.shared_split([first, str(tmp_path / "same")])
 
 
+def _hand_recorded(folder, data_path, model=None, **changes):
+    """A run folder's config.json as training writes it (or as an older ferkit did, with
+    ``changes``), without training; ``model``: a model file to copy in as its model."""
+    options = {"data": data_path, **changes.pop("options", {})}
+    config = configuration.resolve("dnn", overrides=options)
+    _, _, split = runs.load_training_data(config)
+    folder.mkdir()
+    recorded = {**config, "split": split, "data_sha256": data.file_sha256(data_path), **changes}
+    if options.get("val_data"):
+        recorded.setdefault("val_data_sha256", data.file_sha256(options["val_data"]))
+    (folder / "config.json").write_text(json.dumps(recorded))
+    if model:
+        shutil.copy(model, folder / "model.keras")
+    return str(folder)
+
+
 def test_a_member_whose_data_file_moved_is_found_by_run_data(members, tmp_path):
     (first, _), _, _ = members
     text = Path(json.loads(Path(first, "config.json").read_text())["data"]).read_bytes()
     with gzip.open(tmp_path / "train.csv.gz", "wb") as file:
         file.write(text)  # another file than the first member's: its rows are compared
-    run = str(tmp_path / "run")
-    training.train(
-        tiny_config(str(tmp_path / "train.csv.gz"), epochs=1, seed=3), run, verbose=False
-    )
+    run = _hand_recorded(tmp_path / "run", str(tmp_path / "train.csv.gz"))
     os.rename(tmp_path / "train.csv.gz", tmp_path / "moved.csv.gz")
     with pytest.raises(FerError, match="train.csv.gz, which is not here.*as --run-data"):
         ensemble.shared_split([first, run])
@@ -165,24 +178,12 @@ def test_members_whose_data_files_moved_each_to_its_own_place_fit_weights(member
     for level in (1, 9):  # the same rows in two gzip files of different bytes
         path = tmp_path / f"train{level}.csv.gz"
         path.write_bytes(gzip.compress(text, compresslevel=level))
-        config = tiny_config(str(path), epochs=1, seed=level)
-        made.append(training.train(config, str(tmp_path / f"run{level}"), verbose=False))
+        model = os.path.join(first, "model.keras")
+        made.append(_hand_recorded(tmp_path / f"run{level}", str(path), model=model))
         moved.append(str(shutil.move(path, tmp_path / f"moved{level}.csv.gz")))
     # Fitting refused the file that only the second member recorded.
     weights = ensemble.choose_weights(made, "fit", moved=moved)
     assert len(weights) == 2
-
-
-def _hand_recorded(folder, data_path, **changes):
-    """A run folder's config.json as an older ferkit wrote it, without training."""
-    config = configuration.resolve(
-        "dnn", overrides={"data": data_path, **changes.pop("options", {})}
-    )
-    _, _, split = runs.load_training_data(config)
-    folder.mkdir()
-    recorded = {**config, "split": split, "data_sha256": data.file_sha256(data_path), **changes}
-    (folder / "config.json").write_text(json.dumps(recorded))
-    return str(folder)
 
 
 def test_runs_recorded_without_hashes_on_other_rows_do_not_share_a_split(tmp_path):
@@ -199,27 +200,19 @@ def test_runs_recorded_without_hashes_on_other_rows_do_not_share_a_split(tmp_pat
 
 def test_an_older_val_data_run_without_its_hash_shares_the_same_file(tmp_path):
     train_csv = make_train_csv(tmp_path / "train.csv", count=28)
-    validation = make_train_csv(tmp_path / "val.csv", count=14, seed=3)
-    options = {"val_data": validation}
+    options = {"val_data": make_train_csv(tmp_path / "val.csv", count=14, seed=3)}
     older = _hand_recorded(tmp_path / "older", train_csv, options=options, val_data_sha256=None)
-    newer = _hand_recorded(
-        tmp_path / "newer", train_csv, options=options, val_data_sha256=data.file_sha256(validation)
-    )
+    newer = _hand_recorded(tmp_path / "newer", train_csv, options=options)
     ensemble.shared_split([older, newer])
 
 
-def test_val_data_members_share_a_validation_file_kept_at_different_paths(members, tmp_path):
-    (first, _), _, _ = members
-    train_csv = json.loads(Path(first, "config.json").read_text())["data"]
+def test_val_data_members_share_a_validation_file_kept_at_different_paths(tmp_path):
+    train_csv = make_train_csv(tmp_path / "train.csv", count=28)
     validation = make_train_csv(tmp_path / "val.csv", count=14, seed=3)
-    copy = shutil.copy(validation, tmp_path / "faces.csv")
+    copy = str(shutil.copy(validation, tmp_path / "faces.csv"))
     made = [
-        training.train(
-            tiny_config(train_csv, epochs=1, seed=seed, val_data=path),
-            str(tmp_path / f"run{seed}"),
-            verbose=False,
-        )
-        for seed, path in ((1, validation), (2, str(copy)))
+        _hand_recorded(tmp_path / f"run{number}", train_csv, options={"val_data": path})
+        for number, path in enumerate((validation, copy))
     ]
     ensemble.shared_split(made)  # refused before: the recorded paths differ
 
