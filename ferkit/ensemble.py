@@ -13,7 +13,7 @@ import numpy as np
 from scipy import optimize
 
 from ferkit import config as configuration
-from ferkit import evaluation, runs
+from ferkit import data, evaluation, runs
 from ferkit.errors import FerError
 
 
@@ -87,30 +87,38 @@ def shared_split(member_paths, moved=()):
                 "model), so validation scores would be unsafe; use --labels instead"
             )
         configs[path] = config
-    found = runs.relocated(configs, moved)  # data files where --run-data says they are now
-    # Runs recorded before hashes were kept have none: their contents are compared instead.
+    # Runs recorded before hashes were kept have none: their rows are compared instead.
     files = {config.get("data_sha256") for config in configs.values()}
-    contents = _data_contents(found, configs, moved) if len(files) > 1 else {}
-    # --val-data runs: the same validation file, wherever each machine kept it, when every
-    # such member recorded its SHA-256 (runs recorded before hashes were kept: its path).
-    hashed = all(
-        config.get("val_data_sha256")
-        for config in configs.values()
-        if config["split"].get("val_data")
-    )
+    compare_rows = len(files) > 1 or None in files
+    # The files this reads, where --run-data says they are now: every member's data when
+    # rows are compared, and the first member's validation file (choose_weights reads it).
+    first, first_config = next(iter(configs.items()))
+    reads = {path: ("data",) if compare_rows else () for path in configs}
+    reads[first] = (*reads[first], "val_data" if first_config.get("val_data") else "data")
+    found = runs.relocated(configs, moved, keys=reads)
+    contents = _data_contents(found, configs, moved) if compare_rows else {}
     records = {
         path: (
             contents.get(path, config.get("data_sha256")),
             config["split"].get("val_indices_sha256"),
-            config.get("val_data_sha256") if hashed else config["split"].get("val_data"),
+            _validation_file(path, found[path]),
         )
         for path, config in configs.items()
     }
     if len(set(records.values())) > 1:
+        if len({record[1:] for record in records.values()}) == 1:
+            names = ", ".join(
+                f"{path}: {os.path.basename(configs[path]['data'])}" for path in configs
+            )
+            raise FerError(
+                f"members trained on different rows ({names}) with the same split, so some "
+                "validation images were training images of another member; refusing to "
+                "score on them: use --labels"
+            )
         listing = "; ".join(
             f"{path}: validation file {config['split']['val_data']}"
             if config["split"].get("val_data")
-            else f"split {config['split'].get('val_indices_sha256')}"
+            else f"{path}: split {config['split'].get('val_indices_sha256')}"
             for path, config in configs.items()
         )
         raise FerError(
@@ -119,6 +127,22 @@ def shared_split(member_paths, moved=()):
             "Train members with the same --split-seed and --val-split, or use --labels"
         )
     return records
+
+
+def _validation_file(path, config):
+    """What identifies a --val-data member's validation file (None for a split member): the
+    SHA-256 it recorded, or for a run recorded before hashes were kept, that of its file now."""
+    if not config["split"].get("val_data"):
+        return None
+    if config.get("val_data_sha256"):
+        return config["val_data_sha256"]
+    source = config["val_data"]
+    if not os.path.exists(source):
+        raise FerError(
+            f"{path}: recorded no SHA-256 of its --val-data file {source}, which is not here, "
+            "so its validation images cannot be compared with the other members'"
+        )
+    return data.file_sha256(source)
 
 
 def _data_contents(configs, recorded, moved=()):

@@ -309,8 +309,8 @@ def relocated(configs, moved, keys=("data", "val_data"), strict=True):
 
     Data files move (a fresh clone, another machine, a gzipped copy), and a run's
     validation images are rebuilt from them: the shipped model recorded /tmp/fer2013/train.csv.
-    ``keys``: the files the caller reads. A ``moved`` file that is none of them is refused, not
-    ignored (``strict``: an ensemble checks that once, for all its members).
+    ``keys``: the files the caller reads (or {run: keys}). A ``moved`` file that is none of
+    them is refused, not ignored (``strict``: an ensemble checks that once, for all members).
     """
     digests = {}
     for candidate in moved:  # each hashed once: that reads the whole file
@@ -320,10 +320,11 @@ def relocated(configs, moved, keys=("data", "val_data"), strict=True):
             digests[candidate] = data.content_sha256s(candidate)
         except FerError as error:
             raise FerError(f"--run-data {error}") from None
+    read = {run: keys[run] if isinstance(keys, dict) else keys for run in configs}
     used, changed = set(), {}
     for run, config in configs.items():
         config = dict(config)
-        for key in keys:
+        for key in read[run]:
             digest = config.get(f"{key}_sha256")
             matches = [c for c in moved if config.get(key) and digest in digests[c]]
             if digest and matches:
@@ -332,33 +333,40 @@ def relocated(configs, moved, keys=("data", "val_data"), strict=True):
         changed[run] = config
     unused = [candidate for candidate in moved if candidate not in used]
     if strict and unused:
-        raise _unmatched(unused[0], configs, keys, len(digests[unused[0]]) > 1)
+        recorded = [
+            (run, config[key], config.get(f"{key}_sha256"))
+            for run, config in configs.items()
+            for key in dict.fromkeys(read[run])
+            if config.get(key)
+        ]
+        raise _unmatched(unused[0], recorded, len(digests[unused[0]]) > 1)
     return changed
 
 
-def _unmatched(candidate, configs, keys, gzipped):
-    """The error for a --run-data file that holds none of the recorded files."""
-    recorded = [
-        (run, config[key], config.get(f"{key}_sha256"))
-        for run, config in configs.items()
-        for key in keys
-        if config.get(key)
-    ]
-    if recorded and not any(digest for _, _, digest in recorded):
-        run, path, _ = recorded[0]
+def _unmatched(candidate, recorded, gzipped):
+    """The error for a --run-data file that holds none of the ``recorded`` files, given as
+    (run, path, SHA-256 or None for a run recorded before hashes were kept)."""
+    unhashed = [(run, path) for run, path, digest in recorded if not digest]
+    if unhashed and len(unhashed) == len(recorded):
+        run, path = unhashed[0]
         return FerError(
             f"--run-data {candidate}: {run} recorded no SHA-256 of {path}, so no file can be "
             "checked to hold its rows: put that file back where it was"
         )
-    names = ", ".join(dict.fromkeys(os.path.basename(path) for _, path, _ in recorded))
-    hint = ""
+    runs = ", ".join(dict.fromkeys(run for run, _, _ in recorded))
+    names = ", ".join(
+        dict.fromkeys(os.path.basename(path) for _, path, digest in recorded if digest)
+    )
+    message = f"--run-data {candidate}: not the data {runs} recorded ({names}: the SHA-256 differs)"
+    if unhashed:
+        message += (
+            f"; {', '.join(path for _, path in unhashed)} was recorded without a SHA-256, so "
+            "only the file where it was can be used"
+        )
     if not gzipped and any(path.endswith(".gz") for _, path, _ in recorded):
         # Only a gzip file's text is hashed as well: a plain copy cannot match one.
-        hint = "; for a run trained on a .gz file, give that .gz file"
-    return FerError(
-        f"--run-data {candidate}: not the data {', '.join(configs)} recorded ({names}: the "
-        f"SHA-256 differs){hint}"
-    )
+        message += "; for a run trained on a .gz file, give that .gz file"
+    return FerError(message)
 
 
 def add_run_data_argument(parser):

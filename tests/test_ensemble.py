@@ -131,7 +131,7 @@ def test_members_trained_on_a_gzipped_copy_share_the_split_and_changed_rows_do_n
         trained = tiny_config(str(tmp_path / f"{name}.csv.gz"), epochs=1, seed=3)
         training.train(trained, str(tmp_path / name), verbose=False)
     ensemble.shared_split([first, str(tmp_path / "same")])
-    with pytest.raises(FerError, match="validated on different images"):
+    with pytest.raises(FerError, match="trained on different rows .*changed.csv.gz. with the"):
         ensemble.shared_split([first, str(tmp_path / "changed")])
     os.remove(tmp_path / "same.csv.gz")
     with pytest.raises(FerError, match="same.csv.gz, which is not here"):
@@ -193,9 +193,34 @@ def test_runs_recorded_without_hashes_on_other_rows_do_not_share_a_split(tmp_pat
     old_b = _hand_recorded(tmp_path / "old_b", other, data_sha256=None)
     new_a = _hand_recorded(tmp_path / "new_a", first)
     ensemble.shared_split([old_a, new_a])
-    # Both old runs had the key (None, None): only a.csv was read, and b.csv passed as it.
-    with pytest.raises(FerError, match="validated on different images"):
-        ensemble.shared_split([old_a, old_b, new_a])
+    # Both old runs had the key (None, None): only a.csv was read, and b.csv passed as it;
+    # without a hashed member the rows were not compared at all.
+    for members in ([old_a, old_b, new_a], [old_a, old_b]):
+        with pytest.raises(FerError, match="trained on different rows .*old_a: a.csv, .*b.csv"):
+            ensemble.shared_split(members)
+
+
+def test_an_older_member_does_not_hide_validation_files_that_differ(tmp_path):
+    train_csv = make_train_csv(tmp_path / "train.csv", count=28)
+    validation = make_train_csv(tmp_path / "val.csv", count=14, seed=3)
+    options = {"val_data": validation}
+    first = _hand_recorded(tmp_path / "first", train_csv, options=options)
+    older = _hand_recorded(tmp_path / "older", train_csv, options=options, val_data_sha256=None)
+    make_train_csv(validation, count=14, seed=5)  # rewritten: other faces under that name
+    second = _hand_recorded(tmp_path / "second", train_csv, options=options)
+    # With one member recorded without hashes, all were compared by path alone.
+    with pytest.raises(FerError, match="validated on different images.*validation file"):
+        ensemble.shared_split([older, first, second])
+
+
+def test_run_data_that_fitting_would_not_read_is_refused(tmp_path):
+    # --val-data members with the same training data: only the validation file is read.
+    train_csv = make_train_csv(tmp_path / "train.csv", count=28)
+    options = {"val_data": make_train_csv(tmp_path / "val.csv", count=14, seed=3)}
+    made = [_hand_recorded(tmp_path / name, train_csv, options=options) for name in "pq"]
+    copy = shutil.copy(train_csv, tmp_path / "copy.csv")
+    with pytest.raises(FerError, match="copy.csv: not the data .*p recorded .val.csv"):
+        ensemble.shared_split(made, moved=[str(copy)])
 
 
 def test_an_older_val_data_run_without_its_hash_shares_the_same_file(tmp_path):

@@ -197,6 +197,17 @@ def test_run_data_for_a_run_that_recorded_no_hash_says_so(tmp_path):
         runs.validation_data(run, [str(copy)])
 
 
+def test_an_unmatched_run_data_file_names_the_file_recorded_without_a_hash(tmp_path):
+    # Among hashed runs it was listed as if its SHA-256 had differed.
+    configs = {
+        "hashed": {"data": "/gone/a.csv", "data_sha256": "0" * 64},
+        "older": {"data": "/gone/d.csv", "data_sha256": None},
+    }
+    other = make_train_csv(tmp_path / "other.csv", count=14)
+    with pytest.raises(FerError, match=r"\(a.csv: the SHA-256 differs\); /gone/d.csv was recorded"):
+        runs.relocated(configs, [other])
+
+
 def test_a_plain_copy_of_a_gzipped_training_file_is_refused_with_the_reason(tmp_path):
     # Only a gzip file's text is hashed too: a run that recorded a .gz file needs that file.
     text = Path(make_train_csv(tmp_path / "plain.csv", count=70)).read_bytes()
