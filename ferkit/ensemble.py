@@ -89,7 +89,8 @@ def shared_split(member_paths, moved=()):
         configs[path] = config
     # Runs recorded before hashes were kept have none: their rows are compared instead.
     files = {config.get("data_sha256") for config in configs.values()}
-    compare_rows = len(files) > 1 or None in files
+    limits = {config.get("limit") for config in configs.values()}
+    compare_rows = len(files) > 1 or None in files or len(limits) > 1
     # The files this reads, where --run-data says they are now: every member's data when
     # rows are compared, and the first member's validation file (choose_weights reads it).
     first, first_config = next(iter(configs.items()))
@@ -111,8 +112,8 @@ def shared_split(member_paths, moved=()):
                 f"{path}: {os.path.basename(configs[path]['data'])}" for path in configs
             )
             raise FerError(
-                f"members trained on different rows ({names}) with the same split, so some "
-                "validation images were training images of another member; refusing to "
+                f"members trained on different rows ({names}, or other --limit values): one "
+                "member's validation images may be another's training images; refusing to "
                 "score on them: use --labels"
             )
         listing = "; ".join(
@@ -124,7 +125,8 @@ def shared_split(member_paths, moved=()):
         raise FerError(
             "members were validated on different images, so some validation images were "
             f"training images of another member ({listing}); refusing to score on them. "
-            "Train members with the same --split-seed and --val-split, or use --labels"
+            "Train members with the same --split-seed and --val-split (or the same --val-data "
+            "file), or use --labels"
         )
     return records
 
@@ -152,7 +154,7 @@ def _data_contents(configs, recorded, moved=()):
     by_file, contents = {}, {}
     for path, config in configs.items():
         source = config["data"]
-        if not os.path.exists(source) and moved:
+        if not os.path.exists(source) and (moved or not config.get("data_sha256")):
             raise runs.missing_data(source, path, config.get("data_sha256"), moved)
         if not os.path.exists(source):
             raise FerError(

@@ -348,7 +348,8 @@ def _unmatched(candidate, recorded, gzipped):
     (run, path, SHA-256 or None for a run recorded before hashes were kept)."""
     unhashed = [(run, path) for run, path, digest in recorded if not digest]
     if unhashed and len(unhashed) == len(recorded):
-        run, path = unhashed[0]
+        # The file that is gone, if one is: that is the one a --run-data was meant for.
+        run, path = next(((r, p) for r, p in unhashed if not os.path.exists(p)), unhashed[0])
         return FerError(
             f"--run-data {candidate}: {run} recorded no SHA-256 of {path}, so no file can be "
             "checked to hold its rows: put that file back where it was"
@@ -357,7 +358,10 @@ def _unmatched(candidate, recorded, gzipped):
     names = ", ".join(
         dict.fromkeys(os.path.basename(path) for _, path, digest in recorded if digest)
     )
-    message = f"--run-data {candidate}: not the data {runs} recorded ({names}: the SHA-256 differs)"
+    message = (
+        f"--run-data {candidate}: not a file this command reads for {runs} ({names}: the "
+        "SHA-256 differs)"
+    )
     if unhashed:
         message += (
             f"; {', '.join(path for _, path in unhashed)} was recorded without a SHA-256, so "
@@ -382,14 +386,15 @@ def add_run_data_argument(parser):
 
 def missing_data(source, run, digest, moved, use="its validation images are rebuilt from it"):
     """The error for a data file ``run`` trained on that is not where it recorded it."""
-    if moved:
-        held = (
-            f"holds its contents (SHA-256 {digest[:16]}...)"
-            if digest
-            else ("can be checked to hold its rows: the run recorded no SHA-256 of it")
-        )
+    if not digest:  # a run recorded before hashes were kept: nothing to find a copy by
         return FerError(
-            f"{source}: no such file, {run} was trained on it, and no --run-data {held}"
+            f"{source}: no such file; {run} was trained on it and recorded no SHA-256 of it, "
+            "so only that file can be used: put it back"
+        )
+    if moved:
+        return FerError(
+            f"{source}: no such file, {run} was trained on it, and no --run-data holds its "
+            f"contents (SHA-256 {digest[:16]}...)"
         )
     return FerError(
         f"{source}: no such file; {run} was trained on it, and {use} (put it back, or give "

@@ -131,7 +131,9 @@ def test_members_trained_on_a_gzipped_copy_share_the_split_and_changed_rows_do_n
         trained = tiny_config(str(tmp_path / f"{name}.csv.gz"), epochs=1, seed=3)
         training.train(trained, str(tmp_path / name), verbose=False)
     ensemble.shared_split([first, str(tmp_path / "same")])
-    with pytest.raises(FerError, match="trained on different rows .*changed.csv.gz. with the"):
+    with pytest.raises(
+        FerError, match="trained on different rows .*changed.csv.gz, or other --limit"
+    ):
         ensemble.shared_split([first, str(tmp_path / "changed")])
     os.remove(tmp_path / "same.csv.gz")
     with pytest.raises(FerError, match="same.csv.gz, which is not here"):
@@ -165,7 +167,9 @@ def test_a_member_whose_data_file_moved_is_found_by_run_data(members, tmp_path):
         ensemble.shared_split([first, run])
     ensemble.shared_split([first, run], moved=[str(tmp_path / "moved.csv.gz")])
     # A file that holds neither member's data is refused, not ignored.
-    with pytest.raises(FerError, match="config.json: not the data .*m1, .*run recorded"):
+    with pytest.raises(
+        FerError, match="config.json: not a file this command reads for .*m1, .*run "
+    ):
         ensemble.shared_split(
             [first, run], moved=[str(tmp_path / "moved.csv.gz"), first + "/config.json"]
         )
@@ -213,13 +217,35 @@ def test_an_older_member_does_not_hide_validation_files_that_differ(tmp_path):
         ensemble.shared_split([older, first, second])
 
 
+def test_members_trained_with_other_limits_on_the_same_file_do_not_share_a_split(tmp_path):
+    # The same file's hash for both: the rows, cut by --limit, were not compared.
+    train_csv = make_train_csv(tmp_path / "train.csv", count=70)
+    validation = make_train_csv(tmp_path / "val.csv", count=14, seed=3)
+    cut = _hand_recorded(tmp_path / "cut", train_csv, options={"val_data": validation, "limit": 35})
+    whole = _hand_recorded(tmp_path / "whole", train_csv, options={"val_data": validation})
+    with pytest.raises(FerError, match="trained on different rows .*or other --limit values"):
+        ensemble.shared_split([cut, whole])
+
+
+def test_fitting_reads_the_first_member_s_validation_file_where_run_data_found_it(tmp_path):
+    train_csv = make_train_csv(tmp_path / "train.csv", count=28)
+    validation = make_train_csv(tmp_path / "val.csv", count=14, seed=3)
+    made = [
+        _hand_recorded(tmp_path / name, train_csv, options={"val_data": validation})
+        for name in "pq"
+    ]
+    moved = [str(shutil.move(validation, tmp_path / "faces.csv"))]
+    ensemble.shared_split(made, moved)
+    assert len(runs.validation_data(made[0], moved, strict=False)) == 14
+
+
 def test_run_data_that_fitting_would_not_read_is_refused(tmp_path):
     # --val-data members with the same training data: only the validation file is read.
     train_csv = make_train_csv(tmp_path / "train.csv", count=28)
     options = {"val_data": make_train_csv(tmp_path / "val.csv", count=14, seed=3)}
     made = [_hand_recorded(tmp_path / name, train_csv, options=options) for name in "pq"]
     copy = shutil.copy(train_csv, tmp_path / "copy.csv")
-    with pytest.raises(FerError, match="copy.csv: not the data .*p recorded .val.csv"):
+    with pytest.raises(FerError, match="copy.csv: not a file this command reads for .*p .val.csv"):
         ensemble.shared_split(made, moved=[str(copy)])
 
 

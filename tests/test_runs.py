@@ -157,12 +157,12 @@ def test_run_data_with_other_rows_is_refused_moved_file_or_not(tmp_path):
     other = make_train_csv(tmp_path / "other.csv", count=70, seed=4)
     # With the recorded file still there it was ignored: the figure said nothing.
     with pytest.raises(
-        FerError, match="other.csv: not the data .*run recorded .train.csv: the SHA-256 differs"
+        FerError, match="other.csv: not a file this command reads for .*run .train.csv: the SHA-256"
     ):
         runs.validation_data(run, [other])
     os.remove(path)
     with pytest.raises(
-        FerError, match="other.csv: not the data .*run recorded .train.csv: the SHA-256 differs"
+        FerError, match="other.csv: not a file this command reads for .*run .train.csv: the SHA-256"
     ):
         runs.validation_data(run, [other])
     with pytest.raises(FerError, match="--run-data .*absent.csv: no such file"):
@@ -174,7 +174,9 @@ def test_run_data_matching_only_a_val_data_run_s_training_file_is_refused(tmp_pa
     path = make_train_csv(tmp_path / "train.csv", count=28)
     val_path = make_train_csv(tmp_path / "val.csv", count=14, seed=3)
     run = _recorded_run(tmp_path, path, val_path)
-    with pytest.raises(FerError, match="train.csv: not the data .*run recorded .val.csv"):
+    with pytest.raises(
+        FerError, match="train.csv: not a file this command reads for .*run .val.csv"
+    ):
         runs.validation_data(run, [path])
 
 
