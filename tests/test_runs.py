@@ -156,14 +156,11 @@ def test_run_data_with_other_rows_is_refused_moved_file_or_not(tmp_path):
     run = _recorded_run(tmp_path, path)
     other = make_train_csv(tmp_path / "other.csv", count=70, seed=4)
     # With the recorded file still there it was ignored: the figure said nothing.
-    with pytest.raises(
-        FerError, match="other.csv: not a file this command reads for .*run .train.csv: the SHA-256"
-    ):
+    refused = "other.csv: not a file this command reads for .*run .train.csv: the SHA-256"
+    with pytest.raises(FerError, match=refused):
         runs.validation_data(run, [other])
     os.remove(path)
-    with pytest.raises(
-        FerError, match="other.csv: not a file this command reads for .*run .train.csv: the SHA-256"
-    ):
+    with pytest.raises(FerError, match=refused):
         runs.validation_data(run, [other])
     with pytest.raises(FerError, match="--run-data .*absent.csv: no such file"):
         runs.validation_data(run, [str(tmp_path / "absent.csv")])
