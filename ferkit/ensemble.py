@@ -88,9 +88,10 @@ def shared_split(member_paths, moved=()):
             )
         configs[path] = config
     # Runs recorded before hashes were kept have none: their rows are compared instead.
+    # Members of one file with other --limit values need no comparison: their validation
+    # indices differ (refused below), or name the same rows of the same file.
     files = {config.get("data_sha256") for config in configs.values()}
-    limits = {config.get("limit") for config in configs.values()}
-    compare_rows = len(files) > 1 or None in files or len(limits) > 1
+    compare_rows = len(files) > 1 or None in files
     # The files this reads, where --run-data says they are now: every member's data when
     # rows are compared, and the first member's validation file (choose_weights reads it).
     first, first_config = next(iter(configs.items()))

@@ -217,14 +217,24 @@ def test_an_older_member_does_not_hide_validation_files_that_differ(tmp_path):
         ensemble.shared_split([older, first, second])
 
 
-def test_members_trained_with_other_limits_on_the_same_file_do_not_share_a_split(tmp_path):
-    # The same file's hash for both: the rows, cut by --limit, were not compared.
+def test_members_of_one_file_with_other_limits_share_the_validation_file(tmp_path):
+    # Each trained on rows of train.csv and validated on val.csv, checked against its own
+    # rows when it trained: no validation face is either member's training face.
     train_csv = make_train_csv(tmp_path / "train.csv", count=70)
     validation = make_train_csv(tmp_path / "val.csv", count=14, seed=3)
     cut = _hand_recorded(tmp_path / "cut", train_csv, options={"val_data": validation, "limit": 35})
     whole = _hand_recorded(tmp_path / "whole", train_csv, options={"val_data": validation})
-    with pytest.raises(FerError, match="trained on different rows .*or other --limit values"):
-        ensemble.shared_split([cut, whole])
+    os.remove(train_csv)  # not needed: only the validation file is read
+    ensemble.shared_split([cut, whole])
+
+
+def test_members_recorded_without_hashes_whose_file_is_gone_are_told_to_put_it_back(tmp_path):
+    first = make_train_csv(tmp_path / "a.csv", count=70)
+    made = [_hand_recorded(tmp_path / name, first, data_sha256=None) for name in ("p", "q")]
+    os.remove(first)
+    # --run-data cannot find a file by a hash that was never recorded.
+    with pytest.raises(FerError, match="a.csv: no such file; .*recorded no SHA-256 of it, so only"):
+        ensemble.shared_split(made)
 
 
 def test_fitting_reads_the_first_member_s_validation_file_where_run_data_found_it(tmp_path):
