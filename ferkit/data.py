@@ -115,16 +115,24 @@ def file_sha256(path):
     return digest.hexdigest()
 
 
-def content_sha256s(path):
-    """The SHA-256s that identify ``path``'s rows: ``file_sha256`` and, for a gzip file, that
-    of its text too, since a gzipped copy of the CSV a run recorded holds the same rows."""
-    digests = {file_sha256(path)}
+def content_sha256s(path, file_digest=None):
+    """The SHA-256s that identify ``path``'s rows: ``file_sha256`` (``file_digest`` when the
+    caller has it) and, for a gzip file, that of its text too, since a gzipped copy of the CSV
+    a run recorded holds the same rows."""
+    digests = {file_digest or file_sha256(path)}
     if os.path.isfile(path):
         with open(path, "rb") as file:
             gzipped = file.read(2) == b"\x1f\x8b"
         if gzipped:
             digests.add(hashlib.sha256(_read_bytes(path)).hexdigest())
     return digests
+
+
+def holds_sha256(path, digest, file_digest=None):
+    """Whether ``path``'s rows are those recorded as ``digest`` (see ``content_sha256s``).
+    The file's own hash first: only a file that differs is unpacked to hash its text."""
+    file_digest = file_digest or file_sha256(path)
+    return digest == file_digest or digest in content_sha256s(path, file_digest)
 
 
 def images_under(folder):

@@ -299,7 +299,7 @@ def _subset(dataset, indices):
 def check_unchanged(source, digest, run):
     """Refuse a data file whose SHA-256 is no longer the ``digest`` recorded when ``run`` was
     trained on it (runs recorded before hashes were kept have none, and pass)."""
-    if digest and digest not in data.content_sha256s(source):
+    if digest and not data.holds_sha256(source, digest):
         raise FerError(f"{source}: changed since {run} was trained on it")
 
 

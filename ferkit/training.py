@@ -302,7 +302,7 @@ def train(config, run_dir, resume=False, verbose=True, loaded=None):
     for key, path in (("data_sha256", config["data"]), ("val_data_sha256", config.get("val_data"))):
         if resume and recorded.get(key) is not None:
             # A gzipped copy found by --run-data holds the recorded text.
-            if recorded[key] not in data.content_sha256s(path):
+            if not data.holds_sha256(path, recorded[key], file_digest=config[key]):
                 raise FerError(f"{path}: changed since the run started; cannot resume {run_dir}")
             config[key] = recorded[key]
     if resume and "val_data" in split:  # the path it started with; the contents are checked
