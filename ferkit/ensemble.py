@@ -237,9 +237,7 @@ def check_run_data(moved, spec, greedy):
             "--run-data finds the data members trained on, for their validation images: "
             "only --weights fit and --greedy use them"
         )
-    for path in moved:
-        if not os.path.exists(path):
-            raise FerError(f"--run-data {path}: no such file")
+    runs.check_run_data_exist(moved)  # before the test file is read or Keras is started
 
 
 def check_weights(spec, greedy, count):

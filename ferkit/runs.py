@@ -312,10 +312,9 @@ def relocated(configs, moved, keys=("data", "val_data"), strict=True):
     ``keys``: the files the caller reads (or {run: keys}). A ``moved`` file that is none of
     them is refused, not ignored (``strict``: an ensemble checks that once, for all members).
     """
+    check_run_data_exist(moved)
     digests = {}
     for candidate in moved:  # each hashed once: that reads the whole file
-        if not os.path.exists(candidate):
-            raise FerError(f"--run-data {candidate}: no such file")
         try:
             digests[candidate] = data.content_sha256s(candidate)
         except FerError as error:
@@ -371,6 +370,12 @@ def _unmatched(candidate, recorded, gzipped):
         # Only a gzip file's text is hashed as well: a plain copy cannot match one.
         message += "; for a run trained on a .gz file, give that .gz file"
     return FerError(message)
+
+
+def check_run_data_exist(moved):
+    for path in moved:
+        if not os.path.exists(path):
+            raise FerError(f"--run-data {path}: no such file")
 
 
 def add_run_data_argument(parser):
