@@ -157,6 +157,13 @@ def read_run_config(config_path):
     missing = [key for key in recorded if key not in config]
     if missing:
         raise FerError(f"{config_path}: not a ferkit run's config.json (no {missing[0]})")
+    try:
+        # Each value's type and range, for every script that reads a run (a hand-edited
+        # "limit": "abc" gave confusion.py a TypeError); rules on combinations added since
+        # training are left to resume, so that an older run still loads as it was.
+        configuration.validate(config, combinations=False)
+    except FerError as error:
+        raise FerError(f"{config_path}: {error}") from None
     return config
 
 

@@ -3,6 +3,7 @@
 import gzip
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -97,6 +98,20 @@ def test_a_split_that_differs_from_the_recorded_one_names_the_reader_change(tmp_
 def test_a_config_json_that_training_did_not_write_is_refused(tmp_path, text):
     (tmp_path / "config.json").write_text(text)
     with pytest.raises(FerError, match="config.json: not a ferkit run's config.json"):
+        runs.run_config(str(tmp_path / "model.keras"))
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        ({"limit": "abc"}, "--limit must be a number, got 'abc'"),  # confusion.py: TypeError
+        ({"val_split": 2}, "--val-split must be between 0 and 1"),
+    ],
+)
+def test_a_config_json_edited_by_hand_is_refused_naming_it(tmp_path, edit, message):
+    config = configuration.resolve("cnn", overrides={"data": "train.csv"})
+    (tmp_path / "config.json").write_text(json.dumps({**config, **edit}))
+    with pytest.raises(FerError, match=f"config.json: {re.escape(message)}"):
         runs.run_config(str(tmp_path / "model.keras"))
 
 
