@@ -134,18 +134,25 @@ def shared_split(member_paths, moved=()):
 
 def _validation_file(path, config):
     """What identifies a --val-data member's validation file (None for a split member): the
-    SHA-256 it recorded, or for a run recorded before hashes were kept, that of its file now."""
+    SHA-256 it recorded, or for a run recorded before hashes were kept, that of its file now;
+    for a gzip file still as recorded, that of its text, so that a member validated on
+    val.csv.gz shares the split of one validated on the same val.csv."""
     if not config["split"].get("val_data"):
         return None
-    if config.get("val_data_sha256"):
-        return config["val_data_sha256"]
     source = config["val_data"]
-    if not os.path.exists(source):
+    digest = config.get("val_data_sha256")
+    if not digest and not os.path.exists(source):
         raise FerError(
             f"{path}: recorded no SHA-256 of its --val-data file {source}, which is not here, "
             "so its validation images cannot be compared with the other members'"
         )
-    return data.file_sha256(source)
+    if not os.path.exists(source):
+        return digest  # moved: only the first member's file is looked for (--run-data)
+    file_digest = data.file_sha256(source)
+    if digest and digest != file_digest:
+        return digest  # changed since: the recorded hash, which no other file can match
+    text_digests = data.content_sha256s(source, file_digest) - {file_digest}  # gzip: its text
+    return text_digests.pop() if text_digests else file_digest
 
 
 def _data_contents(configs, recorded, moved=()):

@@ -278,6 +278,25 @@ def test_val_data_members_share_a_validation_file_kept_at_different_paths(tmp_pa
     ensemble.shared_split(made)  # refused before: the recorded paths differ
 
 
+def test_val_data_members_share_a_validation_file_gzipped_for_one(tmp_path):
+    train_csv = make_train_csv(tmp_path / "train.csv", count=28)
+    validation = make_train_csv(tmp_path / "val.csv", count=14, seed=3)
+    packed = tmp_path / "val.csv.gz"
+    packed.write_bytes(gzip.compress(Path(validation).read_bytes()))
+    made = [
+        _hand_recorded(tmp_path / f"run{number}", train_csv, options={"val_data": str(path)})
+        for number, path in enumerate((validation, packed))
+    ]
+    ensemble.shared_split(made)  # refused before: the two files' hashes differ
+    other = make_train_csv(tmp_path / "other.csv", count=14, seed=5)  # other faces, gzipped
+    other_packed = tmp_path / "other.csv.gz"
+    other_packed.write_bytes(gzip.compress(Path(other).read_bytes()))
+    options = {"val_data": str(other_packed)}
+    made.append(_hand_recorded(tmp_path / "run2", train_csv, options=options))
+    with pytest.raises(FerError, match="validated on different images"):
+        ensemble.shared_split(made)
+
+
 def test_run_data_is_refused_where_no_validation_images_are_used(tmp_path):
     with pytest.raises(FerError, match="only --weights fit and --greedy use them"):
         ensemble.check_run_data([str(tmp_path)], "uniform", None)
