@@ -99,11 +99,19 @@ def shared_split(member_paths, moved=()):
     reads[first] = (*reads[first], "val_data" if first_config.get("val_data") else "data")
     found = runs.relocated(configs, moved, keys=reads)
     contents = _data_contents(found, configs, moved) if compare_rows else {}
+    validation_files = {path: _validation_file(path, found[path]) for path in configs}
+    # A gzip file read here is keyed by its text; a member whose copy of the same gzip file
+    # was not read (moved, or only the first member's is looked for) recorded its bytes' hash.
+    texts = {
+        configs[path].get("val_data_sha256"): key
+        for path, key in validation_files.items()
+        if configs[path].get("val_data_sha256") not in (None, key)
+    }
     records = {
         path: (
             contents.get(path, config.get("data_sha256")),
             config["split"].get("val_indices_sha256"),
-            _validation_file(path, found[path]),
+            texts.get(validation_files[path], validation_files[path]),
         )
         for path, config in configs.items()
     }

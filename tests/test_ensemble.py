@@ -297,6 +297,17 @@ def test_val_data_members_share_a_validation_file_gzipped_for_one(tmp_path):
         ensemble.shared_split(made)
 
 
+def test_members_validated_on_one_moved_gzip_file_share_it(tmp_path):
+    train_csv = make_train_csv(tmp_path / "train.csv", count=28)
+    packed = make_train_csv(tmp_path / "val.csv.gz", count=14, seed=3, compress=True)
+    options = {"val_data": packed}
+    made = [_hand_recorded(tmp_path / name, train_csv, options=options) for name in "pq"]
+    moved = [str(shutil.move(packed, tmp_path / "moved.csv.gz"))]
+    # Only the first member's file is looked for: its text's hash against the second's
+    # recorded gzip hash refused the two.
+    ensemble.shared_split(made, moved)
+
+
 def test_run_data_is_refused_where_no_validation_images_are_used(tmp_path):
     with pytest.raises(FerError, match="only --weights fit and --greedy use them"):
         ensemble.check_run_data([str(tmp_path)], "uniform", None)
