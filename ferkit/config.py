@@ -152,7 +152,8 @@ def validate(config, combinations=True):
 
     def refuse(key, requirement):
         value = config[key]
-        shown = repr(value) if isinstance(value, str) else value  # "0.1" from a file, quoted
+        shown = repr(value) if isinstance(value, str) else str(value)  # "0.1" quoted
+        shown = shown if len(shown) <= 40 else f"{shown[:20]}… ({len(shown)} characters)"
         error = FerError(f"--{key.replace('_', '-')} {requirement}, got {shown}")
         error.option = key  # resolve names the preset file where the value came from
         raise error
@@ -173,7 +174,7 @@ def validate(config, combinations=True):
                 continue
             if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 refuse(key, "must be a number")
-            if not math.isfinite(value):
+            if isinstance(value, float) and not math.isfinite(value):  # 10**400 is an int
                 refuse(key, "must be a finite number")
             if isinstance(default, int) or key == "limit":  # counts and seeds
                 if value != int(value):

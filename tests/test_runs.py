@@ -106,6 +106,8 @@ def test_a_config_json_that_training_did_not_write_is_refused(tmp_path, text):
     [
         ({"limit": "abc"}, "--limit must be a number, got 'abc'"),  # confusion.py: TypeError
         ({"val_split": 2}, "--val-split must be between 0 and 1"),
+        # math.isfinite overflowed; the value, 401 digits, is cut short in the message.
+        ({"seed": 10**400}, "--seed must be at most 4294967295, got 10000000000000000000… (401"),
     ],
 )
 def test_a_config_json_edited_by_hand_is_refused_naming_it(tmp_path, edit, message):
