@@ -159,8 +159,10 @@ def read_run_config(config_path):
         raise FerError(f"{config_path}: not a ferkit run's config.json (no {missing[0]})")
     try:
         # Each value's type and range, for every script that reads a run (a hand-edited
-        # "limit": "abc" gave confusion.py a TypeError); rules on combinations added since
-        # training are left to resume, so that an older run still loads as it was.
+        # "limit": "abc" gave confusion.py a TypeError), as resume checks them; the rules on
+        # combinations (Adam with weight decay) are left out, so that a run recorded before
+        # them still loads. A range tightened since (momentum below 1, also for Adam, which
+        # ignores it) refuses the rare older run outside it, as resuming it does.
         configuration.validate(config, combinations=False)
     except FerError as error:
         raise FerError(f"{config_path}: {error}") from None
