@@ -179,12 +179,13 @@ def check_outputs(out, proba, force, inputs):
         if os.path.isdir(path):
             raise FerError(f"{path}: is a folder, expected a file name for {option}")
         for what, input_path in inputs.items():
-            if input_path and os.path.abspath(path) == os.path.abspath(input_path):
+            # realpath: the same file reached through a linked folder is still the input.
+            if input_path and os.path.realpath(path) == os.path.realpath(input_path):
                 raise FerError(f"{path}: is {what}; {option} must not overwrite it")
         if os.path.exists(path) and not force:
             raise FerError(f"{path}: already exists (pass --force to overwrite it)")
         check_writable(path)
-    if out and proba and os.path.abspath(out) == os.path.abspath(proba):
+    if out and proba and os.path.realpath(out) == os.path.realpath(proba):
         raise FerError(f"{out}: given as both --out and --proba")
 
 

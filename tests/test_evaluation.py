@@ -173,3 +173,12 @@ def test_submission_keys_are_file_numbers_only_when_they_identify_the_images(nam
         names=names,
     )
     assert list(evaluation.submission_keys(dataset)) == expected
+
+
+def test_an_input_reached_through_a_linked_folder_is_not_overwritten(tmp_path):
+    (tmp_path / "faces").mkdir()
+    test_csv = make_test_csv(tmp_path / "faces" / "test.csv", count=3)
+    (tmp_path / "link").symlink_to(tmp_path / "faces")
+    out = str(tmp_path / "link" / "test.csv")  # --force replaced the test file through it
+    with pytest.raises(FerError, match="is the --test file; --out must not overwrite it"):
+        evaluation.check_outputs(out, None, True, {"the --test file": test_csv})
