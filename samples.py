@@ -34,9 +34,9 @@ def main():
         raise FerError(f"--seed must be from 0 to {configuration.MAX_SEED}, got {args.seed}")
     stem = os.path.basename(args.data).split(".")[0]
     if args.out:
-        path = plots.figure_path(args.run or ".", "samples", args.out, args.force)
+        path = plots.figure_path(args.run or ".", "samples", args.out, args.force, args.data)
     elif args.run:
-        path = plots.figure_path(args.run, f"samples_{stem}")
+        path = plots.figure_path(args.run, f"samples_{stem}", data_path=args.data)
     else:
         path = os.path.join("models", "figures", f"samples_{stem}.png")
     # Of a fer2013.csv, the faces training sees (its Training rows) unless --usage says.

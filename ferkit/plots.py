@@ -359,17 +359,34 @@ def add_out_arguments(parser):
     parser.add_argument("--force", action="store_true", help="overwrite an existing --out")
 
 
-def figure_path(source, name, out=None, force=False):
+def figure_path(source, name, out=None, force=False, data_path=None):
     """``--out`` when given (an existing file only with ``force``, checked before any work),
-    else ``<run folder>/figures/<name>.png``, which is drawn afresh each time."""
+    else ``<run folder>/figures/<name>.png``, which is drawn afresh each time; never one of
+    the images of ``data_path`` (--data), nor a new file in its folder."""
     if out:
         extension = os.path.splitext(out)[1].lower()
         if extension not in FORMATS:
             raise FerError(f"{out}: figures are written as {', '.join(FORMATS)}")
-        # An existing file may be a figure for a report, or one of --data's own images.
-        evaluation.check_outputs(out, None, force, inputs={})
+        _refuse_writing_into_data(out, data_path)
+        # An existing file may be a figure for a report.
+        evaluation.check_outputs(out, None, force, inputs={"the --data file": data_path})
         return out
-    return os.path.join(run_folder(source), "figures", f"{name}.png")
+    path = os.path.join(run_folder(source), "figures", f"{name}.png")
+    _refuse_writing_into_data(path, data_path)
+    return path
+
+
+def _refuse_writing_into_data(path, data_path):
+    """A figure written into an image folder would replace one of its faces (--force) or be
+    read as a new one the next time."""
+    if not data_path or not os.path.isdir(data_path):
+        return
+    folder = os.path.realpath(data_path)
+    if os.path.commonpath([folder, os.path.realpath(path)]) == folder:
+        raise FerError(
+            f"{path}: is inside the --data folder {data_path}, whose images it would replace "
+            "or join; write the figure elsewhere"
+        )
 
 
 def conv_layer_name(names, which=None, source="model"):

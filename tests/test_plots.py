@@ -327,3 +327,14 @@ def test_grid_titles_are_wrapped_to_the_figure():
     # Three cells of 1.7 inches hold about 51 characters a line: it ran off both edges.
     assert len(lines) == 2 and " ".join(lines) == title
     assert figure.get_size_inches()[1] == pytest.approx(1.7 + 0.7)
+
+
+def test_a_figure_is_never_written_into_the_data_folder(tmp_path):
+    faces = tmp_path / "faces"
+    (faces / "happy").mkdir(parents=True)
+    (faces / "happy" / "0.png").write_bytes(b"a face")
+    for out in (faces / "happy" / "0.png", faces / "figure.png"):  # replaced, or read as a face
+        with pytest.raises(FerError, match="is inside the --data folder"):
+            plots.figure_path(str(tmp_path), "confusion", str(out), True, str(faces))
+    assert (faces / "happy" / "0.png").read_bytes() == b"a face"
+    assert plots.figure_path(str(tmp_path), "x", str(tmp_path / "x.png"), True, str(faces))
