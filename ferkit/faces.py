@@ -176,7 +176,11 @@ def read_image(path, flags=cv2.IMREAD_COLOR):
 def write_image(path, image):
     """Write an image atomically, in the format its extension names."""
     with atomic_path(path) as temporary:
-        if not cv2.imwrite(temporary, image):
+        try:
+            written = cv2.imwrite(temporary, image)
+        except cv2.error:  # raised, not returned, for an extension it has no writer for
+            written = False
+        if not written:
             raise FerError(f"{path}: OpenCV cannot write this kind of image")
 
 
@@ -555,7 +559,9 @@ def check_outputs(media, root, csv_path, out, force, model_files=()):
 
 def annotated_name(file, frame, root):
     """Where an annotated copy goes under --out: the file's path below the input folder, a
-    video frame as NAME.frame000120.jpg, and a PGM (grey only) as PNG to show coloured boxes."""
+    video frame as NAME.frame000120.jpg, and a PGM (grey only) as PNG to show coloured boxes,
+    as is a file whose name OpenCV has no writer for (photo.jfif, a name with no extension)."""
     name = os.path.relpath(file, root)
     name += "" if frame is None else f".frame{frame:06d}.jpg"
-    return name + (".png" if name.lower().endswith(".pgm") else "")
+    as_png = name.lower().endswith(".pgm") or not cv2.haveImageWriter(name)
+    return name + (".png" if as_png else "")

@@ -379,6 +379,19 @@ def test_annotated_copies_inside_the_input_folder_are_not_read_as_input(
     assert [row["file"] for row in read_rows(tmp_path / "rows.csv")] == [str(tmp_path / "0.png")]
 
 
+@pytest.mark.parametrize("name", ["photo", "photo.jfif"])
+def test_a_photo_named_without_an_image_extension_is_annotated_as_png(
+    name, model_dir, tmp_path, monkeypatch
+):
+    photo = tmp_path / "photos" / name
+    photo.parent.mkdir()
+    photo.write_bytes(cv2.imencode(".jpg", synthetic_images(1)[0][0])[1].tobytes())
+    arguments = ("--model", model_dir, "--no-detect", "--out", tmp_path / "annotated")
+    # OpenCV raised for the copy's name (no writer for it): a traceback, and no --csv rows.
+    assert run_detect(monkeypatch, photo, *arguments) == 0
+    assert cv2.imread(str(tmp_path / "annotated" / f"{name}.png")) is not None
+
+
 @pytest.mark.parametrize(
     "content, message",
     [(None, "no such cascade file"), ("<opencv_storage></opencv_storage>", "not a cascade file")],
