@@ -39,6 +39,8 @@ from ferkit.files import atomic_path, check_writable
 
 IMAGE_EXTENSIONS = data.IMAGE_EXTENSIONS
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
+# Annotated copies keep these names; any other photo's copy gets ".png" added.
+ANNOTATED_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
 # The cascade's box is about 0.93 of a FER2013 crop's side (measured on 200 pasted public-test
 # faces), so 5% more on each side makes a detected face look like a training image.
@@ -533,7 +535,7 @@ def check_outputs(media, root, csv_path, out, force, model_files=()):
     # would silently replace the other.
     sources = {}
     for file, is_video in media:
-        name = annotated_name(file, None, root)
+        name = os.path.relpath(file, root) if is_video else annotated_name(file, None, root)
         if not is_video and name in sources:
             raise FerError(
                 f"{sources[name]} and {file}: both would be annotated as {os.path.join(out, name)}"
@@ -542,7 +544,8 @@ def check_outputs(media, root, csv_path, out, force, model_files=()):
     if force:
         return
     for file, is_video in media:
-        target = os.path.join(out, annotated_name(file, None, root))
+        name = os.path.relpath(file, root) if is_video else annotated_name(file, None, root)
+        target = os.path.join(out, name)
         # A video's copies are its frames, NAME.frame000120.jpg: any one of them counts.
         folder, prefix = os.path.split(target + ".frame" if is_video else target)
         taken = sorted(
@@ -559,9 +562,10 @@ def check_outputs(media, root, csv_path, out, force, model_files=()):
 
 def annotated_name(file, frame, root):
     """Where an annotated copy goes under --out: the file's path below the input folder, a
-    video frame as NAME.frame000120.jpg, and a PGM (grey only) as PNG to show coloured boxes,
-    as is a file whose name OpenCV has no writer for (photo.jfif, a name with no extension)."""
+    video frame as NAME.frame000120.jpg, and a photo as PNG unless its own format shows colour
+    and OpenCV writes it (a PGM is grey only; photo.jfif or a name with no extension has no
+    writer, and .exr's writer is disabled)."""
     name = os.path.relpath(file, root)
-    name += "" if frame is None else f".frame{frame:06d}.jpg"
-    as_png = name.lower().endswith(".pgm") or not cv2.haveImageWriter(name)
-    return name + (".png" if as_png else "")
+    if frame is not None:
+        return f"{name}.frame{frame:06d}.jpg"
+    return name if name.lower().endswith(ANNOTATED_EXTENSIONS) else f"{name}.png"

@@ -379,7 +379,7 @@ def test_annotated_copies_inside_the_input_folder_are_not_read_as_input(
     assert [row["file"] for row in read_rows(tmp_path / "rows.csv")] == [str(tmp_path / "0.png")]
 
 
-@pytest.mark.parametrize("name", ["photo", "photo.jfif"])
+@pytest.mark.parametrize("name", ["photo", "photo.jfif", "photo.exr"])  # .exr: writer disabled
 def test_a_photo_named_without_an_image_extension_is_annotated_as_png(
     name, model_dir, tmp_path, monkeypatch
 ):
@@ -390,6 +390,15 @@ def test_a_photo_named_without_an_image_extension_is_annotated_as_png(
     # OpenCV raised for the copy's name (no writer for it): a traceback, and no --csv rows.
     assert run_detect(monkeypatch, photo, *arguments) == 0
     assert cv2.imread(str(tmp_path / "annotated" / f"{name}.png")) is not None
+
+
+def test_a_video_s_existing_annotated_frames_are_kept_without_force(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "clip.avi.frame000000.jpg").write_bytes(b"an earlier copy")
+    media = [(str(tmp_path / "clip.avi"), True)]
+    # Looked for as clip.avi.png.frame* once names without an image writer got .png added.
+    with pytest.raises(FerError, match="clip.avi.frame000000.jpg: already exists"):
+        faces.check_outputs(media, str(tmp_path), None, str(tmp_path / "out"), False)
 
 
 @pytest.mark.parametrize(
