@@ -39,6 +39,7 @@ def main():
         path = plots.figure_path(args.run, f"samples_{stem}", data_path=args.data)
     else:
         path = os.path.join("models", "figures", f"samples_{stem}.png")
+        plots.check_outside_data(path, args.data)
     # Of a fer2013.csv, the faces training sees (its Training rows) unless --usage says.
     usage = args.usage or ("Training" if data.has_usage_column(args.data) else None)
     table = data.read_any(args.data, usage=usage, require_labels=True)

@@ -367,16 +367,16 @@ def figure_path(source, name, out=None, force=False, data_path=None):
         extension = os.path.splitext(out)[1].lower()
         if extension not in FORMATS:
             raise FerError(f"{out}: figures are written as {', '.join(FORMATS)}")
-        _refuse_writing_into_data(out, data_path)
+        check_outside_data(out, data_path)
         # An existing file may be a figure for a report.
         evaluation.check_outputs(out, None, force, inputs={"the --data file": data_path})
         return out
     path = os.path.join(run_folder(source), "figures", f"{name}.png")
-    _refuse_writing_into_data(path, data_path)
+    check_outside_data(path, data_path)
     return path
 
 
-def _refuse_writing_into_data(path, data_path):
+def check_outside_data(path, data_path):
     """A figure written into an image folder would replace one of its faces (--force) or be
     read as a new one the next time."""
     if not data_path or not os.path.isdir(data_path):

@@ -338,3 +338,14 @@ def test_a_figure_is_never_written_into_the_data_folder(tmp_path):
             plots.figure_path(str(tmp_path), "confusion", str(out), True, str(faces))
     assert (faces / "happy" / "0.png").read_bytes() == b"a face"
     assert plots.figure_path(str(tmp_path), "x", str(tmp_path / "x.png"), True, str(faces))
+
+
+def test_samples_of_the_current_folder_are_not_drawn_into_it(tmp_path, monkeypatch):
+    (tmp_path / "happy").mkdir()
+    cv2 = pytest.importorskip("cv2")
+    cv2.imwrite(str(tmp_path / "happy" / "0.png"), synthetic_images(1)[0][0])
+    monkeypatch.chdir(tmp_path)
+    # The default models/figures/samples_.png landed in the folder: a class named models.
+    with pytest.raises(FerError, match="is inside the --data folder"):
+        call_script(monkeypatch, "samples.py", "--data", ".", "--per-class", 1)
+    assert not (tmp_path / "models").exists()
