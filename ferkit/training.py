@@ -268,13 +268,13 @@ def resume_config(run_dir, args=None):
         if args.epochs < 1:
             raise FerError(f"--epochs must be at least 1, got {args.epochs}")
         config["epochs"] = args.epochs  # the one option a resume may change: train longer
-    try:
-        # Each value's type and range always (a hand-edited value gave tracebacks); rules on
-        # combinations added since (Adam with weight decay) only when --epochs changes the run,
-        # so that a run recorded before them still resumes as it was.
-        configuration.validate(config, combinations=args is not None and args.epochs is not None)
-    except FerError as error:
-        raise FerError(f"{config_path}: {error}") from None
+        try:
+            # read_run_config checked each value's type and range; the rules on combinations
+            # added since (Adam with weight decay) only when --epochs changes the run, so that
+            # a run recorded before them still resumes as it was.
+            configuration.validate(config)
+        except FerError as error:
+            raise FerError(f"{config_path}: {error}") from None
     return config
 
 
