@@ -41,6 +41,8 @@ IMAGE_EXTENSIONS = data.IMAGE_EXTENSIONS
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 # Annotated copies keep these names; any other photo's copy gets ".png" added.
 ANNOTATED_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+# An annotated frame's name, as annotated_name writes it: the video's prefix, then the number.
+FRAME_NAME = re.compile(r"(.*\.frame)\d{6,}\.jpg")
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
 # The cascade's box is about 0.93 of a FER2013 crop's side (measured on 200 pasted public-test
 # faces), so 5% more on each side makes a detected face look like a training image.
@@ -202,7 +204,12 @@ def annotate(image, boxes, labels):
 
 def video_frames(path, every=1):
     """(frame number, BGR frame) of every ``every``-th frame of a video file."""
-    capture = cv2.VideoCapture(path)
+    # FFmpeg decodes every format OpenCV's other backends do. Left to choose (CAP_ANY),
+    # OpenCV falls back to its own MJPEG reader after FFmpeg refuses a truncated .avi, and
+    # that reader prints a line of its own to stderr ("Unexpected element…") that no log
+    # level silences. A build without FFmpeg still gets OpenCV's choice.
+    backend = cv2.CAP_FFMPEG if cv2.videoio_registry.hasBackend(cv2.CAP_FFMPEG) else cv2.CAP_ANY
+    capture = cv2.VideoCapture(path, backend)
     try:
         if not capture.isOpened():
             raise FerError(f"{path}: cannot read (not a video OpenCV can decode)")
@@ -532,22 +539,26 @@ def check_outputs(media, root, csv_path, out, force, model_files=()):
         raise FerError(f"--out {out}: is the input's folder; annotating would overwrite it")
     check_writable(os.path.join(out, "annotated.png"))
     # x.pgm is annotated as x.pgm.png (a PNG shows colour): beside an x.pgm.png, one copy
-    # would silently replace the other.
+    # would silently replace the other. So would a photo clip.mp4.frame000000.jpg beside
+    # clip.mp4, whose first frame is annotated under that name.
     sources = {}
+    videos = {_frame_prefix(file, root): file for file, is_video in media if is_video}
     for file, is_video in media:
-        name = os.path.relpath(file, root) if is_video else annotated_name(file, None, root)
-        if not is_video and name in sources:
-            raise FerError(
-                f"{sources[name]} and {file}: both would be annotated as {os.path.join(out, name)}"
-            )
+        if is_video:
+            continue
+        name = annotated_name(file, None, root)
+        frame = FRAME_NAME.fullmatch(name)
+        clash = sources.get(name) or (videos.get(frame.group(1)) if frame else None)
+        if clash:
+            target = os.path.join(out, name)
+            raise FerError(f"{clash} and {file}: both would be annotated as {target}")
         sources[name] = file
     if force:
         return
     for file, is_video in media:
-        name = os.path.relpath(file, root) if is_video else annotated_name(file, None, root)
-        target = os.path.join(out, name)
         # A video's copies are its frames, NAME.frame000120.jpg: any one of them counts.
-        folder, prefix = os.path.split(target + ".frame" if is_video else target)
+        name = _frame_prefix(file, root) if is_video else annotated_name(file, None, root)
+        folder, prefix = os.path.split(os.path.join(out, name))
         taken = sorted(
             name
             for name in (os.listdir(folder) if os.path.isdir(folder) else [])
@@ -565,7 +576,12 @@ def annotated_name(file, frame, root):
     video frame as NAME.frame000120.jpg, and a photo as PNG unless its own format shows colour
     and OpenCV writes it (a PGM is grey only; photo.jfif or a name with no extension has no
     writer, and .exr's writer is disabled)."""
-    name = os.path.relpath(file, root)
     if frame is not None:
-        return f"{name}.frame{frame:06d}.jpg"
+        return f"{_frame_prefix(file, root)}{frame:06d}.jpg"
+    name = os.path.relpath(file, root)
     return name if name.lower().endswith(ANNOTATED_EXTENSIONS) else f"{name}.png"
+
+
+def _frame_prefix(file, root):
+    """The start of every annotated frame's name of a video: NAME.frame (then 000120.jpg)."""
+    return os.path.relpath(file, root) + ".frame"

@@ -286,6 +286,20 @@ def test_video_gives_one_row_per_sampled_frame(model_dir, tmp_path, monkeypatch)
     ]
 
 
+def test_truncated_video_is_one_line_on_stderr(tmp_path, capfd):
+    images, _ = synthetic_images(10)
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (96, 96))
+    for image in images:
+        writer.write(cv2.cvtColor(cv2.resize(image, (96, 96)), cv2.COLOR_GRAY2BGR))
+    writer.release()
+    video.write_bytes(video.read_bytes()[:300])  # the header, cut short
+    assert list(faces.read_media([(str(video), True)])) == [(str(video), None, None)]
+    # OpenCV's own MJPEG reader wrote "Unexpected element…" to the file descriptor itself.
+    errors = capfd.readouterr().err.strip().splitlines()
+    assert errors == [f"{video}: cannot read (not a video OpenCV can decode)"]
+
+
 def test_unreadable_file_exits_2_after_the_others(model_dir, tmp_path):
     images, _ = synthetic_images(2)
     for index, image in enumerate(images):
@@ -365,6 +379,16 @@ def test_two_inputs_with_one_annotated_name_are_refused(tmp_path, monkeypatch, c
     error = capsys.readouterr().err.strip()
     assert error.endswith("both would be annotated as " + str(tmp_path / "annotated" / "x.pgm.png"))
     assert not (tmp_path / "annotated").exists()
+
+
+def test_a_photo_named_as_a_video_s_annotated_frame_is_refused(tmp_path):
+    video, photo = tmp_path / "clip.mp4", tmp_path / "clip.mp4.frame000000.jpg"
+    media = [(str(video), True), (str(photo), False)]
+    # The photo's copy and the video's first frame were written to one file, unnoticed.
+    with pytest.raises(FerError, match="clip.mp4 and .*clip.mp4.frame000000.jpg: both would be"):
+        faces.check_outputs(media, str(tmp_path), None, str(tmp_path / "out"), True)
+    media[1] = (str(tmp_path / "clip.mp4.frame0.jpg"), False)  # never a frame's name: kept
+    faces.check_outputs(media, str(tmp_path), None, str(tmp_path / "out"), True)
 
 
 def test_annotated_copies_inside_the_input_folder_are_not_read_as_input(
