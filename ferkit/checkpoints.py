@@ -66,8 +66,8 @@ def _checked_state(state_path, state):
 def resume_state(run_dir, config):
     """The saved state of an interrupted run, checked; an empty state where no epoch finished.
 
-    Also clears what a kill can leave behind: temporary files of an interrupted write and a
-    checkpoint that state.json does not name (written just before the kill).
+    Only reads: ``tidy`` clears what a kill left behind, once every other check of the
+    resume has passed too, so that a refused resume leaves the folder as it found it.
     """
     checkpoint_dir = os.path.join(run_dir, FOLDER)
     state_path = os.path.join(checkpoint_dir, STATE_FILE)
@@ -104,22 +104,31 @@ def resume_state(run_dir, config):
             f"{run_dir}: already finished its {state['epoch']} epochs (give --epochs with more "
             "to train it longer)"
         )
+    best = state["best_epoch"]
+    # A kill after state.json recorded a new best, before its move: tidy finishes the move.
+    model_files = (os.path.join(run_dir, runs.MODEL_FILE), _staged_best(run_dir, best))
+    if best and not any(map(os.path.exists, model_files)):
+        raise FerError(
+            f"{run_dir}: {runs.MODEL_FILE} (the best epoch, {best}) is missing; cannot resume"
+        )
+    return state
+
+
+def tidy(run_dir, state):
+    """Clear what a kill left in a run that ``resume_state`` gave ``state``: temporary files
+    of an interrupted write, a checkpoint or best model of an epoch that state.json does not
+    record (written just before the kill), and a recorded best model not yet moved."""
+    checkpoint_dir = os.path.join(run_dir, FOLDER)
     for folder in (run_dir, checkpoint_dir):
         for name in remove_leftovers(folder):
             print(f"Removed {os.path.join(folder, name)}, left by an interrupted write")
-    if os.path.isdir(checkpoint_dir):
-        publish_best(run_dir, state)  # a kill after state.json recorded it, before the move
-    if state["best_epoch"] and not os.path.exists(os.path.join(run_dir, runs.MODEL_FILE)):
-        raise FerError(
-            f"{run_dir}: {runs.MODEL_FILE} (the best epoch, {state['best_epoch']}) is missing; "
-            "cannot resume"
-        )
-    if os.path.isdir(checkpoint_dir):
-        for name in os.listdir(checkpoint_dir):
-            unnamed = CHECKPOINT_NAME.match(name) and name != state["checkpoint"]
-            if unnamed or STAGED_BEST_NAME.match(name):  # from an epoch state.json lacks
-                os.remove(os.path.join(checkpoint_dir, name))
-    return state
+    if not os.path.isdir(checkpoint_dir):
+        return
+    publish_best(run_dir, state)
+    for name in os.listdir(checkpoint_dir):
+        unnamed = CHECKPOINT_NAME.match(name) and name != state["checkpoint"]
+        if unnamed or STAGED_BEST_NAME.match(name):  # from an epoch state.json lacks
+            os.remove(os.path.join(checkpoint_dir, name))
 
 
 def _staged_best(run_dir, epoch):

@@ -339,6 +339,8 @@ def train(config, run_dir, resume=False, verbose=True, loaded=None):
     keras.config.set_dtype_policy(precision)
     keras.utils.set_random_seed(config["seed"])
     checkpoint_dir = os.path.join(run_dir, checkpoints.FOLDER)
+    if state is not None:
+        checkpoints.tidy(run_dir, state)  # only now that the resume is known to go ahead
     if state is not None and state["checkpoint"]:
         checkpoint = os.path.join(checkpoint_dir, state["checkpoint"])
         try:

@@ -45,6 +45,7 @@ def test_resume_removes_a_checkpoint_that_state_json_does_not_name(tmp_path):
     # A kill after writing the next checkpoint but before state.json named it.
     (tmp_path / checkpoints.FOLDER / "epoch-0002.keras").write_text("half a step ahead")
     resumed = checkpoints.resume_state(str(tmp_path), config())
+    checkpoints.tidy(str(tmp_path), resumed)
     assert resumed["epoch"] == 1 and resumed["checkpoint"] == "epoch-0001.keras"
     assert not (tmp_path / checkpoints.FOLDER / "epoch-0002.keras").exists()
 
@@ -72,6 +73,7 @@ def test_resume_drops_a_best_model_staged_for_an_epoch_state_json_lacks(tmp_path
     # A kill after epoch 2's better model was staged, before state.json recorded epoch 2.
     checkpoints.stage_best(str(tmp_path), FakeTrainingModel({**state, "epoch": 2}), 2)
     resumed = checkpoints.resume_state(str(tmp_path), config())
+    checkpoints.tidy(str(tmp_path), resumed)
     assert resumed["best_epoch"] == 1 and (tmp_path / "model.keras").read_text() == "epoch 1"
     assert not (tmp_path / checkpoints.FOLDER / "best-epoch-0002.keras").exists()
 
@@ -85,8 +87,32 @@ def test_resume_finishes_moving_the_best_model_state_json_records(tmp_path):
     (tmp_path / checkpoints.FOLDER / "best-epoch-0002.keras").write_text("epoch 2")
     (tmp_path / "model.keras").write_text("epoch 1")
     resumed = checkpoints.resume_state(str(tmp_path), config())
+    checkpoints.tidy(str(tmp_path), resumed)
     assert resumed["best_epoch"] == 2 and (tmp_path / "model.keras").read_text() == "epoch 2"
     assert not (tmp_path / checkpoints.FOLDER / "best-epoch-0002.keras").exists()
+
+
+def test_resume_state_only_reads_what_a_kill_left(tmp_path):
+    _best_at(tmp_path, 1)
+    folder = tmp_path / checkpoints.FOLDER
+    (folder / "epoch-0002.keras").write_text("half a step ahead")
+    (folder / ".epoch-0002.k2j4_x9q.tmp.keras").write_text("a killed write")
+    before = sorted(os.listdir(folder))
+    # A resume refused after this check (a moved data file) cleared these first.
+    checkpoints.resume_state(str(tmp_path), config())
+    assert sorted(os.listdir(folder)) == before
+
+
+def test_resume_accepts_a_best_model_recorded_but_not_yet_moved(tmp_path):
+    state = _best_at(tmp_path, 1)
+    state.update(epoch=2, best_epoch=2)
+    checkpoints.stage_best(str(tmp_path), FakeTrainingModel(state), 2)
+    checkpoints.save(str(tmp_path), FakeTrainingModel(state), state)
+    (tmp_path / checkpoints.FOLDER / "best-epoch-0002.keras").write_text("epoch 2")
+    os.remove(tmp_path / "model.keras")  # as if killed before moving the run's first best model
+    resumed = checkpoints.resume_state(str(tmp_path), config())
+    checkpoints.tidy(str(tmp_path), resumed)
+    assert (tmp_path / "model.keras").read_text() == "epoch 2"
 
 
 def test_resume_refuses_a_state_whose_checkpoint_is_missing(tmp_path):

@@ -135,6 +135,18 @@ def test_a_run_whose_data_file_moved_resumes_with_run_data(train_csv, tmp_path):
     assert json.loads(Path(run_dir, "config.json").read_text())["data"] == own  # as recorded
 
 
+def test_a_refused_resume_leaves_what_a_kill_left(train_csv, tmp_path):
+    own = str(shutil.copy(train_csv, tmp_path / "own.csv"))
+    run_dir = training.train(tiny_config(own, epochs=1), str(tmp_path / "run"), verbose=False)
+    leftover = Path(run_dir, ".model.k2j4_x9q.tmp.keras")
+    leftover.write_text("a killed write")
+    os.remove(own)
+    with pytest.raises(FerError, match="own.csv: no such file"):
+        config = training.resume_config(run_dir, argparse.Namespace(epochs=2, run_data=[]))
+        training.train(config, run_dir, resume=True, verbose=False)
+    assert leftover.exists()  # cleared only by a resume that goes ahead
+
+
 def test_a_val_data_run_whose_validation_file_moved_resumes_with_run_data(train_csv, tmp_path):
     val_path = make_train_csv(tmp_path / "val.csv", count=14, seed=3)
     config = tiny_config(train_csv, epochs=1, val_data=val_path)
