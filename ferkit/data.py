@@ -124,8 +124,22 @@ def content_sha256s(path, file_digest=None):
         with open(path, "rb") as file:
             gzipped = file.read(2) == b"\x1f\x8b"
         if gzipped:
-            digests.add(hashlib.sha256(_read_bytes(path)).hexdigest())
+            digests.add(_text_sha256(path))
     return digests
+
+
+# Unpacking FER2013's train.csv.gz to hash its text takes seconds, and one command can ask
+# for it once per member (an ensemble's --run-data, then each member's validation split).
+_TEXT_SHA256S = {}
+
+
+def _text_sha256(path):
+    """SHA-256 of a gzip file's text, remembered while the file is unchanged."""
+    status = os.stat(path)
+    key = (os.path.realpath(path), status.st_ino, status.st_size, status.st_mtime_ns)
+    if key not in _TEXT_SHA256S:
+        _TEXT_SHA256S[key] = hashlib.sha256(_read_bytes(path)).hexdigest()
+    return _TEXT_SHA256S[key]
 
 
 def holds_sha256(path, digest, file_digest=None):

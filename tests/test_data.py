@@ -26,6 +26,19 @@ def test_gzipped_file_reads_the_same(tmp_path):
     np.testing.assert_array_equal(plain.images, packed.images)
 
 
+def test_a_gzip_file_s_text_is_unpacked_to_hash_once_while_unchanged(tmp_path, monkeypatch):
+    packed = Path(make_train_csv(tmp_path / "a.csv.gz", count=7, compress=True))
+    plain = Path(make_train_csv(tmp_path / "a.csv", count=7))
+    unpacked = []
+    read_bytes = data._read_bytes
+    monkeypatch.setattr(data, "_read_bytes", lambda path: unpacked.append(path) or read_bytes(path))
+    first = data.content_sha256s(str(packed))
+    assert data.content_sha256s(str(packed)) == first and len(unpacked) == 1
+    assert data.file_sha256(str(plain)) in first  # the text's hash: a gzipped copy matches
+    packed.write_bytes(gzip.compress(plain.read_bytes().replace(b"\n", b"\r\n")))
+    assert data.content_sha256s(str(packed)) != first and len(unpacked) == 2  # changed: again
+
+
 def test_test_form_keeps_ids_in_file_order(tmp_path):
     images, _ = synthetic_images(3)
     rows = [(row_id, pixels(image)) for row_id, image in zip((10, 4, 7), images)]
