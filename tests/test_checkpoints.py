@@ -78,14 +78,18 @@ def test_resume_drops_a_best_model_staged_for_an_epoch_state_json_lacks(tmp_path
     assert not (tmp_path / checkpoints.FOLDER / "best-epoch-0002.keras").exists()
 
 
-def test_resume_finishes_moving_the_best_model_state_json_records(tmp_path):
+@pytest.mark.parametrize("earlier", ["epoch 1", None])  # None: the run's first best model
+def test_resume_finishes_moving_the_best_model_state_json_records(tmp_path, earlier):
     state = _best_at(tmp_path, 1)
     # A kill after state.json recorded epoch 2 as the best, before its model was moved.
     state.update(epoch=2, best_epoch=2)
     checkpoints.stage_best(str(tmp_path), FakeTrainingModel(state), 2)
     checkpoints.save(str(tmp_path), FakeTrainingModel(state), state)
     (tmp_path / checkpoints.FOLDER / "best-epoch-0002.keras").write_text("epoch 2")
-    (tmp_path / "model.keras").write_text("epoch 1")
+    if earlier:
+        (tmp_path / "model.keras").write_text(earlier)
+    else:
+        os.remove(tmp_path / "model.keras")  # was refused as a missing model.keras
     resumed = checkpoints.resume_state(str(tmp_path), config())
     checkpoints.tidy(str(tmp_path), resumed)
     assert resumed["best_epoch"] == 2 and (tmp_path / "model.keras").read_text() == "epoch 2"
@@ -101,18 +105,6 @@ def test_resume_state_only_reads_what_a_kill_left(tmp_path):
     # A resume refused after this check (a moved data file) cleared these first.
     checkpoints.resume_state(str(tmp_path), config())
     assert sorted(os.listdir(folder)) == before
-
-
-def test_resume_accepts_a_best_model_recorded_but_not_yet_moved(tmp_path):
-    state = _best_at(tmp_path, 1)
-    state.update(epoch=2, best_epoch=2)
-    checkpoints.stage_best(str(tmp_path), FakeTrainingModel(state), 2)
-    checkpoints.save(str(tmp_path), FakeTrainingModel(state), state)
-    (tmp_path / checkpoints.FOLDER / "best-epoch-0002.keras").write_text("epoch 2")
-    os.remove(tmp_path / "model.keras")  # as if killed before moving the run's first best model
-    resumed = checkpoints.resume_state(str(tmp_path), config())
-    checkpoints.tidy(str(tmp_path), resumed)
-    assert (tmp_path / "model.keras").read_text() == "epoch 2"
 
 
 def test_resume_refuses_a_state_whose_checkpoint_is_missing(tmp_path):
