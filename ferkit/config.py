@@ -61,6 +61,8 @@ AUGMENTATION_OPTIONS = (*AFFINE_OPTIONS, "random_erasing")
 # same work took 135-154 s within one run, and set-up and the final evaluation add about
 # 20 s (bench/RESULTS.md); with the whole budget planned, such a run ended 18 s over it.
 BUDGET_PLANNED_SHARE = 0.95
+# --time-budget's largest value in minutes: a year, longer than any run this is for.
+MAX_TIME_BUDGET = 525_600
 # keras.utils.set_random_seed takes seeds from 0 to 2**32 - 1; a larger --seed failed only
 # after the run folder was made.
 MAX_SEED = 2**32 - 1
@@ -180,14 +182,18 @@ def validate(config, combinations=True):
                 if value != int(value):
                     refuse(key, "must be a whole number")
                 config[key] = int(value)  # 10.0 from a preset file works as range(10)
+            else:
+                try:  # Keras refuses a preset's "lr": 1 or "momentum": 0 as not floats
+                    config[key] = float(value)
+                except OverflowError:  # 10**400
+                    refuse(key, "must be a finite number")
     budget = config.get("time_budget")
     if budget is not None and (
         isinstance(budget, bool)
         or not isinstance(budget, numbers.Real)
-        or not math.isfinite(budget)
-        or budget <= 0
+        or not 0 < budget <= MAX_TIME_BUDGET  # NaN too; 1e307 minutes overflowed as seconds
     ):
-        refuse("time_budget", "must be a positive number of minutes")
+        refuse("time_budget", f"must be a positive number of minutes, at most {MAX_TIME_BUDGET}")
     for key in ("epochs", "batch_size", "limit"):
         if config[key] is not None and int(config[key]) < 1:
             refuse(key, "must be at least 1")

@@ -99,14 +99,31 @@ def test_a_value_typed_over_a_preset_is_blamed_on_the_option(tmp_path, monkeypat
         ({"horizontal_flip": 1}, "--horizontal-flip must be true or false"),
         ({"epochs": 2.5}, "--epochs must be a whole number, got 2.5"),
         ({"lr": 1e-7}, "--min-lr must not exceed --lr \\(1e-07\\): give a lower --min-lr"),
-        ({"time_budget": 0.0}, "--time-budget must be a positive number of minutes, got 0.0"),
+        (
+            {"time_budget": 0.0},
+            "--time-budget must be a positive number of minutes, at most 525600, got 0.0",
+        ),
         ({"time_budget": float("inf")}, "--time-budget must be a positive number of minutes"),
-        ({"time_budget": "45"}, "--time-budget must be a positive number of minutes, got '45'"),
+        ({"time_budget": "45"}, "--time-budget must be a positive .*, got '45'"),
+        # Planned as seconds, 1e307 minutes overflowed to infinity after epoch 1.
+        ({"time_budget": 1e307}, "--time-budget must be a positive number of minutes, at most"),
+        ({"time_budget": 10**400}, "--time-budget must be a positive number of minutes, at most"),
+        ({"lr": 10**400}, "--lr must be a finite number, got 1000000000"),
     ],
 )
 def test_options_out_of_range(overrides, message):
     with pytest.raises(FerError, match=message):
         config.resolve("cnn", overrides=overrides)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_whole_numbers_for_rates_build_an_optimizer(optimizer):
+    from ferkit import training
+
+    # A preset's "lr": 1 or "momentum": 0 passed the checks, then Keras refused them.
+    resolved = config.resolve("cnn", overrides={"optimizer": optimizer, "lr": 1, "momentum": 0})
+    built = training._optimizer(resolved)
+    assert float(built.learning_rate) == 1.0 and resolved["momentum"] == 0.0
 
 
 def test_shipped_presets_resolve():
