@@ -53,14 +53,29 @@ def _checked_state(state_path, state):
             raise FerError(f"{state_path}: {key} must be a whole number, got {value!r}")
     for key in ("best_val_accuracy", "best_val_loss", "plateau_best", "lr"):
         value = state[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float, type(None))):
+        # Only the best loss is unknown (null) until an epoch has one; plateau_best starts
+        # as Infinity, which JSON reads back as a float.
+        if not _is_number(value) and not (key == "best_val_loss" and value is None):
             raise FerError(f"{state_path}: {key} must be a number, got {value!r}")
     if not isinstance(state["checkpoint"], str) or not isinstance(state["history"], list):
         raise FerError(f"{state_path}: not a ferkit checkpoint state (checkpoint or history)")
+    if not CHECKPOINT_NAME.match(state["checkpoint"]):
+        # Resuming removes every other checkpoint: "../model.keras" cost the run its last one.
+        raise FerError(
+            f"{state_path}: checkpoint must name a file epoch-NNNN.keras beside it, "
+            f"got {state['checkpoint'][:60]!r}"
+        )
     for row in state["history"]:
         if not isinstance(row, dict) or any(column not in row for column in HISTORY_COLUMNS):
             raise FerError(f"{state_path}: a history row lacks {', '.join(HISTORY_COLUMNS)}")
+        wrong = next((column for column in HISTORY_COLUMNS if not _is_number(row[column])), None)
+        if wrong:
+            raise FerError(f"{state_path}: a history row's {wrong} must be a number")
     return state
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def resume_state(run_dir, config):

@@ -166,7 +166,37 @@ def read_run_config(config_path):
         configuration.validate(config, combinations=False)
     except FerError as error:
         raise FerError(f"{config_path}: {error}") from None
+    for key, (is_valid, requirement) in RECORDED_FACTS.items():
+        if key in config and not is_valid(config[key]):  # older runs lack some of them
+            shown = repr(config[key])
+            shown = shown if len(shown) <= 40 else f"{shown[:20]}… ({len(shown)} characters)"
+            raise FerError(f"{config_path}: {key} must be {requirement}, got {shown}")
     return config
+
+
+def _is_sha256(value):
+    return isinstance(value, str) and len(value) == 64 and set(value) <= set("0123456789abcdef")
+
+
+# What training records beside the options (how the run computed, what it read), which a
+# resume and the other scripts use again: a hand-edited "versions": "x" gave a traceback,
+# and "data_sha256": 5 or "split": "x" blamed the data file.
+RECORDED_FACTS = {
+    # null: recorded before hashes were kept.
+    "data_sha256": (lambda value: value is None or _is_sha256(value), "a SHA-256 or null"),
+    "val_data_sha256": (lambda value: value is None or _is_sha256(value), "a SHA-256 or null"),
+    "split": (lambda value: isinstance(value, dict), "a JSON object"),
+    "train_count": (
+        lambda value: isinstance(value, int) and not isinstance(value, bool) and value > 0,
+        "a whole number of at least 1",
+    ),
+    "precision_resolved": (
+        lambda value: value in configuration.CHOICES["precision"][1:],
+        "one of " + ", ".join(configuration.CHOICES["precision"][1:]),
+    ),
+    "jit_resolved": (lambda value: isinstance(value, bool), "true or false"),
+    "versions": (lambda value: isinstance(value, dict), "a JSON object"),
+}
 
 
 def load_model(path, unsafe=False):

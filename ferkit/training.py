@@ -16,6 +16,7 @@ import shlex
 import subprocess
 import sys
 import time
+import zipfile
 
 import numpy as np
 
@@ -313,9 +314,6 @@ def train(config, run_dir, resume=False, verbose=True, loaded=None):
             f"{run_dir}: the training and validation rows rebuilt from {config['data']} differ "
             f"from the ones it recorded ({runs.CHANGED_READER}); cannot resume it"
         )
-    if resume and recorded.get("epochs") != config["epochs"]:
-        # --epochs given with --resume: recorded, so that a later resume trains as far.
-        _record_epochs(run_dir, config["epochs"])
 
     # Everything is checked: only from here on is Keras needed.
     import keras
@@ -339,18 +337,26 @@ def train(config, run_dir, resume=False, verbose=True, loaded=None):
     keras.config.set_dtype_policy(precision)
     keras.utils.set_random_seed(config["seed"])
     checkpoint_dir = os.path.join(run_dir, checkpoints.FOLDER)
-    if state is not None:
-        checkpoints.tidy(run_dir, state)  # only now that the resume is known to go ahead
     if state is not None and state["checkpoint"]:
         checkpoint = os.path.join(checkpoint_dir, state["checkpoint"])
+        # Written atomically, so a damaged disk or a copy cut short: Keras calls that
+        # "File not found".
+        if not zipfile.is_zipfile(checkpoint):
+            raise FerError(f"{checkpoint}: cannot be loaded (not a whole .keras zip archive)")
         try:
             # A --distribute run's variables must be made inside its strategy, as when built.
             with backend.distribution_scope(config["distribute"]):
                 training_model = keras.saving.load_model(
                     checkpoint, custom_objects=models.CUSTOM_OBJECTS
                 )
-        except Exception as error:  # a checkpoint is written atomically; this is a damaged disk
+        except Exception as error:
             raise FerError(f"{checkpoint}: cannot be loaded ({error})") from None
+    if state is not None:  # the resume goes ahead: only from here is the run folder changed
+        checkpoints.tidy(run_dir, state)
+        if recorded.get("epochs") != config["epochs"]:
+            # --epochs given with --resume: recorded, so that a later resume trains as far.
+            _record_epochs(run_dir, config["epochs"])
+    if state is not None and state["checkpoint"]:
         _train_faster(training_model)
         model = _inner_model(training_model, config["network"])
         # A kill may have left history.csv one row ahead of the checkpoint.

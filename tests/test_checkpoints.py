@@ -9,6 +9,8 @@ from ferkit import checkpoints
 from ferkit import config as configuration
 from ferkit.errors import FerError
 
+COLUMNS = checkpoints.HISTORY_COLUMNS
+
 
 class FakeTrainingModel:
     """Stands in for a Keras model: ``save`` writes the epoch it was saved at."""
@@ -126,6 +128,19 @@ def test_resume_refuses_a_state_whose_checkpoint_is_missing(tmp_path):
         (lambda state: {**state, "history": None}, "checkpoint or history"),
         (lambda state: {**state, "best_val_accuracy": "x"}, "best_val_accuracy must be a number"),
         (lambda state: {**state, "history": [{"epoch": 1}]}, "a history row lacks epoch, loss"),
+        # These gave tracebacks once training started; "../model.keras" lost the run its
+        # last checkpoint too, as one state.json did not name.
+        (lambda state: {**state, "lr": None}, "lr must be a number, got None"),
+        (lambda state: {**state, "best_val_accuracy": None}, "best_val_accuracy must be a number"),
+        (lambda state: {**state, "plateau_best": None}, "plateau_best must be a number"),
+        (
+            lambda state: {**state, "history": [{**dict.fromkeys(COLUMNS, 1), "loss": "x"}]},
+            "a history row's loss must be a number",
+        ),
+        (
+            lambda state: {**state, "checkpoint": "../model.keras"},
+            "checkpoint must name a file epoch-NNNN.keras beside it, got '../model.keras'",
+        ),
     ],
 )
 def test_resume_refuses_a_state_json_training_did_not_write(tmp_path, change, message):

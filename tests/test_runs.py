@@ -108,6 +108,14 @@ def test_a_config_json_that_training_did_not_write_is_refused(tmp_path, text):
         ({"val_split": 2}, "--val-split must be between 0 and 1"),
         # math.isfinite overflowed; the value, 401 digits, is cut short in the message.
         ({"seed": 10**400}, "--seed must be at most 4294967295, got 10000000000000000000… (401"),
+        # What training recorded beside the options: resuming gave tracebacks for these, or
+        # blamed the data file ("changed since the run started").
+        ({"versions": "x"}, "versions must be a JSON object, got 'x'"),
+        ({"precision_resolved": "bogus"}, "precision_resolved must be one of float32, "),
+        ({"jit_resolved": "off"}, "jit_resolved must be true or false, got 'off'"),
+        ({"data_sha256": 5}, "data_sha256 must be a SHA-256 or null, got 5"),
+        ({"split": "x"}, "split must be a JSON object, got 'x'"),
+        ({"train_count": "x"}, "train_count must be a whole number of at least 1, got 'x'"),
     ],
 )
 def test_a_config_json_edited_by_hand_is_refused_naming_it(tmp_path, edit, message):

@@ -147,6 +147,19 @@ def test_a_refused_resume_leaves_what_a_kill_left(train_csv, tmp_path):
     assert leftover.exists()  # cleared only by a resume that goes ahead
 
 
+def test_a_resume_refused_for_a_damaged_checkpoint_changes_nothing(train_csv, tmp_path):
+    run_dir = training.train(tiny_config(train_csv, epochs=1), str(tmp_path / "run"), verbose=False)
+    checkpoint = Path(run_dir, "checkpoint", "epoch-0001.keras")
+    checkpoint.write_bytes(checkpoint.read_bytes()[:5000])  # a copy cut short
+    before = {path.name: path.read_bytes() for path in Path(run_dir).iterdir() if path.is_file()}
+    config = training.resume_config(run_dir, argparse.Namespace(epochs=3))
+    # Keras said "File not found", and config.json had its epochs raised to 3 already.
+    with pytest.raises(FerError, match="epoch-0001.keras: cannot be loaded \\(not a whole"):
+        training.train(config, run_dir, resume=True, verbose=False)
+    after = {path.name: path.read_bytes() for path in Path(run_dir).iterdir() if path.is_file()}
+    assert after == before
+
+
 def test_a_val_data_run_whose_validation_file_moved_resumes_with_run_data(train_csv, tmp_path):
     val_path = make_train_csv(tmp_path / "val.csv", count=14, seed=3)
     config = tiny_config(train_csv, epochs=1, val_data=val_path)
