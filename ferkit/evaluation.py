@@ -14,7 +14,7 @@ from ferkit import data, runs
 from ferkit.config import PREDICTION_BATCH_SIZE
 from ferkit.data import CLASS_NAMES, NUM_CLASSES
 from ferkit.errors import FerError
-from ferkit.files import check_writable, write_text
+from ferkit.files import check_writable, read_json, write_text
 
 TTA_MODES = ("none", "flip", "full")
 # A sigma of a face's width already blurs it to one grey; OpenCV's kernel grows with the
@@ -166,7 +166,27 @@ def check_prediction_arguments(args):
         folder = source if os.path.isdir(source) else os.path.dirname(source)
         inputs[role] = runs.model_path(source) if folder == source else source
         inputs[f"the configuration of {role}"] = os.path.join(folder, runs.CONFIG_FILE)
+        # The files it trained and validated on: fitted weights rebuild its validation
+        # images from them, and so does every later script that reads the run.
+        for key, path in _recorded_data(os.path.join(folder, runs.CONFIG_FILE)).items():
+            inputs[f"the {key.replace('_', '-')} file of {role}"] = path
+    moved = getattr(args, "run_data", None) or []
+    for index, path in enumerate(moved):
+        number = f" {index + 1} of {len(moved)}" if len(moved) > 1 else ""
+        inputs[f"the --run-data file{number}"] = path
     check_outputs(args.out, args.proba, args.force, inputs)
+
+
+def _recorded_data(config_path):
+    """{"data": path, "val_data": path} as a run's config.json records them, of those it
+    has; none where there is no readable one (a bare model or a probability file)."""
+    try:
+        config = read_json(config_path)
+    except (FerError, OSError):
+        return {}
+    if not isinstance(config, dict):
+        return {}
+    return {key: config[key] for key in ("data", "val_data") if isinstance(config.get(key), str)}
 
 
 def check_outputs(out, proba, force, inputs):

@@ -1,6 +1,8 @@
 """Prediction: submissions, probability files, TTA, scoring, and predict.py end to end."""
 
+import argparse
 import gzip
+import json
 
 import numpy as np
 import pytest
@@ -182,3 +184,19 @@ def test_an_input_reached_through_a_linked_folder_is_not_overwritten(tmp_path):
     out = str(tmp_path / "link" / "test.csv")  # --force replaced the test file through it
     with pytest.raises(FerError, match="is the --test file; --out must not overwrite it"):
         evaluation.check_outputs(out, None, True, {"the --test file": test_csv})
+
+
+@pytest.mark.parametrize("out", ["train.csv", "val.csv", "moved.csv.gz"])
+def test_force_does_not_overwrite_a_member_s_data_or_a_run_data_file(tmp_path, out):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.keras").write_bytes(b"")
+    recorded = {"data": str(tmp_path / "train.csv"), "val_data": str(tmp_path / "val.csv")}
+    (run / "config.json").write_text(json.dumps(recorded))
+    args = argparse.Namespace(
+        members=[str(run)], test="test.csv", labels=None, blur=0.0, proba=None, force=True,
+        out=str(tmp_path / out), run_data=[str(tmp_path / "moved.csv.gz")],
+    )  # fmt: skip
+    # ensemble.py --out train.csv --force replaced the rows its members' splits come from.
+    with pytest.raises(FerError, match=f"{out}: is the (data|val-data|--run-data) .*must not"):
+        evaluation.check_prediction_arguments(args)
