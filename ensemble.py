@@ -28,7 +28,9 @@ def main():
         default="uniform",
         help="uniform, fit (log loss on shared validation images) or w1,w2,...",
     )
-    parser.add_argument("--greedy", type=int, metavar="N", help="N rounds of greedy selection")
+    parser.add_argument(
+        "--greedy", type=int, metavar="N", help="N rounds of greedy selection (1 to 1000)"
+    )
     runs.add_run_data_argument(parser)
     args = parser.parse_args()
     evaluation.check_prediction_arguments(args)

@@ -16,6 +16,10 @@ from ferkit import config as configuration
 from ferkit import data, evaluation, runs
 from ferkit.errors import FerError
 
+# Greedy selection's largest --greedy: counts of a thousand rounds set weights to 0.001,
+# finer than a validation split can tell apart; 10**17 rounds never finished.
+MAX_GREEDY_ROUNDS = 1000
+
 
 def average(member_probabilities, weights=None):
     """The weighted mean of (members, N, 7) probabilities; uniform weights by default."""
@@ -258,8 +262,8 @@ def check_run_data(moved, spec, greedy):
 def check_weights(spec, greedy, count):
     """--weights and --greedy checked before any data is read: the weights given as numbers,
     or None (uniform, fit or greedy: chosen later)."""
-    if greedy is not None and greedy < 1:
-        raise FerError(f"--greedy must be at least 1 round, got {greedy}")
+    if greedy is not None and not 1 <= greedy <= MAX_GREEDY_ROUNDS:
+        raise FerError(f"--greedy must be from 1 to {MAX_GREEDY_ROUNDS} rounds, got {greedy}")
     if greedy and spec != "uniform":
         raise FerError("--greedy chooses the weights: give it without --weights")
     if spec not in ("uniform", "fit"):

@@ -61,8 +61,9 @@ class CountingModel:
 @pytest.mark.parametrize(
     "spec, greedy, message",
     [
-        ("uniform", 0, "--greedy must be at least 1 round, got 0"),
-        ("uniform", -1, "--greedy must be at least 1 round"),
+        ("uniform", 0, "--greedy must be from 1 to 1000 rounds, got 0"),
+        ("uniform", -1, "--greedy must be from 1 to 1000 rounds"),
+        ("uniform", 10**17, "--greedy must be from 1 to 1000 rounds, got 10"),  # never ended
         ("2,1", 3, "--greedy chooses the weights: give it without --weights"),
     ],
 )
