@@ -247,7 +247,8 @@ def read_probabilities(path):
     except OSError as error:
         raise FerError(f"{path}: cannot be read ({error.strerror})") from None
     try:
-        text = (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode("utf-8")
+        # utf-8-sig: a spreadsheet's export begins with a byte-order mark, as data files may.
+        text = (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode("utf-8-sig")
     except (OSError, EOFError, zlib.error, UnicodeDecodeError) as error:
         raise FerError(f"{path}: not a probability file ({error})") from None
     lines = text.splitlines()

@@ -172,7 +172,12 @@ def main(args, network):
     for seed in seeds:
         if seed is not None:
             overrides["seed"] = seed
-        config = configuration.resolve(network, args.preset, overrides)
+        try:
+            config = configuration.resolve(network, args.preset, overrides)
+        except FerError as error:
+            if args.seeds and getattr(error, "option", None) == "seed":  # not --seed: --seeds
+                raise FerError(str(error).replace("--seed ", "--seeds: each seed ", 1)) from None
+            raise
         name = args.name or stamp
         if len(seeds) > 1:
             name = f"{name}_seed{seed}"

@@ -47,6 +47,14 @@ def test_probability_file_round_trips(tmp_path):
     np.testing.assert_allclose(loaded, probabilities, atol=1e-6)
 
 
+def test_probability_file_with_a_byte_order_mark_reads(tmp_path):
+    path = tmp_path / "proba.csv"
+    evaluation.write_probabilities(str(path), np.array([4, 9]), np.full((2, 7), 1 / 7))
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # saved again by a spreadsheet
+    keys, probabilities = evaluation.read_probabilities(str(path))
+    assert keys == ["4", "9"] and probabilities.shape == (2, 7)
+
+
 def test_probability_file_keeps_file_names_and_reads_gzipped(tmp_path):
     probabilities = np.full((2, 7), 1 / 7, dtype=np.float32)
     names = ["PrivateTest_1.jpg", "odd, name.png"]  # the second holds a comma

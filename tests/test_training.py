@@ -359,6 +359,14 @@ def test_cli_bad_option_is_one_line_and_exit_2(train_csv):
     assert result.stderr.strip() == "train_dnn.py: error: --epochs must be at least 1, got -3"
 
 
+def test_a_bad_seed_of_seeds_is_named_as_seeds(train_csv):
+    result = run_script("train_dnn.py", "--data", train_csv, "--seeds", "1", "99999999999")
+    assert result.returncode == 2  # named --seed, which the command line did not give
+    assert result.stderr.strip() == (
+        "train_dnn.py: error: --seeds: each seed must be at most 4294967295, got 99999999999"
+    )
+
+
 def test_cli_bad_data_is_one_line_and_exit_2(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("label,feature\n9," + " ".join(["0"] * 2304) + "\n")
