@@ -50,13 +50,15 @@ def _checked_state(state_path, state):
     for key in ("epoch", "best_epoch", "plateau_wait", "early_wait"):
         value = state[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise FerError(f"{state_path}: {key} must be a whole number, got {value!r}")
+            raise FerError(f"{state_path}: {key} must be a whole number, got {_shown(value)}")
     for key in ("best_val_accuracy", "best_val_loss", "plateau_best", "lr"):
         value = state[key]
         # Only the best loss is unknown (null) until an epoch has one; plateau_best starts
         # as Infinity, which JSON reads back as a float.
         if not _is_number(value) and not (key == "best_val_loss" and value is None):
-            raise FerError(f"{state_path}: {key} must be a number, got {value!r}")
+            raise FerError(f"{state_path}: {key} must be a number, got {_shown(value)}")
+        if key in ("lr", "best_val_accuracy") and not math.isfinite(value):
+            raise FerError(f"{state_path}: {key} must be a finite number, got {value}")
     if not isinstance(state["checkpoint"], str) or not isinstance(state["history"], list):
         raise FerError(f"{state_path}: not a ferkit checkpoint state (checkpoint or history)")
     if not CHECKPOINT_NAME.match(state["checkpoint"]):
@@ -74,8 +76,20 @@ def _checked_state(state_path, state):
     return state
 
 
+def _shown(value):
+    shown = repr(value)
+    return shown if len(shown) <= 40 else f"{shown[:20]}… ({len(shown)} characters)"
+
+
 def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A JSON number that is a float too (10**400 passed, then failed once training ran)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
 
 
 def resume_state(run_dir, config):

@@ -171,7 +171,42 @@ def read_run_config(config_path):
             shown = repr(config[key])
             shown = shown if len(shown) <= 40 else f"{shown[:20]}… ({len(shown)} characters)"
             raise FerError(f"{config_path}: {key} must be {requirement}, got {shown}")
+    if "split" in config:
+        _check_split(config_path, config)
     return config
+
+
+def _check_split(config_path, config):
+    """The split record is one of the two that training writes, and agrees with --val-data:
+    ensembles and resumes compare it, and read the validation file it names."""
+    split, val_data = config["split"], config.get("val_data")
+    if val_data is not None:
+        expected = {"val_data": lambda value: value == val_data, "val_count": _is_whole}
+    else:
+        expected = {
+            "val_split": lambda value: _is_real(value) and 0 < value < 1,
+            "split_seed": lambda value: _is_whole(value, minimum=0),
+            "val_count": _is_whole,
+            "val_indices_sha256": lambda value: isinstance(value, str),
+        }
+    kind = "a --val-data run" if val_data is not None else "a run split from --data"
+    for key in expected:
+        if key not in split:
+            raise FerError(f"{config_path}: split lacks {key}, which {kind} records")
+        if not expected[key](split[key]):
+            shown = repr(split[key])[:60]
+            raise FerError(f"{config_path}: split's {key} is not what {kind} records, got {shown}")
+    extra = sorted(set(split) - set(expected))
+    if extra:
+        raise FerError(f"{config_path}: split has {extra[0]}, which {kind} does not record")
+
+
+def _is_whole(value, minimum=1):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _is_real(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _is_sha256(value):
@@ -186,10 +221,7 @@ RECORDED_FACTS = {
     "data_sha256": (lambda value: value is None or _is_sha256(value), "a SHA-256 or null"),
     "val_data_sha256": (lambda value: value is None or _is_sha256(value), "a SHA-256 or null"),
     "split": (lambda value: isinstance(value, dict), "a JSON object"),
-    "train_count": (
-        lambda value: isinstance(value, int) and not isinstance(value, bool) and value > 0,
-        "a whole number of at least 1",
-    ),
+    "train_count": (_is_whole, "a whole number of at least 1"),
     "precision_resolved": (
         lambda value: value in configuration.CHOICES["precision"][1:],
         "one of " + ", ".join(configuration.CHOICES["precision"][1:]),

@@ -314,7 +314,9 @@ def train(config, run_dir, resume=False, verbose=True, loaded=None):
     if resume and "val_data" in split:  # the path it started with; the contents are checked
         split = config["split"] = {**split, "val_data": recorded.get("val_data")}
     rows = (config["train_count"], config["split"])
-    if resume and recorded.get("split") and (recorded["train_count"], recorded["split"]) != rows:
+    # A run recorded before the reader change has a split but no train_count: it differs.
+    before = (recorded.get("train_count"), recorded.get("split"))
+    if resume and recorded.get("split") and before != rows:
         raise FerError(
             f"{run_dir}: the training and validation rows rebuilt from {config['data']} differ "
             f"from the ones it recorded ({runs.CHANGED_READER}); cannot resume it"

@@ -133,6 +133,13 @@ def test_resume_refuses_a_state_whose_checkpoint_is_missing(tmp_path):
         (lambda state: {**state, "lr": None}, "lr must be a number, got None"),
         (lambda state: {**state, "best_val_accuracy": None}, "best_val_accuracy must be a number"),
         (lambda state: {**state, "plateau_best": None}, "plateau_best must be a number"),
+        # Whole numbers too big for a float, and a rate that is not finite, failed in Keras.
+        (lambda state: {**state, "lr": 10**400}, "lr must be a number, got 10000000000000"),
+        (lambda state: {**state, "lr": float("nan")}, "lr must be a finite number, got nan"),
+        (
+            lambda state: {**state, "history": [{**dict.fromkeys(COLUMNS, 1), "loss": 10**400}]},
+            "a history row's loss must be a number",
+        ),
         (
             lambda state: {**state, "history": [{**dict.fromkeys(COLUMNS, 1), "loss": "x"}]},
             "a history row's loss must be a number",

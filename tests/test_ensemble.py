@@ -146,9 +146,10 @@ def _hand_recorded(folder, data_path, model=None, **changes):
     ``changes``), without training; ``model``: a model file to copy in as its model."""
     options = {"data": data_path, **changes.pop("options", {})}
     config = configuration.resolve("dnn", overrides=options)
-    _, _, split = runs.load_training_data(config)
+    train_set, _, split = runs.load_training_data(config)
     folder.mkdir()
-    recorded = {**config, "split": split, "data_sha256": data.file_sha256(data_path), **changes}
+    recorded = {**config, "split": split, "train_count": len(train_set)}
+    recorded.update({"data_sha256": data.file_sha256(data_path), **changes})
     if options.get("val_data"):
         recorded.setdefault("val_data_sha256", data.file_sha256(options["val_data"]))
     (folder / "config.json").write_text(json.dumps(recorded))

@@ -125,12 +125,35 @@ def test_a_config_json_edited_by_hand_is_refused_naming_it(tmp_path, edit, messa
         runs.run_config(str(tmp_path / "model.keras"))
 
 
+SPLIT = {"val_split": 0.1, "split_seed": 0, "val_count": 3, "val_indices_sha256": "a13aae0e"}
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        # ensemble.py --weights fit read config["val_data"]: a KeyError.
+        ({"split": {**SPLIT, "val_data": "x.csv"}}, "split has val_data, which a run split from"),
+        ({"val_data": "v.csv"}, "split lacks val_data, which a --val-data run records"),
+        # Refused on --resume as rows rebuilt differently, blaming the data reader.
+        ({"split": {"val_split": 0.1}}, "split lacks split_seed, which a run split from --data"),
+        ({"split": {**SPLIT, "val_count": True}}, "split's val_count is not what a run split"),
+    ],
+)
+def test_a_hand_edited_split_is_refused_naming_it(tmp_path, edit, message):
+    config = configuration.resolve("cnn", overrides={"data": "train.csv"})
+    recorded = {**config, "split": SPLIT, "train_count": 20, **edit}
+    (tmp_path / "config.json").write_text(json.dumps(recorded))
+    with pytest.raises(FerError, match=f"config.json: {re.escape(message)}"):
+        runs.run_config(str(tmp_path / "model.keras"))
+
+
 def _recorded_run(tmp_path, data_path, val_path=None):
     config = configuration.resolve("dnn", overrides={"data": data_path, "val_data": val_path})
-    _, _, split = runs.load_training_data(config)
+    train_set, _, split = runs.load_training_data(config)
     run = tmp_path / "run"
     run.mkdir()
-    recorded = {**config, "split": split, "data_sha256": data.file_sha256(data_path)}
+    recorded = {**config, "split": split, "train_count": len(train_set)}
+    recorded["data_sha256"] = data.file_sha256(data_path)
     if val_path:
         recorded["val_data_sha256"] = data.file_sha256(val_path)
     (run / "config.json").write_text(json.dumps(recorded))

@@ -160,6 +160,19 @@ def test_a_resume_refused_for_a_damaged_checkpoint_changes_nothing(train_csv, tm
     assert after == before
 
 
+def test_a_run_recorded_without_train_count_is_refused_naming_the_reader_change(
+    train_csv, tmp_path
+):
+    run_dir = training.train(tiny_config(train_csv, epochs=1), str(tmp_path / "run"), verbose=False)
+    config_path = Path(run_dir, "config.json")
+    recorded = json.loads(config_path.read_text())
+    del recorded["train_count"]  # as recorded before the readers changed: a KeyError
+    config_path.write_text(json.dumps(recorded))
+    with pytest.raises(FerError, match="differ from the ones it recorded \\(it was recorded"):
+        config = training.resume_config(run_dir, argparse.Namespace(epochs=2))
+        training.train(config, run_dir, resume=True, verbose=False)
+
+
 def test_a_val_data_run_whose_validation_file_moved_resumes_with_run_data(train_csv, tmp_path):
     val_path = make_train_csv(tmp_path / "val.csv", count=14, seed=3)
     config = tiny_config(train_csv, epochs=1, val_data=val_path)
