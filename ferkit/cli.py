@@ -6,6 +6,7 @@ a wrapper can tell an interruption from a mistake.
 """
 
 import argparse
+import re
 import sys
 
 from ferkit.errors import FerError
@@ -17,6 +18,14 @@ class ArgumentParser(argparse.ArgumentParser):
     """argparse, but a bad option is one line on stderr (exit status 2), like any FerError."""
 
     def error(self, message):
+        # "--weights -1,2": argparse takes -1,2 for an option and reports the value missing.
+        match = re.fullmatch(r"argument (--[\w-]+)(/-\w)?: expected one argument", message)
+        arguments = sys.argv[1:]
+        if match and match.group(1) in arguments:
+            option = match.group(1)
+            after = arguments[arguments.index(option) + 1 :]
+            if after and after[0].startswith("-"):
+                message += f" (a value that starts with '-' is given as {option}={after[0]})"
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 

@@ -29,3 +29,16 @@ def test_scripts_end_in_one_line_and_a_documented_status(monkeypatch, capsys, ra
         cli.run(main)
     assert exit_.value.code == status
     assert capsys.readouterr().err.splitlines() == [line]
+
+
+def test_a_value_starting_with_a_dash_is_shown_how_to_give_it(monkeypatch, capsys):
+    parser = cli.ArgumentParser(prog="ensemble.py")
+    parser.add_argument("--weights")
+    monkeypatch.setattr(sys, "argv", ["ensemble.py", "--weights", "-1,2"])
+    with pytest.raises(SystemExit) as exit_:
+        parser.parse_args()
+    # argparse took -1,2 for an option and said only that the value was missing.
+    assert exit_.value.code == 2 and capsys.readouterr().err == (
+        "ensemble.py: error: argument --weights: expected one argument (a value that starts "
+        "with '-' is given as --weights=-1,2)\n"
+    )
