@@ -13,7 +13,7 @@ import os
 import re
 
 from ferkit import runs
-from ferkit.errors import FerError
+from ferkit.errors import FerError, shown
 from ferkit.files import atomic_path, read_json, remove_leftovers, write_json, write_text
 
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
@@ -50,13 +50,13 @@ def _checked_state(state_path, state):
     for key in ("epoch", "best_epoch", "plateau_wait", "early_wait"):
         value = state[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise FerError(f"{state_path}: {key} must be a whole number, got {_shown(value)}")
+            raise FerError(f"{state_path}: {key} must be a whole number, got {shown(value)}")
     for key in ("best_val_accuracy", "best_val_loss", "plateau_best", "lr"):
         value = state[key]
         # Only the best loss is unknown (null) until an epoch has one; plateau_best starts
         # as Infinity, which JSON reads back as a float.
         if not _is_number(value) and not (key == "best_val_loss" and value is None):
-            raise FerError(f"{state_path}: {key} must be a number, got {_shown(value)}")
+            raise FerError(f"{state_path}: {key} must be a number, got {shown(value)}")
         if key in ("lr", "best_val_accuracy") and not math.isfinite(value):
             raise FerError(f"{state_path}: {key} must be a finite number, got {value}")
     if not isinstance(state["checkpoint"], str) or not isinstance(state["history"], list):
@@ -65,7 +65,7 @@ def _checked_state(state_path, state):
         # Resuming removes every other checkpoint: "../model.keras" cost the run its last one.
         raise FerError(
             f"{state_path}: checkpoint must name a file epoch-NNNN.keras beside it, "
-            f"got {state['checkpoint'][:60]!r}"
+            f"got {shown(state['checkpoint'])}"
         )
     for row in state["history"]:
         if not isinstance(row, dict) or any(column not in row for column in HISTORY_COLUMNS):
@@ -74,11 +74,6 @@ def _checked_state(state_path, state):
         if wrong:
             raise FerError(f"{state_path}: a history row's {wrong} must be a number")
     return state
-
-
-def _shown(value):
-    shown = repr(value)
-    return shown if len(shown) <= 40 else f"{shown[:20]}… ({len(shown)} characters)"
 
 
 def _is_number(value):

@@ -8,7 +8,7 @@ import math
 import numbers
 import os
 
-from ferkit.errors import FerError
+from ferkit.errors import FerError, shown
 from ferkit.files import read_json
 
 CONFIG_FOLDER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
@@ -153,10 +153,7 @@ def validate(config, combinations=True):
     ``combinations`` False, only each value on its own (a recorded run being resumed)."""
 
     def refuse(key, requirement):
-        value = config[key]
-        shown = repr(value) if isinstance(value, str) else str(value)  # "0.1" quoted
-        shown = shown if len(shown) <= 40 else f"{shown[:20]}… ({len(shown)} characters)"
-        error = FerError(f"--{key.replace('_', '-')} {requirement}, got {shown}")
+        error = FerError(f"--{key.replace('_', '-')} {requirement}, got {shown(config[key])}")
         error.option = key  # resolve names the preset file where the value came from
         raise error
 

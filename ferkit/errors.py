@@ -3,3 +3,10 @@
 
 class FerError(Exception):
     """Bad input or options: the message names the file (and line) and the problem."""
+
+
+def shown(value):
+    """A bad value as a message shows it: quoted if text ("0.1" from a file), and cut short
+    if long, so that the message stays one readable line (10**400 has 401 digits)."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}… ({len(text)} characters)"

@@ -14,7 +14,7 @@ import numpy as np
 
 from ferkit import config as configuration
 from ferkit import data
-from ferkit.errors import FerError
+from ferkit.errors import FerError, shown
 from ferkit.files import read_json
 
 # Keras is imported inside load_model only: checking a path, reading a config or the data
@@ -168,9 +168,7 @@ def read_run_config(config_path):
         raise FerError(f"{config_path}: {error}") from None
     for key, (is_valid, requirement) in RECORDED_FACTS.items():
         if key in config and not is_valid(config[key]):  # older runs lack some of them
-            shown = repr(config[key])
-            shown = shown if len(shown) <= 40 else f"{shown[:20]}… ({len(shown)} characters)"
-            raise FerError(f"{config_path}: {key} must be {requirement}, got {shown}")
+            raise FerError(f"{config_path}: {key} must be {requirement}, got {shown(config[key])}")
     if "split" in config:
         _check_split(config_path, config)
     return config
@@ -194,8 +192,8 @@ def _check_split(config_path, config):
         if key not in split:
             raise FerError(f"{config_path}: split lacks {key}, which {kind} records")
         if not expected[key](split[key]):
-            shown = repr(split[key])[:60]
-            raise FerError(f"{config_path}: split's {key} is not what {kind} records, got {shown}")
+            got = shown(split[key])
+            raise FerError(f"{config_path}: split's {key} is not what {kind} records, got {got}")
     extra = sorted(set(split) - set(expected))
     if extra:
         raise FerError(f"{config_path}: split has {extra[0]}, which {kind} does not record")
