@@ -325,7 +325,7 @@ def train(config, run_dir, resume=False, verbose=True, loaded=None):
     # Everything is checked: only from here on is Keras needed.
     import keras
 
-    from ferkit import backend, models
+    from ferkit import backend
 
     precision = recorded.get("precision_resolved") or backend.resolve_precision(config["precision"])
     jit = recorded.get("jit_resolved")
@@ -343,27 +343,16 @@ def train(config, run_dir, resume=False, verbose=True, loaded=None):
     )
     keras.config.set_dtype_policy(precision)
     keras.utils.set_random_seed(config["seed"])
-    checkpoint_dir = os.path.join(run_dir, checkpoints.FOLDER)
+    training_model = None
     if state is not None and state["checkpoint"]:
-        checkpoint = os.path.join(checkpoint_dir, state["checkpoint"])
-        # Written atomically, so a damaged disk or a copy cut short: Keras calls that
-        # "File not found".
-        if not zipfile.is_zipfile(checkpoint):
-            raise FerError(f"{checkpoint}: cannot be loaded (not a whole .keras zip archive)")
-        try:
-            # A --distribute run's variables must be made inside its strategy, as when built.
-            with backend.distribution_scope(config["distribute"]):
-                training_model = keras.saving.load_model(
-                    checkpoint, custom_objects=models.CUSTOM_OBJECTS
-                )
-        except Exception as error:
-            raise FerError(f"{checkpoint}: cannot be loaded ({error})") from None
+        checkpoint = os.path.join(run_dir, checkpoints.FOLDER, state["checkpoint"])
+        training_model = _load_checkpoint(checkpoint, config)
     if state is not None:  # the resume goes ahead: only from here is the run folder changed
         checkpoints.tidy(run_dir, state)
         if recorded.get("epochs") != config["epochs"]:
             # --epochs given with --resume: recorded, so that a later resume trains as far.
             _record_epochs(run_dir, config["epochs"])
-    if state is not None and state["checkpoint"]:
+    if training_model is not None:
         _train_faster(training_model)
         model = _inner_model(training_model, config["network"])
         # A kill may have left history.csv one row ahead of the checkpoint.
@@ -549,6 +538,24 @@ def _fit_epochs_to_budget(run_dir, config, first_epoch_seconds, step_seconds):
     if epochs < requested:
         _record_epochs(run_dir, epochs)
         config["epochs"] = epochs
+
+
+def _load_checkpoint(checkpoint, config):
+    """The training model a resumed run saved; a damaged file is one line."""
+    import keras
+
+    from ferkit import backend, models
+
+    # Written atomically, so a damaged disk or a copy cut short: Keras calls that
+    # "File not found".
+    if not zipfile.is_zipfile(checkpoint):
+        raise FerError(f"{checkpoint}: cannot be loaded (not a whole .keras zip archive)")
+    try:
+        # A --distribute run's variables must be made inside its strategy, as when built.
+        with backend.distribution_scope(config["distribute"]):
+            return keras.saving.load_model(checkpoint, custom_objects=models.CUSTOM_OBJECTS)
+    except Exception as error:
+        raise FerError(f"{checkpoint}: cannot be loaded ({error})") from None
 
 
 def _record_epochs(run_dir, epochs):
