@@ -158,6 +158,31 @@ def test_mixup_blends_each_face_and_its_label_in_the_same_proportion():
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(unchanged[0]), images)
 
 
+@pytest.mark.parametrize("alpha", [0.2, 2.0])
+def test_symmetric_beta_draws_follow_the_beta_distribution(alpha):
+    scipy_stats = pytest.importorskip("scipy.stats")
+    draws = models.symmetric_beta((50_000,), alpha, keras.random.SeedGenerator(1))
+    draws = np.sort(keras.ops.convert_to_numpy(draws).astype("float64"))
+    # Within float32's reach of 0 and 1 (mixup's shares near the ends round to them).
+    grid = np.linspace(0.001, 0.999, 999)
+    empirical = np.searchsorted(draws, grid, side="right") / len(draws)
+    exact = scipy_stats.beta(alpha, alpha).cdf(grid)
+    assert np.abs(empirical - exact).max() < 0.01  # 1% Kolmogorov bound for 50,000: 0.0073
+
+
+def test_mixup_draws_its_shares_without_keras_rejection_sampling(monkeypatch):
+    # keras.random.beta/gamma retry in data-dependent loops on JAX, which stall a GPU.
+    def refused(*args, **kwargs):
+        raise AssertionError("a rejection-loop sampler was called")
+
+    monkeypatch.setattr(keras.random, "beta", refused)
+    monkeypatch.setattr(keras.random, "gamma", refused)
+    images = np.zeros((4, 48, 48, 1), "float32")
+    labels = np.eye(7, dtype="float32")[:4]
+    mixed_images, mixed_labels = models.MixUp(alpha=0.2, seed=1)([images, labels], training=True)
+    assert keras.ops.convert_to_numpy(mixed_labels).shape == (4, 7)
+
+
 def test_training_model_wraps_the_network_and_shares_its_weights():
     model = models.build_dnn()
     training_model = models.with_augmentation(model, models.build_augmentation())
