@@ -7,10 +7,9 @@
 # preset). Carry .whl and .device as for bench/device_check.sh, which explains them. Runs
 # still going BUDGET seconds after the start are stopped. Each run comes back in $OUT as one
 # tar of its folder (without the resumable checkpoint) and its log NAME.txt (one file per run:
-# at most 8 files come back, so up to six runs; a model is 14 MB of the 64 MiB that return);
-# a summary prints last,
-# after the inference rate of the first run's model on the 7,178 test faces (timed after a
-# warm-up call, so without compiling).
+# at most 8 files come back, so up to six runs; but a model is 14 MB of the 64 MiB that
+# return, so four). A summary prints last, after the inference rate of the first run's model
+# on the 7,178 test faces (timed after a warm-up call, so without compiling).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 budget=${BUDGET:-330}
