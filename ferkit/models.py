@@ -291,15 +291,17 @@ def symmetric_beta(shape, alpha, seed):
     Gamma(alpha) draws, each by Marsaglia and Tsang's method with all its tries made at once.
 
     ``keras.random.beta`` rejects and retries in a while loop on JAX (seven in its compiled
-    form); a GPU stops at each turn of such a loop to read its condition back, and the mixup
-    runs on an H200 took 3.8 times as long per epoch as those without (bench/RESULTS.md).
+    form), whose turns depend on the draws, so a GPU reads each turn's condition back to the
+    host; the mixup runs on an H200 took 3.8 times as long per epoch as those without
+    (bench/RESULTS.md).
     """
     log_gammas = [_log_gamma(shape, float(alpha), seed) for _ in range(2)]
     return keras.ops.sigmoid(log_gammas[0] - log_gammas[1])  # = G1 / (G1 + G2)
 
 
 # Each Marsaglia-Tsang try is kept with probability above 0.95 for a shape of 1 or more, so
-# all eight rejected happens less than once in 10**10 draws; such a draw takes the mode.
+# all eight rejected happens less than once in 10**10 draws; such a draw takes d (its v = 1),
+# close to the median.
 GAMMA_TRIES = 8
 
 
