@@ -49,13 +49,13 @@ def _checked_state(state_path, state):
         raise FerError(f"{state_path}: not a ferkit checkpoint state (no {missing[0]})")
     for key in ("epoch", "best_epoch", "plateau_wait", "early_wait"):
         value = state[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        if not runs.is_whole(value, minimum=0):
             raise FerError(f"{state_path}: {key} must be a whole number, got {shown(value)}")
     for key in ("best_val_accuracy", "best_val_loss", "plateau_best", "lr"):
         value = state[key]
         # Only the best loss is unknown (null) until an epoch has one; plateau_best starts
         # as Infinity, which JSON reads back as a float.
-        if not _is_number(value) and not (key == "best_val_loss" and value is None):
+        if not runs.is_number(value) and not (key == "best_val_loss" and value is None):
             raise FerError(f"{state_path}: {key} must be a number, got {shown(value)}")
         if key in ("lr", "best_val_accuracy") and not math.isfinite(value):
             raise FerError(f"{state_path}: {key} must be a finite number, got {value}")
@@ -70,21 +70,10 @@ def _checked_state(state_path, state):
     for row in state["history"]:
         if not isinstance(row, dict) or any(column not in row for column in HISTORY_COLUMNS):
             raise FerError(f"{state_path}: a history row lacks {', '.join(HISTORY_COLUMNS)}")
-        wrong = next((column for column in HISTORY_COLUMNS if not _is_number(row[column])), None)
+        wrong = [column for column in HISTORY_COLUMNS if not runs.is_number(row[column])]
         if wrong:
-            raise FerError(f"{state_path}: a history row's {wrong} must be a number")
+            raise FerError(f"{state_path}: a history row's {wrong[0]} must be a number")
     return state
-
-
-def _is_number(value):
-    """A JSON number that is a float too (10**400 passed, then failed once training ran)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    try:
-        float(value)
-    except OverflowError:
-        return False
-    return True
 
 
 def resume_state(run_dir, config):

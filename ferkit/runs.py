@@ -179,12 +179,12 @@ def _check_split(config_path, config):
     ensembles and resumes compare it, and read the validation file it names."""
     split, val_data = config["split"], config.get("val_data")
     if val_data is not None:
-        expected = {"val_data": lambda value: value == val_data, "val_count": _is_whole}
+        expected = {"val_data": lambda value: value == val_data, "val_count": is_whole}
     else:
         expected = {
-            "val_split": lambda value: _is_real(value) and 0 < value < 1,
-            "split_seed": lambda value: _is_whole(value, minimum=0),
-            "val_count": _is_whole,
+            "val_split": lambda value: is_number(value) and 0 < value < 1,
+            "split_seed": lambda value: is_whole(value, minimum=0),
+            "val_count": is_whole,
             "val_indices_sha256": lambda value: isinstance(value, str),
         }
     kind = "a --val-data run" if val_data is not None else "a run split from --data"
@@ -199,12 +199,21 @@ def _check_split(config_path, config):
         raise FerError(f"{config_path}: split has {extra[0]}, which {kind} does not record")
 
 
-def _is_whole(value, minimum=1):
+def is_whole(value, minimum=1):
+    """A recorded whole number (JSON's true is not one) of at least ``minimum``."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
 
 
-def _is_real(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def is_number(value):
+    """A recorded JSON number that is a float too (10**400 passed, then failed once training
+    ran)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
 
 
 def _is_sha256(value):
@@ -219,7 +228,7 @@ RECORDED_FACTS = {
     "data_sha256": (lambda value: value is None or _is_sha256(value), "a SHA-256 or null"),
     "val_data_sha256": (lambda value: value is None or _is_sha256(value), "a SHA-256 or null"),
     "split": (lambda value: isinstance(value, dict), "a JSON object"),
-    "train_count": (_is_whole, "a whole number of at least 1"),
+    "train_count": (is_whole, "a whole number of at least 1"),
     "precision_resolved": (
         lambda value: value in configuration.CHOICES["precision"][1:],
         "one of " + ", ".join(configuration.CHOICES["precision"][1:]),
