@@ -211,7 +211,10 @@ def validate(config, combinations=True):
     if combinations and config["schedule"] != "constant" and config["min_lr"] > config["lr"]:
         # Plateaus and the cosine schedule would otherwise raise the rate, not lower it.
         refuse("min_lr", f"must not exceed --lr ({config['lr']}): give a lower --min-lr")
-    if not 0 <= config["momentum"] < 1:
+    # Adam and AdamW ignore --momentum, so a recorded Adam run from before this range was
+    # checked still loads and resumes; a new run is refused, as for SGD.
+    uses_momentum = config["optimizer"] == "sgd"
+    if (combinations or uses_momentum) and not 0 <= config["momentum"] < 1:
         refuse("momentum", "must be in [0, 1)")
     if not 0 < config["plateau_factor"] < 1:
         refuse("plateau_factor", "must be between 0 and 1 (exclusive)")

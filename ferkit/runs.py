@@ -161,8 +161,8 @@ def read_run_config(config_path):
         # Each value's type and range, for every script that reads a run (a hand-edited
         # "limit": "abc" gave confusion.py a TypeError), as resume checks them; the rules on
         # combinations (Adam with weight decay) are left out, so that a run recorded before
-        # them still loads. A range tightened since (momentum below 1, also for Adam, which
-        # ignores it) refuses the rare older run outside it, as resuming it does.
+        # them still loads (so does an Adam run with a --momentum outside SGD's range, which
+        # Adam ignores).
         configuration.validate(config, combinations=False)
     except FerError as error:
         raise FerError(f"{config_path}: {error}") from None

@@ -125,6 +125,18 @@ def test_a_config_json_edited_by_hand_is_refused_naming_it(tmp_path, edit, messa
         runs.run_config(str(tmp_path / "model.keras"))
 
 
+@pytest.mark.parametrize("optimizer, loads", [("adam", True), ("adamw", True), ("sgd", False)])
+def test_a_recorded_momentum_outside_sgds_range_matters_only_for_sgd(tmp_path, optimizer, loads):
+    # Recorded before --momentum's range was checked: Adam ignored it, so its run still loads.
+    config = configuration.resolve("cnn", overrides={"data": "train.csv", "optimizer": optimizer})
+    (tmp_path / "config.json").write_text(json.dumps({**config, "momentum": 1.0}))
+    if loads:
+        assert runs.run_config(str(tmp_path / "model.keras"))["momentum"] == 1.0
+    else:
+        with pytest.raises(FerError, match=r"config.json: --momentum must be in \[0, 1\)"):
+            runs.run_config(str(tmp_path / "model.keras"))
+
+
 SPLIT = {"val_split": 0.1, "split_seed": 0, "val_count": 3, "val_indices_sha256": "a13aae0e"}
 
 
