@@ -155,6 +155,7 @@ def validate(config, combinations=True):
     def refuse(key, requirement):
         error = FerError(f"--{key.replace('_', '-')} {requirement}, got {shown(config[key])}")
         error.option = key  # resolve names the preset file where the value came from
+        error.requirement = requirement  # train_cnn.py --seeds words it for each seed
         raise error
 
     for key, choices in CHOICES.items():

@@ -23,7 +23,7 @@ import numpy as np
 import ferkit
 from ferkit import checkpoints, data, evaluation, runs
 from ferkit import config as configuration
-from ferkit.errors import FerError
+from ferkit.errors import FerError, shown
 from ferkit.files import read_json, write_json, write_text
 
 # Environment variables that change the numbers a run computes, recorded with its versions.
@@ -53,8 +53,8 @@ def add_arguments(parser, network):
 
     def option(name, kind, help_text, **extra):
         key = name.lstrip("-").replace("-", "_")
-        shown = f" (default {defaults[key]})" if key in defaults else ""
-        parser.add_argument(name, type=kind, default=None, help=help_text + shown, **extra)
+        default_text = f" (default {defaults[key]})" if key in defaults else ""
+        parser.add_argument(name, type=kind, default=None, help=help_text + default_text, **extra)
 
     parser.add_argument(
         "--data",
@@ -176,7 +176,9 @@ def main(args, network):
             config = configuration.resolve(network, args.preset, overrides)
         except FerError as error:
             if args.seeds and getattr(error, "option", None) == "seed":  # not --seed: --seeds
-                raise FerError(str(error).replace("--seed ", "--seeds: each seed ", 1)) from None
+                raise FerError(
+                    f"--seeds: each seed {error.requirement}, got {shown(seed)}"
+                ) from None
             raise
         name = args.name or stamp
         if len(seeds) > 1:
