@@ -48,7 +48,8 @@ def numbered_names(names):
     """Whether every image file name (less folders and extension) is a number, no two the
     same: then the numbers are the images' ids (Kaggle's test faces saved as 0.png, 1.png…)."""
     stems = [file_stem(name) for name in names]
-    return all(stem.isdigit() for stem in stems) and len(set(map(int, stems))) == len(stems)
+    # isdecimal, not isdigit: '²' is a digit that int() refuses.
+    return all(stem.isdecimal() for stem in stems) and len(set(map(int, stems))) == len(stems)
 
 
 @dataclass
@@ -508,7 +509,7 @@ def _parse_rows(path, body, columns, pixel_column):
                 f"{path}: line {line_number}: expected {NUM_PIXELS} pixels, found {len(tokens)}"
             )
         for token in tokens:
-            if not token.isdigit() or int(token) > 255:
+            if not token.isdecimal() or int(token) > 255:  # '²' is a digit int() refuses
                 raise FerError(
                     f"{path}: line {line_number}: pixel {token!r} is not an integer in 0-255"
                 )

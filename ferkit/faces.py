@@ -318,7 +318,8 @@ def ensemble_probabilities(models, images, tta="none"):
 
 def _natural_key(name):
     # "im2" before "im10", as a person numbering files expects.
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+    # isdecimal: a part of digits int() reads ('²' is a digit, not decimal, and is kept as text).
+    return [int(part) if part.isdecimal() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
 def _image_files(folder):

@@ -113,6 +113,8 @@ BAD_ROWS = [
     (f"0,{GOOD} 256", "line 3: pixel '256' is not an integer in 0-255"),
     (f"0,{GOOD} 12.5", "line 3: pixel '12.5' is not an integer in 0-255"),
     (f"0,{GOOD} abc", "line 3: pixel 'abc' is not an integer in 0-255"),
+    # A digit to str.isdigit that int() refuses: a ValueError traceback.
+    (f"0,{GOOD} \u00b2", "line 3: pixel '\u00b2' is not an integer in 0-255"),
     (f"7,{GOOD} 1", "line 3: label 7 is outside 0-6"),
     (f"-1,{GOOD} 1", "line 3: label -1 is outside 0-6"),
     # 2**32 + 3 and 2**32: numbers that an int32 parse wrapped into the valid range.

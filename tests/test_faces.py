@@ -157,6 +157,15 @@ def test_unlabelled_folder_is_keyed_by_file_name(tmp_path):
     np.testing.assert_array_equal(loaded.images[3], faces.to_model_input(colour))
 
 
+def test_a_file_name_with_a_superscript_digit_is_a_name_not_a_number(tmp_path):
+    # "²" is a digit to str.isdigit that int() refuses: numbering and sorting gave tracebacks.
+    images, _ = synthetic_images(2)
+    for name, image in zip(("1\u00b22.png", "3.png"), images):
+        cv2.imwrite(str(tmp_path / name), image)
+    loaded = faces.read_image_folder(str(tmp_path))
+    assert loaded.names == ["1\u00b22.png", "3.png"] and loaded.ids.tolist() == [0, 1]
+
+
 def test_bad_file_is_one_line_and_the_rest_are_read(tmp_path, capsys):
     images, _ = synthetic_images(3)
     os.makedirs(tmp_path / "happy")
