@@ -28,6 +28,7 @@ def atomic_path(path, force=True):
     path = os.fspath(path)
     if os.path.isdir(path):
         raise FerError(f"{path}: is a folder, expected a file name")
+    _refuse_folder_name(path)
     if not force and os.path.exists(path):
         raise FerError(f"{path}: already exists (pass --force to overwrite it)")
     folder = os.path.dirname(os.path.abspath(path))
@@ -60,6 +61,7 @@ def check_writable(path):
     """Refuse, before any work, a file that could not be written later: one whose folder
     is a file, or whose nearest existing folder cannot be written in (tried with a nameless
     temporary file, which permission bits alone do not tell for root or a read-only disk)."""
+    _refuse_folder_name(path)
     folder = os.path.dirname(os.path.abspath(path))
     while not os.path.exists(folder):  # the missing folders are made when it is written
         if os.path.dirname(folder) == folder:  # a missing drive or share is its own parent
@@ -71,6 +73,13 @@ def check_writable(path):
         tempfile.TemporaryFile(dir=folder).close()
     except OSError as error:
         raise FerError(f"{path}: cannot be written in {folder} ({error.strerror})") from None
+
+
+def _refuse_folder_name(path):
+    # "new/" names a folder that is not there yet: abspath drops the slash, so the file was
+    # written beside it and the rename failed after the work, naming the temporary file.
+    if path.endswith(tuple(separator for separator in (os.sep, os.altsep) if separator)):
+        raise FerError(f"{path}: ends with {path[-1]!r}, a folder's name; expected a file name")
 
 
 def _flush_to_disk(path):

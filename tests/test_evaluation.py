@@ -116,6 +116,23 @@ def test_predict_cli_writes_submission_and_scores(trained_run, tmp_path):
     assert [line.split(",")[0] for line in lines[1:]] == [str(i) for i in range(12)]
 
 
+def test_predict_cli_refuses_a_folder_name_for_proba_and_keeps_out(trained_run, tmp_path):
+    out = tmp_path / "sub.csv"
+    out.write_text("precious\n")
+    proba = f"{tmp_path / 'new'}/"  # not there yet: --out was replaced, then --proba failed
+    test_csv = make_test_csv(tmp_path / "test.csv", count=3)
+    arguments = ["--test", test_csv, "--out", str(out), "--proba", proba, "--force"]
+    result = run_script("predict.py", trained_run, *arguments)
+    assert result.returncode == 2
+    assert result.stderr.strip().endswith(
+        f"{proba}: ends with '/', a folder's name; expected a file name"
+    )
+    assert out.read_text() == "precious\n" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "sub.csv",
+        "test.csv",
+    ]
+
+
 def test_predict_cli_refuses_a_run_without_model(tmp_path):
     result = run_script(
         "predict.py", str(tmp_path), "--test", "x.csv", "--out", "y.csv", cwd=REPOSITORY

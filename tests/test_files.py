@@ -67,6 +67,16 @@ def test_check_writable_refuses_a_file_in_the_path_and_makes_nothing(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["a_file"]
 
 
+def test_a_path_ending_in_a_slash_is_refused_as_a_folder_name(tmp_path):
+    target = f"{tmp_path / 'new'}/"
+    message = f"^{target}: ends with '/', a folder's name; expected a file name$"
+    with pytest.raises(FerError, match=message):
+        files.check_writable(target)
+    with pytest.raises(FerError, match=message):  # wrote beside it, then the rename failed
+        files.write_text(target, "rows")
+    assert os.listdir(tmp_path) == []
+
+
 def test_check_writable_ends_at_a_missing_drive(tmp_path, monkeypatch):
     # On Windows a missing drive's root (Q:\\) is its own parent and does not exist: the
     # search for the nearest existing folder never ended.
