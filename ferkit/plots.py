@@ -20,7 +20,7 @@ from matplotlib import ticker
 
 from ferkit import config as configuration
 from ferkit import data, evaluation, runs
-from ferkit.errors import FerError
+from ferkit.errors import FerError, shown
 from ferkit.files import atomic_path, read_json
 
 FORMATS = (".png", ".pdf", ".svg")
@@ -69,6 +69,10 @@ def read_history(source):
             raise FerError(
                 f"{path}: column {column!r} holds a value that is not a number"
             ) from None
+    # The epochs mark the best one and are read as whole numbers: nan or inf was a traceback.
+    for line, epoch in enumerate(history["epoch"], start=2):
+        if not (np.isfinite(epoch) and epoch >= 1 and epoch == int(epoch)):
+            raise FerError(f"{path}: line {line}: epoch {rows[line - 2]['epoch']!r} is not 1, 2, …")
     return history
 
 
@@ -81,6 +85,9 @@ def best_epoch(source, history):
         best = best.get("best_epoch") if isinstance(best, dict) else None
         if isinstance(best, bool) or not isinstance(best, int):
             raise FerError(f"{metrics}: no best_epoch (not a ferkit run's metrics.json)")
+        if best not in history["epoch"].tolist():  # 10**400 was a traceback drawing its line
+            history_path = os.path.join(run_folder(source), "history.csv")
+            raise FerError(f"{metrics}: best_epoch {shown(best)} is not an epoch of {history_path}")
         return best
     accuracy = np.asarray(history["val_accuracy"], dtype=float)
     if np.isnan(accuracy).all():

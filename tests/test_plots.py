@@ -95,6 +95,25 @@ def test_best_epoch_refuses_a_metrics_json_training_did_not_write(folder, metric
         plots.best_epoch(run, plots.read_history(run))
 
 
+@pytest.mark.parametrize("epoch", ["nan", "inf", "0", "2.5"])
+def test_a_history_epoch_that_is_not_a_count_is_named_by_its_line(folder, epoch):
+    # nan and inf gave a ValueError and an OverflowError choosing the best epoch.
+    run = write_history(folder / f"epoch_{epoch}", epochs=3)
+    lines = (folder / f"epoch_{epoch}" / "history.csv").read_text().splitlines()
+    lines[3] = epoch + lines[3][lines[3].index(",") :]
+    (folder / f"epoch_{epoch}" / "history.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(FerError, match=f"history.csv: line 4: epoch '{epoch}' is not 1, 2, …"):
+        plots.read_history(run)
+
+
+@pytest.mark.parametrize("best", [10**400, 7])
+def test_a_best_epoch_that_history_does_not_hold_is_refused(folder, best):
+    run = write_history(folder / f"best_{len(str(best))}", epochs=3)
+    (folder / f"best_{len(str(best))}" / "metrics.json").write_text(f'{{"best_epoch": {best}}}')
+    with pytest.raises(FerError, match="metrics.json: best_epoch .* is not an epoch of .*history"):
+        plots.best_epoch(run, plots.read_history(run))  # 10**400: OverflowError drawing it
+
+
 def test_history_figure_layout_and_colours(folder):
     history = plots.read_history(write_history(folder / "layout", epochs=10))
     figure = plots.history_figure([("a", history, 6), ("b", history, 6)], "two runs")
