@@ -186,7 +186,13 @@ def _recorded_data(config_path):
         return {}
     if not isinstance(config, dict):
         return {}
-    return {key: config[key] for key in ("data", "val_data") if isinstance(config.get(key), str)}
+    # A path holding NUL (a hand-edited config.json) names no file, so nothing can overwrite
+    # it; realpath raised a ValueError on it.
+    return {
+        key: config[key]
+        for key in ("data", "val_data")
+        if isinstance(config.get(key), str) and "\0" not in config[key]
+    }
 
 
 def check_outputs(out, proba, force, inputs):

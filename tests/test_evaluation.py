@@ -211,6 +211,18 @@ def test_an_input_reached_through_a_linked_folder_is_not_overwritten(tmp_path):
         evaluation.check_outputs(out, None, True, {"the --test file": test_csv})
 
 
+def test_a_recorded_data_path_holding_nul_is_no_file_to_protect(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.keras").write_bytes(b"")
+    (run / "config.json").write_text(json.dumps({"data": "/tmp/x\0y"}))  # edited by hand
+    args = argparse.Namespace(
+        model=str(run), test="test.csv", labels=None, blur=0.0, proba=None, force=False,
+        out=str(tmp_path / "sub.csv"),
+    )  # fmt: skip
+    evaluation.check_prediction_arguments(args)  # realpath raised "embedded null byte"
+
+
 @pytest.mark.parametrize("out", ["train.csv", "val.csv", "moved.csv.gz"])
 def test_force_does_not_overwrite_a_member_s_data_or_a_run_data_file(tmp_path, out):
     run = tmp_path / "run"
