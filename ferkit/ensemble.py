@@ -29,6 +29,9 @@ def average(member_probabilities, weights=None):
     weights = np.asarray(weights, dtype=np.float64)
     if not valid_weights(weights, len(stacked)):
         raise FerError(f"need one non-negative weight per member, got {weights.tolist()}")
+    # Scaled by the largest first: --weights 1e308,1e308 summed to infinity, which made every
+    # weight 0 and every probability 0.
+    weights = weights / weights.max()
     return np.tensordot(weights / weights.sum(), stacked, axes=1)
 
 
@@ -39,7 +42,7 @@ def valid_weights(weights, count):
         weights.shape == (count,)
         and np.isfinite(weights).all()
         and (weights >= 0).all()
-        and weights.sum() > 0
+        and weights.max(initial=0) > 0  # not the sum: 1e308 + 1e308 overflows
     )
 
 

@@ -27,6 +27,15 @@ def test_uniform_and_weighted_average_exactly():
         ensemble.average([first, second], [1, -1])
 
 
+@pytest.mark.filterwarnings("error")  # numpy's overflow warning reached the user's screen
+def test_weights_too_large_to_sum_still_average():
+    first = np.array([[0.2, 0.8, 0, 0, 0, 0, 0]])
+    second = np.array([[0.6, 0.4, 0, 0, 0, 0, 0]])
+    # Their sum overflowed to infinity: every weight 0, every probability 0, every label 0.
+    combined = ensemble.average([first, second], ensemble.check_weights("1e308,1e308", None, 2))
+    np.testing.assert_allclose(combined, [[0.4, 0.6, 0, 0, 0, 0, 0]])
+
+
 def test_fitted_weights_favour_the_better_member():
     labels = np.arange(70) % 7
     good = np.full((70, 7), 0.02)
