@@ -73,6 +73,14 @@ def _checked_state(state_path, state):
         wrong = [column for column in HISTORY_COLUMNS if not runs.is_number(row[column])]
         if wrong:
             raise FerError(f"{state_path}: a history row's {wrong[0]} must be a number")
+        # Kept in state.json only; the images per second divide by it when the run ends (a
+        # missing one was a KeyError, 0 a ZeroDivisionError).
+        seconds = row.get("train_seconds")
+        if not (runs.is_number(seconds) and 0 < seconds < math.inf):
+            got = shown(seconds) if "train_seconds" in row else "none"
+            raise FerError(
+                f"{state_path}: a history row's train_seconds must be a positive number, got {got}"
+            )
     return state
 
 

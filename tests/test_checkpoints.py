@@ -144,6 +144,15 @@ def test_resume_refuses_a_state_whose_checkpoint_is_missing(tmp_path):
             lambda state: {**state, "history": [{**dict.fromkeys(COLUMNS, 1), "loss": "x"}]},
             "a history row's loss must be a number",
         ),
+        # Used only when the run ends: a KeyError and a ZeroDivisionError there.
+        (
+            lambda state: {**state, "history": [dict.fromkeys(COLUMNS, 1)]},
+            "a history row's train_seconds must be a positive number, got none",
+        ),
+        (
+            lambda state: {**state, "history": [dict.fromkeys([*COLUMNS, "train_seconds"], 0)]},
+            "a history row's train_seconds must be a positive number, got 0",
+        ),
         (
             lambda state: {**state, "checkpoint": "../model.keras"},
             "checkpoint must name a file epoch-NNNN.keras beside it, got '../model.keras'",
