@@ -125,6 +125,11 @@ def resume_state(run_dir, config):
             f"{run_dir}: already finished its {state['epoch']} epochs (give --epochs with more "
             "to train it longer)"
         )
+    # What resuming writes: a folder in the way was found only after config.json had
+    # recorded a new --epochs.
+    for name in (runs.MODEL_FILE, runs.CONFIG_FILE, "history.csv", "metrics.json"):
+        if os.path.isdir(os.path.join(run_dir, name)):
+            raise FerError(f"{os.path.join(run_dir, name)}: is a folder, expected a file")
     best = state["best_epoch"]
     # A kill after state.json recorded a new best, before its move: tidy finishes the move.
     model_files = (os.path.join(run_dir, runs.MODEL_FILE), _staged_best(run_dir, best))

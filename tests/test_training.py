@@ -160,6 +160,20 @@ def test_a_resume_refused_for_a_damaged_checkpoint_changes_nothing(train_csv, tm
     assert after == before
 
 
+@pytest.mark.parametrize("name", ["history.csv", "metrics.json"])
+def test_a_resume_refused_for_a_folder_in_the_way_changes_nothing(train_csv, tmp_path, name):
+    run_dir = training.train(tiny_config(train_csv, epochs=1), str(tmp_path / "run"), verbose=False)
+    os.remove(Path(run_dir, name))
+    Path(run_dir, name).mkdir()
+    before = {path.name: path.read_bytes() for path in Path(run_dir).iterdir() if path.is_file()}
+    config = training.resume_config(run_dir, argparse.Namespace(epochs=2))
+    # Refused only when history.csv was written, after config.json had recorded epochs 2.
+    with pytest.raises(FerError, match=f"run/{name}: is a folder, expected a file$"):
+        training.train(config, run_dir, resume=True, verbose=False)
+    after = {path.name: path.read_bytes() for path in Path(run_dir).iterdir() if path.is_file()}
+    assert after == before
+
+
 def test_a_run_recorded_without_train_count_is_refused_naming_the_reader_change(
     train_csv, tmp_path
 ):
