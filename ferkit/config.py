@@ -8,6 +8,7 @@ import math
 import numbers
 import os
 
+from ferkit.data import IMAGE_SIZE
 from ferkit.errors import FerError, shown
 from ferkit.files import read_json
 
@@ -231,6 +232,13 @@ def validate(config, combinations=True):
     for key in ("rotation_range", "width_shift_range", "height_shift_range", "zoom_range"):
         if config[key] < 0:
             refuse(key, "must not be negative")
+    # Larger values mean nothing more, and 1e300 failed late (float32 overflow), called a
+    # diverged run or, in samples.py, a traceback.
+    if config["rotation_range"] > 360:
+        refuse("rotation_range", "must be at most 360 (degrees: a full turn)")
+    for key in ("width_shift_range", "height_shift_range"):
+        if config[key] > IMAGE_SIZE:
+            refuse(key, f"must be at most {IMAGE_SIZE} (pixels from 1 on: the whole face)")
     if config["zoom_range"] >= 1:
         refuse("zoom_range", "must be below 1")
     if combinations and not config["augment"]:

@@ -81,6 +81,10 @@ def test_a_value_typed_over_a_preset_is_blamed_on_the_option(tmp_path, monkeypat
         ({"random_erasing": 1.5}, "--random-erasing must be a probability"),
         ({"mixup": -0.2}, "--mixup \\(the Beta distribution's alpha\\) must not be negative"),
         ({"momentum": 1.5}, "--momentum must be in \\[0, 1\\), got 1.5"),
+        # Accepted, then a "diverged" run (float32 overflow) and a traceback in samples.py.
+        ({"rotation_range": 1e300}, "--rotation-range must be at most 360 \\(degrees"),
+        ({"width_shift_range": 49.0}, "--width-shift-range must be at most 48 \\(pixels"),
+        ({"height_shift_range": 1e100}, "--height-shift-range must be at most 48"),
         ({"seed": -1}, "--seed must not be negative, got -1"),
         ({"split_seed": -1}, "--split-seed must not be negative"),
         # Keras' set_random_seed refused these after the run folder was made.
