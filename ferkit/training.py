@@ -555,9 +555,21 @@ def _load_checkpoint(checkpoint, config):
     try:
         # A --distribute run's variables must be made inside its strategy, as when built.
         with backend.distribution_scope(config["distribute"]):
-            return keras.saving.load_model(checkpoint, custom_objects=models.CUSTOM_OBJECTS)
+            loaded = keras.saving.load_model(checkpoint, custom_objects=models.CUSTOM_OBJECTS)
     except Exception as error:
         raise FerError(f"{checkpoint}: cannot be loaded ({error})") from None
+    # Another run's checkpoint copied in: a CNN's trained on as this DNN run and replaced
+    # its model.keras.
+    network = loaded.name.removesuffix("_training")  # models.with_augmentation's name
+    inputs = 2 if config["mixup"] else 1  # with mixup the labels are an input too
+    if network != config["network"] or len(loaded.inputs) != inputs:
+        mixup = " with mixup" if config["mixup"] else " without mixup"
+        raise FerError(
+            f"{checkpoint}: not this run's training model (it holds {network!r} with "
+            f"{len(loaded.inputs)} input(s); the run trains {config['network']!r}{mixup}); "
+            "cannot resume"
+        )
+    return loaded
 
 
 def _record_epochs(run_dir, epochs):

@@ -174,6 +174,25 @@ def test_a_resume_refused_for_a_folder_in_the_way_changes_nothing(train_csv, tmp
     assert after == before
 
 
+@pytest.mark.parametrize(
+    "network, mixup, holds", [("cnn", 0.0, "'cnn' with 1 input"), ("dnn", 0.2, "'dnn' with 2")]
+)
+def test_another_runs_checkpoint_is_not_resumed(train_csv, tmp_path, network, mixup, holds):
+    run_dir = training.train(tiny_config(train_csv, epochs=1), str(tmp_path / "run"), verbose=False)
+    foreign = tiny_config(train_csv, network, epochs=1, mixup=mixup)
+    training.train(foreign, str(tmp_path / "other"), verbose=False)
+    # Copied over this run's own: a CNN's was trained on as the DNN and replaced its model.
+    checkpoint = Path(run_dir, "checkpoint", "epoch-0001.keras")
+    shutil.copy(tmp_path / "other" / "checkpoint" / "epoch-0001.keras", checkpoint)
+    before = Path(run_dir, "model.keras").read_bytes()
+    config = training.resume_config(run_dir, argparse.Namespace(epochs=2))
+    with pytest.raises(
+        FerError, match=f"epoch-0001.keras: not this run's training model .*{holds}"
+    ):
+        training.train(config, run_dir, resume=True, verbose=False)
+    assert Path(run_dir, "model.keras").read_bytes() == before
+
+
 def test_a_run_recorded_without_train_count_is_refused_naming_the_reader_change(
     train_csv, tmp_path
 ):
