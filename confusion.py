@@ -44,7 +44,7 @@ def main():
         name += f"_blur{args.blur:g}"
     if args.tta != "none":
         name += f"_tta-{args.tta}"
-    path = plots.figure_path(args.model, name, args.out, args.force, args.data)
+    path = plots.figure_path(args.model, name, args.out, args.force, args.data, args.labels)
     images, labels, described = plots.figure_images(args.model, args)
     model = runs.load_model(args.model, unsafe=args.unsafe)
     probabilities = evaluation.predict_probabilities(model, images, args.tta, args.batch_size)

@@ -48,7 +48,7 @@ def main():
         names = [name for kind, name in saved if kind == "Conv2D"]
         plots.conv_layer_name(names, args.layer, runs.model_path(args.model))
     # A bad or existing --out is refused now, not after the work.
-    plots.figure_path(args.model, "filters", args.out, args.force, args.data)
+    plots.figure_path(args.model, "filters", args.out, args.force, args.data, args.labels)
     plots.check_face_options(args)
     if args.image is not None:
         faces, _, described = plots.figure_images(args.model, args, labelled_only=False)
@@ -85,7 +85,7 @@ def main():
         ]
         title = f"{run}: {layer.name} activation maps of face {args.image} of {described}"
         name = f"activations_{layer.name}_{args.image}"
-    path = plots.figure_path(args.model, name, args.out, args.force, args.data)
+    path = plots.figure_path(args.model, name, args.out, args.force, args.data, args.labels)
     plots.save(plots.grid_figure(plots.square_rows(panels), title), path)
     print(f"wrote {path}")
 

@@ -21,7 +21,7 @@ from matplotlib import ticker
 from ferkit import config as configuration
 from ferkit import data, evaluation, runs
 from ferkit.errors import FerError, shown
-from ferkit.files import atomic_path, read_json
+from ferkit.files import atomic_path, check_writable, read_json
 
 FORMATS = (".png", ".pdf", ".svg")
 DPI = 120
@@ -366,20 +366,23 @@ def add_out_arguments(parser):
     parser.add_argument("--force", action="store_true", help="overwrite an existing --out")
 
 
-def figure_path(source, name, out=None, force=False, data_path=None):
+def figure_path(source, name, out=None, force=False, data_path=None, labels_path=None):
     """``--out`` when given (an existing file only with ``force``, checked before any work),
     else ``<run folder>/figures/<name>.png``, which is drawn afresh each time; never one of
-    the images of ``data_path`` (--data), nor a new file in its folder."""
+    the images of ``data_path`` (--data), nor a new file in its folder, nor ``labels_path``
+    (--labels)."""
     if out:
         extension = os.path.splitext(out)[1].lower()
         if extension not in FORMATS:
             raise FerError(f"{out}: figures are written as {', '.join(FORMATS)}")
         check_outside_data(out, data_path)
         # An existing file may be a figure for a report.
-        evaluation.check_outputs(out, None, force, inputs={"the --data file": data_path})
+        inputs = {"the --data file": data_path, "the --labels file": labels_path}
+        evaluation.check_outputs(out, None, force, inputs=inputs)
         return out
     path = os.path.join(run_folder(source), "figures", f"{name}.png")
     check_outside_data(path, data_path)
+    check_writable(path)  # a file named figures was found only after the model had run
     return path
 
 

@@ -11,7 +11,7 @@ import matplotlib.figure
 import matplotlib.image
 import numpy as np
 import pytest
-from conftest import REPOSITORY, make_train_csv, pixels, synthetic_images, write_csv
+from conftest import REPOSITORY, make_test_csv, make_train_csv, pixels, synthetic_images, write_csv
 from test_runs import _recorded_run
 from test_training import tiny_config
 
@@ -249,6 +249,22 @@ def test_pdf_output_and_refused_formats(dnn_run, folder, monkeypatch):
     assert (folder / "history.pdf").read_bytes().startswith(b"%PDF")
     with pytest.raises(FerError, match=r"history\.jpg: figures are written as \.png, \.pdf, \.svg"):
         call_script(monkeypatch, "plot_history.py", dnn_run, "--out", folder / "history.jpg")
+
+
+def test_confusion_never_draws_over_its_labels_file(dnn_run, folder, monkeypatch):
+    test_csv = make_test_csv(folder / "labelled_by_file.csv", count=4)
+    labels = folder / "labels.png"  # a name a figure could have
+    labels.write_text("id,label\n0,3\n1,4\n")
+    arguments = ["--data", test_csv, "--labels", labels, "--out", labels, "--force"]
+    with pytest.raises(FerError, match=r"labels\.png: is the --labels file; --out must not"):
+        call_script(monkeypatch, "confusion.py", dnn_run, *arguments)
+    assert labels.read_text() == "id,label\n0,3\n1,4\n"
+
+
+def test_a_file_where_the_figures_folder_goes_is_refused_before_the_model_runs(tmp_path):
+    (tmp_path / "figures").write_text("in the way")
+    with pytest.raises(FerError, match=r"figures/confusion\.png: cannot be written \(.*figures is"):
+        plots.figure_path(str(tmp_path), "confusion")
 
 
 def test_an_existing_out_is_refused_untouched_unless_forced(dnn_run, folder, monkeypatch):
