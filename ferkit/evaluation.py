@@ -10,7 +10,7 @@ import zlib
 
 import numpy as np
 
-from ferkit import data, runs
+from ferkit import checkpoints, data, runs
 from ferkit.config import PREDICTION_BATCH_SIZE
 from ferkit.data import CLASS_NAMES, NUM_CLASSES
 from ferkit.errors import FerError
@@ -166,6 +166,16 @@ def check_prediction_arguments(args):
         folder = source if os.path.isdir(source) else os.path.dirname(source)
         inputs[role] = runs.model_path(source) if folder == source else source
         inputs[f"the configuration of {role}"] = os.path.join(folder, runs.CONFIG_FILE)
+        # The rest of what training wrote beside it: replacing one broke a later --resume.
+        for name in ("command.txt", "history.csv", "metrics.json"):
+            inputs[f"the {name} of {role}"] = os.path.join(folder, name)
+        checkpoint_folder = os.path.realpath(os.path.join(folder, checkpoints.FOLDER))
+        for option, path in (("--out", args.out), ("--proba", args.proba)):
+            if path and os.path.dirname(os.path.realpath(path)) == checkpoint_folder:
+                raise FerError(
+                    f"{path}: is in the checkpoint folder of {role}, which --resume reads; "
+                    f"write {option} elsewhere"
+                )
         # The files it trained and validated on: fitted weights rebuild its validation
         # images from them, and so does every later script that reads the run.
         for key, path in _recorded_data(os.path.join(folder, runs.CONFIG_FILE)).items():

@@ -211,6 +211,29 @@ def test_an_input_reached_through_a_linked_folder_is_not_overwritten(tmp_path):
         evaluation.check_outputs(out, None, True, {"the --test file": test_csv})
 
 
+@pytest.mark.parametrize(
+    "out, message",
+    [
+        ("history.csv", "is the history.csv of the model .*; --out must not overwrite it"),
+        ("metrics.json", "is the metrics.json of the model"),
+        ("checkpoint/state.json", "is in the checkpoint folder of the model .*, which --resume"),
+        ("checkpoint/p.csv", "is in the checkpoint folder of the model"),
+    ],
+)
+def test_force_does_not_overwrite_what_training_wrote(tmp_path, out, message):
+    run = tmp_path / "run"
+    (run / "checkpoint").mkdir(parents=True)
+    (run / "model.keras").write_bytes(b"")
+    (run / "config.json").write_text("{}")
+    args = argparse.Namespace(
+        model=str(run), test="test.csv", labels=None, blur=0.0, proba=None, force=True,
+        out=str(run / out),
+    )  # fmt: skip
+    # Replaced with --force, they broke a later --resume (state.json) or the figures.
+    with pytest.raises(FerError, match=message):
+        evaluation.check_prediction_arguments(args)
+
+
 def test_a_recorded_data_path_holding_nul_is_no_file_to_protect(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
