@@ -78,6 +78,7 @@ def check_writable(path):
 def _refuse_folder_name(path):
     # "new/" names a folder that is not there yet: abspath drops the slash, so the file was
     # written beside it and the rename failed after the work, naming the temporary file.
+    path = os.fspath(path)
     if path.endswith(tuple(separator for separator in (os.sep, os.altsep) if separator)):
         raise FerError(f"{path}: ends with {path[-1]!r}, a folder's name; expected a file name")
 
