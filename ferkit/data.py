@@ -16,6 +16,7 @@ import gzip
 import hashlib
 import mmap
 import os
+import re
 import signal
 import sys
 import warnings
@@ -474,6 +475,30 @@ class _EarlyParse:
             self.status = -1
 
 
+# A whole number as numpy's fast path reads one: ASCII digits, an optional sign. int() alone
+# also took "1_0" and "٣", and str.isdigit "²", which int() then refused with a traceback.
+WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
+
+
+def _row_pixels(path, line_number, tokens):
+    """One row's 2,304 pixel tokens as uint8, or a one-line error naming the first bad one."""
+    text = "".join(tokens)
+    if text.isascii() and text.isdecimal():  # digits only, as in almost every row: one check
+        try:
+            values = np.array(tokens, dtype=np.int64)
+        except OverflowError:  # 20 digits or more: named below
+            values = None
+        if values is not None and values.max() <= 255:
+            return values.astype(np.uint8)
+    for token in tokens:  # a sign, or a problem: the first bad token is named
+        whole = token.isascii() and WHOLE_NUMBER.fullmatch(token)
+        if not whole or not 0 <= int(token) <= 255:
+            raise FerError(
+                f"{path}: line {line_number}: pixel {token!r} is not an integer in 0-255"
+            )
+    return np.array([int(token) for token in tokens], dtype=np.uint8)
+
+
 def _parse_rows(path, body, columns, pixel_column):
     """The careful parser: one row at a time, naming the first problem it meets."""
     pixel_index = columns.index(pixel_column)
@@ -494,12 +519,11 @@ def _parse_rows(path, body, columns, pixel_column):
         if pixel_index != 0:
             if not first.strip():
                 raise FerError(f"{path}: line {line_number}: {columns[0]} is empty")
-            try:
-                value = int(first)
-            except ValueError:
+            if not WHOLE_NUMBER.fullmatch(first):
                 raise FerError(
                     f"{path}: line {line_number}: {columns[0]} {first!r} is not an integer"
-                ) from None
+                )
+            value = int(first)
             if not -(2**63) <= value < 2**63:  # ids and labels are kept as int64
                 raise FerError(f"{path}: line {line_number}: {columns[0]} {first!r} is too large")
             first_column.append(value)
@@ -508,12 +532,7 @@ def _parse_rows(path, body, columns, pixel_column):
             raise FerError(
                 f"{path}: line {line_number}: expected {NUM_PIXELS} pixels, found {len(tokens)}"
             )
-        for token in tokens:
-            if not token.isdecimal() or int(token) > 255:  # '²' is a digit int() refuses
-                raise FerError(
-                    f"{path}: line {line_number}: pixel {token!r} is not an integer in 0-255"
-                )
-        images.append(np.array(tokens, dtype=np.uint8))
+        images.append(_row_pixels(path, line_number, tokens))
         if usage_index is not None:
             if fields[usage_index] not in USAGES:  # "training" rows were dropped without a word
                 raise FerError(
