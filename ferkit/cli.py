@@ -28,6 +28,17 @@ class ArgumentParser(argparse.ArgumentParser):
                 message += f" (a value that starts with '-' is given as {option}={after[0]})"
         self.exit(2, f"{self.prog}: error: {message}\n")
 
+    def parse_args(self, args=None, namespace=None):
+        parsed = super().parse_args(args, namespace)
+        # An empty value ("--val-data $VAL" with VAL unset) read as the option left out: the
+        # run validated on a split of --data instead, and --out "" wrote to ./models.
+        for action in self._actions:
+            value = getattr(parsed, action.dest, None)
+            if value == "" or (isinstance(value, list) and "" in value):
+                name = "/".join(action.option_strings) or action.metavar or action.dest
+                self.error(f"{name}: an empty value; give one, or leave the option out")
+        return parsed
+
 
 def run(main):
     """Call ``main()``; a FerError becomes ``prog: error: message`` and exit status 2.

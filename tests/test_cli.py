@@ -42,3 +42,24 @@ def test_a_value_starting_with_a_dash_is_shown_how_to_give_it(monkeypatch, capsy
         "ensemble.py: error: argument --weights: expected one argument (a value that starts "
         "with '-' is given as --weights=-1,2)\n"
     )
+
+
+@pytest.mark.parametrize(
+    "arguments, name",
+    [
+        (["--val-data", ""], "--val-data"),
+        (["--run-data", "a.csv", ""], "--run-data"),
+        ([""], "RUN"),
+    ],
+)
+def test_an_empty_value_is_refused_not_taken_for_no_option(capsys, arguments, name):
+    parser = cli.ArgumentParser(prog="train_dnn.py")
+    parser.add_argument("run", metavar="RUN", nargs="?")
+    parser.add_argument("--val-data")
+    parser.add_argument("--run-data", nargs="+")
+    # "--val-data $VAL" with VAL unset validated on a split of --data instead, silently.
+    with pytest.raises(SystemExit) as exit_:
+        parser.parse_args(arguments)
+    assert exit_.value.code == 2 and capsys.readouterr().err == (
+        f"train_dnn.py: error: {name}: an empty value; give one, or leave the option out\n"
+    )
