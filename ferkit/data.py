@@ -49,8 +49,11 @@ def numbered_names(names):
     """Whether every image file name (less folders and extension) is a number, no two the
     same: then the numbers are the images' ids (Kaggle's test faces saved as 0.png, 1.png…)."""
     stems = [file_stem(name) for name in names]
-    # isdecimal, not isdigit: '²' is a digit that int() refuses.
-    return all(stem.isdecimal() for stem in stems) and len(set(map(int, stems))) == len(stems)
+    # isdecimal, not isdigit: '²' is a digit that int() refuses. Ids are int64: a larger
+    # number is a name (it overflowed sorting the ids).
+    if not all(stem.isdecimal() and int(stem) < 2**63 for stem in stems):
+        return False
+    return len(set(map(int, stems))) == len(stems)
 
 
 @dataclass

@@ -166,6 +166,14 @@ def test_a_file_name_with_a_superscript_digit_is_a_name_not_a_number(tmp_path):
     assert loaded.names == ["1\u00b22.png", "3.png"] and loaded.ids.tolist() == [0, 1]
 
 
+def test_a_file_number_too_large_for_an_id_is_a_name(tmp_path):
+    images, _ = synthetic_images(2)
+    for name, image in zip(("99999999999999999999.png", "3.png"), images):
+        cv2.imwrite(str(tmp_path / name), image)
+    loaded = faces.read_image_folder(str(tmp_path))  # an OverflowError sorting the ids
+    assert loaded.names == ["3.png", "99999999999999999999.png"] and loaded.ids.tolist() == [0, 1]
+
+
 def test_bad_file_is_one_line_and_the_rest_are_read(tmp_path, capsys):
     images, _ = synthetic_images(3)
     os.makedirs(tmp_path / "happy")
