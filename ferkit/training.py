@@ -183,7 +183,11 @@ def main(args, network):
         name = args.name or stamp
         if len(seeds) > 1:
             name = f"{name}_seed{seed}"
-        plans.append((config, runs.run_folder(args.out or "models", name)))
+        run_dir = runs.run_folder(args.out or "models", name)
+        held = sorted(os.listdir(run_dir)) if args.name and os.path.isdir(run_dir) else []
+        if held:  # a user's own files, which the run's would replace (model.keras, …)
+            raise FerError(f"{run_dir}: holds {held[0]} but no run: give another --name")
+        plans.append((config, run_dir))
     _check_backend(plans[0][0])
     loaded = runs.load_training_data(plans[0][0])  # the seeds share the data and the split
     run_dirs = []

@@ -389,6 +389,20 @@ def test_existing_run_is_not_overwritten(train_csv, tmp_path):
     assert {name: Path(run_dir, name).read_bytes() for name in before} == before
 
 
+def test_a_named_folder_holding_a_users_files_is_not_trained_into(train_csv, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "model.keras").write_bytes(b"my own model")  # replaced without a word
+    parser = training.add_arguments(argparse.ArgumentParser(), "dnn")
+    arguments = ["--data", train_csv, "--out", str(tmp_path), "--name", "mine", "--epochs", "1"]
+    with pytest.raises(FerError, match=r"mine: holds model.keras but no run: give another --name"):
+        training.main(parser.parse_args(arguments), "dnn")
+    assert (
+        os.listdir(mine) == ["model.keras"]
+        and (mine / "model.keras").read_bytes() == b"my own model"
+    )
+
+
 def run_script(*arguments, cwd=None):
     return subprocess.run(
         [sys.executable, *arguments],
