@@ -187,6 +187,12 @@ def main(args, network):
         held = sorted(os.listdir(run_dir)) if args.name and os.path.isdir(run_dir) else []
         if held:  # a user's own files, which the run's would replace (model.keras, …)
             raise FerError(f"{run_dir}: holds {held[0]} but no run: give another --name")
+        for option in ("data", "val_data"):
+            folder = overrides[option]
+            inside = folder and os.path.isdir(folder) and _is_inside(run_dir, folder)
+            if inside:  # read as a class folder that is not one: neither resumed nor read again
+                name = "--" + option.replace("_", "-")
+                raise FerError(f"{run_dir}: is inside the {name} folder; give --out elsewhere")
         plans.append((config, run_dir))
     _check_backend(plans[0][0])
     loaded = runs.load_training_data(plans[0][0])  # the seeds share the data and the split
@@ -237,6 +243,11 @@ def _check_backend(config):
         from ferkit import backend
 
         backend.check_distribute()
+
+
+def _is_inside(path, folder):
+    folder = os.path.realpath(folder)
+    return os.path.commonpath([folder, os.path.realpath(path)]) == folder
 
 
 def _config_keys(network):

@@ -14,7 +14,7 @@ import keras
 import pytest
 from conftest import REPOSITORY, make_train_csv
 
-from ferkit import checkpoints, runs, training
+from ferkit import checkpoints, data, runs, training
 from ferkit import config as configuration
 from ferkit.errors import FerError
 
@@ -401,6 +401,18 @@ def test_a_named_folder_holding_a_users_files_is_not_trained_into(train_csv, tmp
         os.listdir(mine) == ["model.keras"]
         and (mine / "model.keras").read_bytes() == b"my own model"
     )
+
+
+def test_a_run_is_not_written_into_its_image_folder_data(train_csv, tmp_path, monkeypatch):
+    from ferkit import faces
+
+    folder = faces.write_image_folder(data.read_csv(train_csv), str(tmp_path / "faces"))
+    monkeypatch.chdir(folder)  # --data . and the default --out models: faces/models/…
+    parser = training.add_arguments(argparse.ArgumentParser(), "dnn")
+    # Its run folder then read as a class folder that is not one: not resumed, not read again.
+    with pytest.raises(FerError, match=r"models/r: is inside the --data folder; give --out"):
+        training.main(parser.parse_args(["--data", ".", "--name", "r", "--epochs", "1"]), "dnn")
+    assert not os.path.exists(Path(folder, "models"))
 
 
 def run_script(*arguments, cwd=None):
