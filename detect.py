@@ -49,7 +49,7 @@ def main():
     root = args.input if os.path.isdir(args.input) else os.path.dirname(args.input) or "."
     # Every model checked by its first bytes before OpenCV's detector or Keras is started.
     model_files = [runs.checked_model_path(path) for path in args.model or [runs.PRETRAINED]]
-    faces.check_outputs(media, root, args.csv, args.out, args.force, model_files)
+    faces.check_outputs(media, root, args.csv, args.out, args.force, model_files, args.cascade)
     detector = None if args.no_detect else faces.load_detector(args.cascade)
     if not args.model:
         print(f"No model given: using the pretrained CNN {runs.PRETRAINED}", file=sys.stderr)

@@ -163,28 +163,37 @@ def check_prediction_arguments(args):
     for source in getattr(args, "members", None) or [getattr(args, "model", None)]:
         source = source or runs.PRETRAINED
         role = f"member {source}" if hasattr(args, "members") else f"the model {source}"
-        folder = source if os.path.isdir(source) else os.path.dirname(source)
-        inputs[role] = runs.model_path(source) if folder == source else source
-        inputs[f"the configuration of {role}"] = os.path.join(folder, runs.CONFIG_FILE)
-        # The rest of what training wrote beside it: replacing one broke a later --resume.
-        for name in ("command.txt", "history.csv", "metrics.json"):
-            inputs[f"the {name} of {role}"] = os.path.join(folder, name)
-        checkpoint_folder = os.path.realpath(os.path.join(folder, checkpoints.FOLDER))
-        for option, path in (("--out", args.out), ("--proba", args.proba)):
-            if path and os.path.dirname(os.path.realpath(path)) == checkpoint_folder:
-                raise FerError(
-                    f"{path}: is in the checkpoint folder of {role}, which --resume reads; "
-                    f"write {option} elsewhere"
-                )
-        # The files it trained and validated on: fitted weights rebuild its validation
-        # images from them, and so does every later script that reads the run.
-        for key, path in _recorded_data(os.path.join(folder, runs.CONFIG_FILE)).items():
-            inputs[f"the {key.replace('_', '-')} file of {role}"] = path
+        inputs.update(model_inputs(source, role, {"--out": args.out, "--proba": args.proba}))
     moved = getattr(args, "run_data", None) or []
     for index, path in enumerate(moved):
         number = f" {index + 1} of {len(moved)}" if len(moved) > 1 else ""
         inputs[f"the --run-data file{number}"] = path
     check_outputs(args.out, args.proba, args.force, inputs)
+
+
+def model_inputs(source, role, outputs):
+    """{what: path} of what an output must not replace even with --force, for one model (a run
+    folder or a model file, named ``role``): the model, the files training wrote beside it
+    and the data files its config.json records. Refuses any of ``outputs`` ({option: path})
+    that would go into its checkpoint folder."""
+    folder = source if os.path.isdir(source) else os.path.dirname(source)
+    inputs = {role: runs.model_path(source) if folder == source else source}
+    inputs[f"the configuration of {role}"] = os.path.join(folder, runs.CONFIG_FILE)
+    # The rest of what training wrote beside it: replacing one broke a later --resume.
+    for name in ("command.txt", "history.csv", "metrics.json"):
+        inputs[f"the {name} of {role}"] = os.path.join(folder, name)
+    checkpoint_folder = os.path.realpath(os.path.join(folder, checkpoints.FOLDER))
+    for option, path in outputs.items():
+        if path and os.path.dirname(os.path.realpath(path)) == checkpoint_folder:
+            raise FerError(
+                f"{path}: is in the checkpoint folder of {role}, which --resume reads; "
+                f"write {option} elsewhere"
+            )
+    # The files it trained and validated on: fitted weights rebuild its validation images
+    # from them, and so does every later script that reads the run.
+    for key, path in _recorded_data(os.path.join(folder, runs.CONFIG_FILE)).items():
+        inputs[f"the {key.replace('_', '-')} file of {role}"] = path
+    return inputs
 
 
 def _recorded_data(config_path):

@@ -518,17 +518,29 @@ def result_rows(file, frame, boxes, probabilities):
     return rows or [[file, frame_text, "", "", "", "", "no face"] + [""] * data.NUM_CLASSES]
 
 
-def check_outputs(media, root, csv_path, out, force, model_files=()):
+def check_outputs(media, root, csv_path, out, force, model_files=(), cascade=None):
     """Refuse, before any model is loaded, outputs that would destroy something or could not
-    be written: a --csv that is a folder, an input picture or a model (even with ``force``),
-    or an existing file without ``force``; an --out that is a file or the input's own folder;
-    an annotated copy that two inputs would share, or that exists without ``force``."""
+    be written: a --csv that is a folder, an input picture, an annotated copy, the cascade, a
+    model or what its run holds (even with ``force``), or an existing file without ``force``;
+    an --out that is a file or the input's own folder; an annotated copy that two inputs would
+    share, or that exists without ``force``."""
     if csv_path:
         if os.path.isdir(csv_path):
             raise FerError(f"{csv_path}: is a folder, expected a file name for --csv")
-        inputs = [file for file, _ in media] + list(model_files)
-        if os.path.realpath(csv_path) in {os.path.realpath(path) for path in inputs}:
+        csv_real = os.path.realpath(csv_path)
+        if csv_real in {os.path.realpath(file) for file, _ in media}:
             raise FerError(f"{csv_path}: is one of the inputs; --csv must not overwrite it")
+        # As predict.py's --out: a run's config.json or state.json replaced broke a resume.
+        protected = {"the --cascade file": cascade}
+        for path in model_files:
+            protected.update(
+                evaluation.model_inputs(path, f"the model {path}", {"--csv": csv_path})
+            )
+        for what, path in protected.items():
+            if path and csv_real == os.path.realpath(path):
+                raise FerError(f"{csv_path}: is {what}; --csv must not overwrite it")
+        if out and _is_annotated_copy(csv_real, media, root, out):
+            raise FerError(f"{csv_path}: is where --out puts an annotated copy; give another --csv")
         if os.path.exists(csv_path) and not force:
             raise FerError(f"{csv_path}: already exists (pass --force to overwrite it)")
         check_writable(csv_path)
@@ -570,6 +582,18 @@ def check_outputs(media, root, csv_path, out, force, model_files=()):
                 f"{os.path.join(folder, taken[0])}: already exists (pass --force to overwrite "
                 "the annotated copies)"
             )
+
+
+def _is_annotated_copy(path, media, root, out):
+    """Whether the real path ``path`` is one of the annotated copies under ``out``."""
+    out = os.path.realpath(out)
+    for file, is_video in media:
+        name = _frame_prefix(file, root) if is_video else annotated_name(file, None, root)
+        copy = os.path.join(out, name)
+        frame = is_video and path.startswith(copy) and FRAME_NAME.fullmatch(path)
+        if path == copy or frame:
+            return True
+    return False
 
 
 def annotated_name(file, frame, root):

@@ -1,7 +1,9 @@
 """Faces in photos and videos (detect.py), the shared preprocessing, the image-folder form."""
 
 import csv
+import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -383,6 +385,38 @@ def test_mistakes_are_one_line_exit_2(arguments, message, tmp_path, monkeypatch,
     assert (tmp_path / "existing.csv").read_text() == "keep me"
     assert (tmp_path / "annotated" / "0.png").read_text() == "keep me"
     assert (photos / "0.png").read_bytes() == photo
+
+
+@pytest.mark.parametrize(
+    "target, message",
+    [
+        ("run/config.json", "is the configuration of the model"),
+        ("run/history.csv", "is the history.csv of the model"),
+        ("run/checkpoint/state.json", "is in the checkpoint folder of the model"),
+        ("run/train.csv", "is the data file of the model"),
+        ("cascade.xml", "is the --cascade file; --csv must not overwrite it"),
+        ("annotated/0.png", "is where --out puts an annotated copy; give another --csv"),
+    ],
+)
+def test_csv_never_replaces_a_run_its_data_the_cascade_or_a_copy(
+    target, message, model_dir, tmp_path, monkeypatch, capsys
+):
+    run = tmp_path / "run"
+    shutil.copytree(model_dir, run)  # a copy, with its recorded data file beside it
+    config = json.loads((run / "config.json").read_text())
+    shutil.copy(config["data"], run / "train.csv")
+    (run / "config.json").write_text(json.dumps({**config, "data": str(run / "train.csv")}))
+    shutil.copy(os.path.join(cv2.data.haarcascades, faces.CASCADE_FILE), tmp_path / "cascade.xml")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "0.png"), synthetic_images(1)[0][0])
+    before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+    arguments = ["--model", run, "--cascade", tmp_path / "cascade.xml", "--out"]
+    arguments += [tmp_path / "annotated", "--csv", tmp_path / target, "--force"]
+    # Replaced with --force: a run's config.json or state.json broke its --resume.
+    assert run_detect(monkeypatch, photos, *arguments) == 2
+    assert message in capsys.readouterr().err
+    assert {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == before
 
 
 def test_two_inputs_with_one_annotated_name_are_refused(tmp_path, monkeypatch, capsys):
