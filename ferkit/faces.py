@@ -15,6 +15,7 @@ The image-folder form is the one the popular Kaggle copy of FER2013 uses::
 """
 
 import concurrent.futures
+import math
 import os
 import re
 import sys
@@ -52,6 +53,10 @@ DEFAULT_MARGIN = 0.05
 SCALE_FACTOR = 1.1
 MIN_NEIGHBOURS = 5
 MIN_FACE_SIZE = 24
+# The detector searches a copy shrunk to at most this many pixels (about 8,200 x 8,200):
+# OpenCV's cascade crashed the process (a segmentation fault) on a 324-megapixel photo, and
+# faces in a photo that large are far above MIN_FACE_SIZE even at a quarter of the size.
+MAX_DETECTION_PIXELS = 2**26
 
 _GRAY_CODES = {
     ("bgr", 3): cv2.COLOR_BGR2GRAY,
@@ -130,9 +135,16 @@ def load_detector(path=None):
 def detect_faces(image, detector, margin=DEFAULT_MARGIN, channel_order="bgr"):
     """Square boxes (x, y, w, h) around the faces in ``image``, left to right."""
     gray = to_gray(image, channel_order)
+    scale = min(1.0, math.sqrt(MAX_DETECTION_PIXELS / gray.size))
+    searched = gray
+    if scale < 1:
+        size = (max(1, int(gray.shape[1] * scale)), max(1, int(gray.shape[0] * scale)))
+        searched = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)  # (h', w')
     found = detector.detectMultiScale(
-        gray, SCALE_FACTOR, MIN_NEIGHBOURS, minSize=(MIN_FACE_SIZE, MIN_FACE_SIZE)
+        searched, SCALE_FACTOR, MIN_NEIGHBOURS, minSize=(MIN_FACE_SIZE, MIN_FACE_SIZE)
     )
+    # Boxes back in the full image's pixels: the faces are cropped from the full image.
+    found = [[round(value / scale) for value in box] for box in found]
     boxes = [square_box(box, margin, gray.shape) for box in found]
     return sorted(boxes)
 
@@ -234,6 +246,8 @@ def find_media(path, skip=None):
     less the folder ``skip`` (annotated copies written inside the input are not inputs)."""
     if os.path.isfile(path):
         return [(path, path.lower().endswith(VIDEO_EXTENSIONS))]
+    if os.path.exists(path) and not os.path.isdir(path):  # a pipe or a device: reading waits
+        raise FerError(f"{path}: not a file or folder (a pipe or a device?)")
     if not os.path.isdir(path):
         raise FerError(f"{path}: no such file or folder")
     skipped = os.path.realpath(skip) if skip else None
@@ -245,8 +259,11 @@ def find_media(path, skip=None):
             if not name.startswith(".") and os.path.realpath(os.path.join(folder, name)) != skipped
         )
         for name in sorted(names, key=_natural_key):
-            if name.lower().endswith(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS):
-                found.append((os.path.join(folder, name), name.lower().endswith(VIDEO_EXTENSIONS)))
+            file = os.path.join(folder, name)
+            # A pipe named x.png waited for a writer forever; a broken link is read, and named.
+            special = os.path.exists(file) and not os.path.isfile(file)
+            if name.lower().endswith(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS) and not special:
+                found.append((file, name.lower().endswith(VIDEO_EXTENSIONS)))
     if not found:
         raise FerError(f"{path}: no images or videos in this folder")
     return found

@@ -419,6 +419,29 @@ def test_csv_never_replaces_a_run_its_data_the_cascade_or_a_copy(
     assert {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == before
 
 
+def test_a_huge_photo_is_searched_shrunk_and_its_boxes_mapped_back(monkeypatch):
+    class Detector:
+        def detectMultiScale(self, image, *arguments, **options):  # noqa: N802 (OpenCV's name)
+            self.shape = image.shape
+            return [(10, 20, 30, 30)]  # in the shrunk copy's pixels
+
+    # OpenCV's cascade crashed the process on a 324-megapixel photo; this limit stands for it.
+    monkeypatch.setattr(faces, "MAX_DETECTION_PIXELS", 100 * 100)
+    detector = Detector()
+    boxes = faces.detect_faces(np.zeros((400, 800, 3), np.uint8), detector, margin=0)
+    assert detector.shape == (70, 141) and 70 * 141 <= 100 * 100
+    scale = np.sqrt(100 * 100 / (400 * 800))
+    assert boxes == [(round(10 / scale), round(20 / scale), round(30 / scale), round(30 / scale))]
+
+
+def test_a_pipe_named_like_an_image_is_not_read(tmp_path):
+    cv2.imwrite(str(tmp_path / "0.png"), synthetic_images(1)[0][0])
+    os.mkfifo(tmp_path / "1.png")  # opening it waited for a writer forever
+    assert faces.find_media(str(tmp_path)) == [(str(tmp_path / "0.png"), False)]
+    with pytest.raises(FerError, match=r"1\.png: not a file or folder \(a pipe or a device\?\)"):
+        faces.find_media(str(tmp_path / "1.png"))
+
+
 def test_two_inputs_with_one_annotated_name_are_refused(tmp_path, monkeypatch, capsys):
     # x.pgm is annotated as x.pgm.png (a PNG shows coloured boxes): one copy replaced the other.
     photos = tmp_path / "photos"
