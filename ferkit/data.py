@@ -85,6 +85,8 @@ def _read_bytes(path):
             raw = _gunzip(raw)
         except (EOFError, OSError, zlib.error):
             raise FerError(f"{path}: gzip file is truncated or corrupt") from None
+    if b"\x00" in raw[:4096] and os.fspath(path).lower().endswith(IMAGE_EXTENSIONS):
+        raise FerError(f"{path}: is one image; expected a CSV file or a folder of images")
     if b"\x00" in raw[:4096]:  # text has none; a model file given as --test printed 32 KB
         raise FerError(
             f"{path}: not a CSV text file (it holds NUL bytes: binary data, or UTF-16 text "

@@ -114,6 +114,16 @@ def test_the_parsers_agree_on_signed_numbers(tmp_path):
     ]
 
 
+def test_one_image_given_as_a_data_file_is_named_as_such(tmp_path):
+    import cv2
+
+    path = tmp_path / "face.png"
+    cv2.imwrite(str(path), np.zeros((48, 48), np.uint8))
+    # Said "not a CSV text file (it holds NUL bytes: binary data, or UTF-16 text …)".
+    with pytest.raises(FerError, match="face.png: is one image; expected a CSV file or a folder"):
+        data.read_csv(str(path))
+
+
 def _with_row(tmp_path, row_text, columns="label,feature", name="bad.csv"):
     good = " ".join(["1"] * 2304)
     path = tmp_path / name
