@@ -39,7 +39,7 @@ def main():
         )
     name = "confusion"
     if args.data:
-        name += "_" + os.path.basename(args.data).split(".")[0]
+        name += "_" + os.path.basename(os.path.normpath(args.data)).split(".")[0]
     if args.blur:
         name += f"_blur{args.blur:g}"
     if args.tta != "none":

@@ -384,3 +384,13 @@ def test_samples_of_the_current_folder_are_not_drawn_into_it(tmp_path, monkeypat
     with pytest.raises(FerError, match="is inside the --data folder"):
         call_script(monkeypatch, "samples.py", "--data", ".", "--per-class", 1)
     assert not (tmp_path / "models").exists()
+
+
+def test_samples_of_a_folder_given_with_a_slash_are_named_by_it(tmp_path, monkeypatch):
+    cv2 = pytest.importorskip("cv2")
+    (tmp_path / "faces" / "happy").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "faces" / "happy" / "0.png"), synthetic_images(1)[0][0])
+    monkeypatch.chdir(tmp_path)
+    # "faces/" gave samples_.png, which the next folder's samples replaced.
+    call_script(monkeypatch, "samples.py", "--data", "faces/", "--per-class", 1)
+    assert os.listdir(tmp_path / "models" / "figures") == ["samples_faces.png"]
