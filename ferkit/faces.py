@@ -583,6 +583,18 @@ def check_outputs(media, root, csv_path, out, force, model_files=(), cascade=Non
             target = os.path.join(out, name)
             raise FerError(f"{clash} and {file}: both would be annotated as {target}")
         sources[name] = file
+    # Each copy's place, before the models run: a file where a sub-folder goes, or a folder
+    # where a copy goes, failed after the work, with the copies before it written.
+    first_copies = {}  # folder: the first copy going there (a video: its first frame)
+    for file, is_video in media:
+        copy = os.path.join(out, annotated_name(file, 0 if is_video else None, root))
+        first_copies.setdefault(os.path.dirname(copy), copy)
+    for copy in first_copies.values():
+        check_writable(copy)
+    for name, file in sources.items():
+        if os.path.isdir(os.path.join(out, name)):
+            target = os.path.join(out, name)
+            raise FerError(f"{target}: is a folder, expected the annotated copy of {file}")
     if force:
         return
     for file, is_video in media:

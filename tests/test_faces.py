@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -440,6 +441,37 @@ def test_a_pipe_named_like_an_image_is_not_read(tmp_path):
     assert faces.find_media(str(tmp_path)) == [(str(tmp_path / "0.png"), False)]
     with pytest.raises(FerError, match=r"1\.png: not a file or folder \(a pipe or a device\?\)"):
         faces.find_media(str(tmp_path / "1.png"))
+
+
+@pytest.mark.parametrize(
+    "in_the_way, message",
+    [
+        ("sub", r"out/sub/1\.png: cannot be written \(.*out/sub is a file"),
+        ("0.png/", "0.png: is a folder"),
+    ],
+)
+def test_a_copy_that_cannot_be_written_is_refused_before_the_work(
+    in_the_way, message, tmp_path, monkeypatch, capsys
+):
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    cv2.imwrite(str(photos / "0.png"), synthetic_images(1)[0][0])
+    cv2.imwrite(str(photos / "sub" / "1.png"), synthetic_images(1)[0][0])
+    out = tmp_path / "out"
+    out.mkdir()
+    if in_the_way.endswith("/"):
+        (out / in_the_way).mkdir()
+    else:
+        (out / in_the_way).write_text("in the way")
+
+    def started(*arguments, **keywords):
+        raise AssertionError("a model was loaded before the mistake was refused")
+
+    monkeypatch.setattr(runs, "load_model", started)  # 0.png's copy was written, then this
+    arguments = ["--no-detect", "--out", out, "--force"]
+    assert run_detect(monkeypatch, photos, *arguments) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert sorted(os.listdir(out)) == [in_the_way.rstrip("/")]
 
 
 def test_two_inputs_with_one_annotated_name_are_refused(tmp_path, monkeypatch, capsys):
