@@ -175,7 +175,7 @@ def _fused_call(layer, keras_call):
     return call
 
 
-def batches(inputs, targets=None, batch_size=32):
+def batches(inputs, targets=None, batch_size=32, replicas=1):
     """Keyword arguments for fit/evaluate/predict that feed arrays in order, in batches.
 
     On TensorFlow, Keras feeds arrays through a tf.data pipeline with autotuning on, and
@@ -186,9 +186,18 @@ def batches(inputs, targets=None, batch_size=32):
     pipeline with autotuning off end at once. Other backends take the arrays as they are.
     ``inputs`` may be a list (a model with several inputs). A batch size above the number of
     images is one batch of them all (--batch-size 10**20 made an impossible reshape).
+    ``replicas``: the model's replicas under ``--distribute`` (``replica_count``).
     """
     count = len(inputs[0] if isinstance(inputs, list) else inputs)
     batch_size = max(1, min(batch_size, count))
+    if replicas > 1 and batch_size > replicas:
+        # MirroredStrategy split a batch of a known odd size unevenly and then failed (AddN
+        # of [32,48,48,1] and [31,48,48,1]): the batches of known size are a multiple of
+        # the replicas, and the rest is a last batch of unknown size, which it handles if
+        # every replica gets an image of it (a replica with none made the loss NaN).
+        batch_size -= batch_size % replicas
+        while 0 < count % batch_size < replicas and batch_size > replicas:
+            batch_size -= replicas
     if name() != "tensorflow":
         arguments = {"x": inputs, "batch_size": batch_size}
         return arguments if targets is None else {**arguments, "y": targets}
@@ -220,6 +229,12 @@ def batches(inputs, targets=None, batch_size=32):
     # As Keras' own pipeline: several machines split the batches, not (absent) files.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return {"x": dataset.prefetch(1).with_options(options)}
+
+
+def replica_count(model):
+    """How many replicas a compiled model trains on: TensorFlow's strategy's, else 1."""
+    strategy = getattr(model, "distribute_strategy", None) if name() == "tensorflow" else None
+    return strategy.num_replicas_in_sync if strategy is not None else 1
 
 
 def distribution_scope(enabled):

@@ -61,3 +61,12 @@ def test_two_logical_cpus_match_one(tmp_path):
     assert float(distributed[0]["loss"]) == pytest.approx(
         float(single[0]["loss"]), rel=FIRST_EPOCH_LOSS_TOLERANCE
     )
+
+
+def test_a_training_set_of_odd_size_trains_on_two_logical_cpus(tmp_path):
+    # 63 training faces: one batch split 32/31 between the replicas ended in a traceback.
+    train_csv = make_train_csv(tmp_path / "train.csv", count=70)
+    history, _ = train(
+        tmp_path, train_csv, "odd", "--distribute", "--batch-size", "128", devices="2"
+    )
+    assert len(history) == 3 and all(float(row["loss"]) > 0 for row in history)
