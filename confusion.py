@@ -7,7 +7,8 @@ its percentage and count; print scikit-learn's report and the three most confuse
     python confusion.py models/cnn_a --data data/fer2013.csv --usage PrivateTest --out cm.pdf
 
 The validation images are rebuilt from the split recorded in the run's config.json. The
-figure goes to <run>/figures/confusion[_<data>][_tta-<mode>].png unless --out says otherwise.
+figure goes to <run>/figures/confusion[_<data>][_blur<sigma>][_tta-<mode>].png unless --out says
+otherwise.
 """
 
 import os
