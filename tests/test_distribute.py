@@ -66,7 +66,6 @@ def test_two_logical_cpus_match_one(tmp_path):
 def test_a_training_set_of_odd_size_trains_on_two_logical_cpus(tmp_path):
     # 63 training faces: one batch split 32/31 between the replicas ended in a traceback.
     train_csv = make_train_csv(tmp_path / "train.csv", count=70)
-    history, _ = train(
-        tmp_path, train_csv, "odd", "--distribute", "--batch-size", "128", devices="2"
-    )
-    assert len(history) == 3 and all(float(row["loss"]) > 0 for row in history)
+    arguments = ["--distribute", "--batch-size", "128", "--epochs", "1"]  # the last wins
+    history, _ = train(tmp_path, train_csv, "odd", *arguments, devices="2")
+    assert len(history) == 1 and float(history[0]["loss"]) > 0  # a replica with no faces: NaN
