@@ -57,6 +57,12 @@ def atomic_path(path, force=True):
             os.remove(temporary)
 
 
+def is_inside(path, folder):
+    """Whether ``path`` is ``folder`` or below it, links resolved."""
+    folder = os.path.realpath(folder)
+    return os.path.commonpath([folder, os.path.realpath(path)]) == folder
+
+
 def check_writable(path):
     """Refuse, before any work, a file that could not be written later: one whose folder
     is a file, or whose nearest existing folder cannot be written in (tried with a nameless

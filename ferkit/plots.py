@@ -21,7 +21,7 @@ from matplotlib import ticker
 from ferkit import config as configuration
 from ferkit import data, evaluation, runs
 from ferkit.errors import FerError, shown
-from ferkit.files import atomic_path, check_writable, read_json
+from ferkit.files import atomic_path, check_writable, is_inside, read_json
 
 FORMATS = (".png", ".pdf", ".svg")
 DPI = 120
@@ -389,10 +389,7 @@ def figure_path(source, name, out=None, force=False, data_path=None, labels_path
 def check_outside_data(path, data_path):
     """A figure written into an image folder would replace one of its faces (--force) or be
     read as a new one the next time."""
-    if not data_path or not os.path.isdir(data_path):
-        return
-    folder = os.path.realpath(data_path)
-    if os.path.commonpath([folder, os.path.realpath(path)]) == folder:
+    if data_path and os.path.isdir(data_path) and is_inside(path, data_path):
         raise FerError(
             f"{path}: is inside the --data folder {data_path}, whose images it would replace "
             "or join; write the figure elsewhere"

@@ -24,7 +24,7 @@ import ferkit
 from ferkit import checkpoints, data, evaluation, runs
 from ferkit import config as configuration
 from ferkit.errors import FerError, shown
-from ferkit.files import read_json, write_json, write_text
+from ferkit.files import is_inside, read_json, write_json, write_text
 
 # Environment variables that change the numbers a run computes, recorded with its versions.
 NUMERIC_ENVIRONMENT = (
@@ -189,7 +189,7 @@ def main(args, network):
             raise FerError(f"{run_dir}: holds {held[0]} but no run: give another --name")
         for option in ("data", "val_data"):
             folder = overrides[option]
-            inside = folder and os.path.isdir(folder) and _is_inside(run_dir, folder)
+            inside = folder and os.path.isdir(folder) and is_inside(run_dir, folder)
             if inside:  # read as a class folder that is not one: neither resumed nor read again
                 name = "--" + option.replace("_", "-")
                 raise FerError(f"{run_dir}: is inside the {name} folder; give --out elsewhere")
@@ -243,11 +243,6 @@ def _check_backend(config):
         from ferkit import backend
 
         backend.check_distribute()
-
-
-def _is_inside(path, folder):
-    folder = os.path.realpath(folder)
-    return os.path.commonpath([folder, os.path.realpath(path)]) == folder
 
 
 def _config_keys(network):
