@@ -36,7 +36,7 @@ if "OPENCV_LOG_LEVEL" not in os.environ:
 
 from ferkit import data, evaluation
 from ferkit.errors import FerError
-from ferkit.files import atomic_path, check_writable
+from ferkit.files import atomic_path, check_writable, is_inside
 
 IMAGE_EXTENSIONS = data.IMAGE_EXTENSIONS
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
@@ -556,8 +556,6 @@ def check_outputs(media, root, csv_path, out, force, model_files=(), cascade=Non
         for what, path in protected.items():
             if path and csv_real == os.path.realpath(path):
                 raise FerError(f"{csv_path}: is {what}; --csv must not overwrite it")
-        if out and _is_annotated_copy(csv_real, media, root, out):
-            raise FerError(f"{csv_path}: is where --out puts an annotated copy; give another --csv")
         if os.path.exists(csv_path) and not force:
             raise FerError(f"{csv_path}: already exists (pass --force to overwrite it)")
         check_writable(csv_path)
@@ -567,7 +565,6 @@ def check_outputs(media, root, csv_path, out, force, model_files=(), cascade=Non
         raise FerError(f"--out {out}: is a file, expected a folder for the annotated copies")
     if os.path.realpath(out) == os.path.realpath(root):
         raise FerError(f"--out {out}: is the input's folder; annotating would overwrite it")
-    check_writable(os.path.join(out, "annotated.png"))
     # x.pgm is annotated as x.pgm.png (a PNG shows colour): beside an x.pgm.png, one copy
     # would silently replace the other. So would a photo clip.mp4.frame000000.jpg beside
     # clip.mp4, whose first frame is annotated under that name.
@@ -583,11 +580,17 @@ def check_outputs(media, root, csv_path, out, force, model_files=(), cascade=Non
             target = os.path.join(out, name)
             raise FerError(f"{clash} and {file}: both would be annotated as {target}")
         sources[name] = file
+    if csv_path and is_inside(csv_path, out):
+        name = os.path.relpath(os.path.realpath(csv_path), os.path.realpath(out))
+        frame = FRAME_NAME.fullmatch(name)
+        if name in sources or (frame and frame.group(1) in videos):
+            raise FerError(f"{csv_path}: is where --out puts an annotated copy; give another --csv")
     # Each copy's place, before the models run: a file where a sub-folder goes, or a folder
     # where a copy goes, failed after the work, with the copies before it written.
+    copies = [os.path.join(out, name) for name in sources]
+    copies += [os.path.join(out, annotated_name(file, 0, root)) for file in videos.values()]
     first_copies = {}  # folder: the first copy going there (a video: its first frame)
-    for file, is_video in media:
-        copy = os.path.join(out, annotated_name(file, 0 if is_video else None, root))
+    for copy in copies:
         first_copies.setdefault(os.path.dirname(copy), copy)
     for copy in first_copies.values():
         check_writable(copy)
@@ -611,18 +614,6 @@ def check_outputs(media, root, csv_path, out, force, model_files=(), cascade=Non
                 f"{os.path.join(folder, taken[0])}: already exists (pass --force to overwrite "
                 "the annotated copies)"
             )
-
-
-def _is_annotated_copy(path, media, root, out):
-    """Whether the real path ``path`` is one of the annotated copies under ``out``."""
-    out = os.path.realpath(out)
-    for file, is_video in media:
-        name = _frame_prefix(file, root) if is_video else annotated_name(file, None, root)
-        copy = os.path.join(out, name)
-        frame = is_video and path.startswith(copy) and FRAME_NAME.fullmatch(path)
-        if path == copy or frame:
-            return True
-    return False
 
 
 def annotated_name(file, frame, root):
