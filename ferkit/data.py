@@ -49,11 +49,12 @@ def numbered_names(names):
     """Whether every image file name (less folders and extension) is a number, no two the
     same: then the numbers are the images' ids (Kaggle's test faces saved as 0.png, 1.png…)."""
     stems = [file_stem(name) for name in names]
-    # isdecimal, not isdigit: '²' is a digit that int() refuses. Ids are int64: a larger
-    # number is a name (it overflowed sorting the ids).
-    if not all(stem.isdecimal() and int(stem) < 2**63 for stem in stems):
+    # isdecimal, not isdigit: '²' is a digit that int() refuses.
+    if not all(stem.isdecimal() for stem in stems):
         return False
-    return len(set(map(int, stems))) == len(stems)
+    numbers = [int(stem) for stem in stems]
+    # Ids are int64: a larger number is a name (it overflowed sorting the ids).
+    return max(numbers, default=0) < 2**63 and len(set(numbers)) == len(numbers)
 
 
 @dataclass
@@ -85,9 +86,9 @@ def _read_bytes(path):
             raw = _gunzip(raw)
         except (EOFError, OSError, zlib.error):
             raise FerError(f"{path}: gzip file is truncated or corrupt") from None
-    if b"\x00" in raw[:4096] and os.fspath(path).lower().endswith(IMAGE_EXTENSIONS):
-        raise FerError(f"{path}: is one image; expected a CSV file or a folder of images")
     if b"\x00" in raw[:4096]:  # text has none; a model file given as --test printed 32 KB
+        if os.fspath(path).lower().endswith(IMAGE_EXTENSIONS):
+            raise FerError(f"{path}: is one image; expected a CSV file or a folder of images")
         raise FerError(
             f"{path}: not a CSV text file (it holds NUL bytes: binary data, or UTF-16 text "
             "to be saved as UTF-8)"
