@@ -95,7 +95,7 @@ def resume_state(run_dir, config):
     if not os.path.exists(state_path):
         trained = [
             name
-            for name in (runs.MODEL_FILE, "metrics.json")
+            for name in (runs.MODEL_FILE, runs.METRICS_FILE)
             if os.path.exists(os.path.join(run_dir, name))
         ]
         if trained:  # checkpoint/ deleted to save space: epoch 1 again would replace them
@@ -110,7 +110,7 @@ def resume_state(run_dir, config):
             raise FerError(
                 f"{state_path}: names the checkpoint {state.get('checkpoint')}, which is missing"
             )
-    finished = os.path.exists(os.path.join(run_dir, "metrics.json"))
+    finished = os.path.exists(os.path.join(run_dir, runs.METRICS_FILE))
     if finished and state["early_wait"] >= config["early_stop_patience"]:
         raise FerError(
             f"{run_dir}: already finished: it stopped early at epoch {state['epoch']} after "
@@ -127,7 +127,7 @@ def resume_state(run_dir, config):
         )
     # What resuming writes: a folder in the way was found only after config.json had
     # recorded a new --epochs.
-    for name in (runs.MODEL_FILE, runs.CONFIG_FILE, "history.csv", "metrics.json"):
+    for name in (runs.MODEL_FILE, runs.CONFIG_FILE, runs.HISTORY_FILE, runs.METRICS_FILE):
         if os.path.isdir(os.path.join(run_dir, name)):
             raise FerError(f"{os.path.join(run_dir, name)}: is a folder, expected a file")
     best = state["best_epoch"]
@@ -197,4 +197,4 @@ def write_history(run_dir, history):
     """history.csv from the state's rows (one per finished epoch), 6 significant digits."""
     lines = [",".join(HISTORY_COLUMNS)]
     lines += [",".join(f"{row[column]:.6g}" for column in HISTORY_COLUMNS) for row in history]
-    write_text(os.path.join(run_dir, "history.csv"), "\n".join(lines) + "\n")
+    write_text(os.path.join(run_dir, runs.HISTORY_FILE), "\n".join(lines) + "\n")

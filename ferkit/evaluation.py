@@ -180,7 +180,7 @@ def model_inputs(source, role, outputs):
     inputs = {role: runs.model_path(source) if folder == source else source}
     inputs[f"the configuration of {role}"] = os.path.join(folder, runs.CONFIG_FILE)
     # The rest of what training wrote beside it: replacing one broke a later --resume.
-    for name in ("command.txt", "history.csv", "metrics.json"):
+    for name in (runs.COMMAND_FILE, runs.HISTORY_FILE, runs.METRICS_FILE):
         inputs[f"the {name} of {role}"] = os.path.join(folder, name)
     checkpoint_folder = os.path.realpath(os.path.join(folder, checkpoints.FOLDER))
     for option, path in outputs.items():

@@ -48,7 +48,7 @@ def read_history(source):
     """history.csv of a run (folder or a model file inside it) as {column: float array}."""
     if not os.path.exists(source):  # else a mistyped run would be looked for in its parent
         raise FerError(f"{source}: no such run folder or model file")
-    path = os.path.join(run_folder(source), "history.csv")
+    path = os.path.join(run_folder(source), runs.HISTORY_FILE)
     try:
         with open(path, encoding="utf-8") as file:
             rows = list(csv.DictReader(file))
@@ -79,14 +79,14 @@ def read_history(source):
 def best_epoch(source, history):
     """The epoch whose model was kept: metrics.json's, or for a run still training the first
     epoch with the highest validation accuracy (the rule training keeps by)."""
-    metrics = os.path.join(run_folder(source), "metrics.json")
+    metrics = os.path.join(run_folder(source), runs.METRICS_FILE)
     if os.path.exists(metrics):
         best = read_json(metrics)
         best = best.get("best_epoch") if isinstance(best, dict) else None
         if isinstance(best, bool) or not isinstance(best, int):
             raise FerError(f"{metrics}: no best_epoch (not a ferkit run's metrics.json)")
         if best not in history["epoch"].tolist():  # 10**400 was a traceback drawing its line
-            history_path = os.path.join(run_folder(source), "history.csv")
+            history_path = os.path.join(run_folder(source), runs.HISTORY_FILE)
             raise FerError(f"{metrics}: best_epoch {shown(best)} is not an epoch of {history_path}")
         return best
     accuracy = np.asarray(history["val_accuracy"], dtype=float)

@@ -22,6 +22,9 @@ from ferkit.files import read_json
 
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
+HISTORY_FILE = "history.csv"
+METRICS_FILE = "metrics.json"  # written when a run finishes: its absence means still training
+COMMAND_FILE = "command.txt"
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PRETRAINED = os.path.join(REPOSITORY, "pretrained", "ferkit-cnn.keras")
 
@@ -74,7 +77,7 @@ def model_path(path):
             for name in os.listdir(path)
             if name.lower().endswith(MODEL_EXTENSIONS) and os.path.isfile(os.path.join(path, name))
         )
-        if not os.path.exists(os.path.join(path, "metrics.json")):
+        if not os.path.exists(os.path.join(path, METRICS_FILE)):
             others = []
         if len(others) == 1:
             return os.path.join(path, others[0])

@@ -370,7 +370,7 @@ def train(config, run_dir, resume=False, verbose=True, loaded=None):
         # A kill may have left history.csv one row ahead of the checkpoint.
         checkpoints.write_history(run_dir, state["history"])
         print(f"Resuming {run_dir} after epoch {state['epoch']}")
-        metrics_path = os.path.join(run_dir, "metrics.json")
+        metrics_path = os.path.join(run_dir, runs.METRICS_FILE)
         if os.path.exists(metrics_path) and state["early_wait"] < config["early_stop_patience"]:
             # A finished run trained longer: its metrics are rewritten when it finishes again,
             # and until then would name a best epoch and epochs the run has moved past.
@@ -378,7 +378,7 @@ def train(config, run_dir, resume=False, verbose=True, loaded=None):
     else:
         if state is None:
             write_text(
-                os.path.join(run_dir, "command.txt"),
+                os.path.join(run_dir, runs.COMMAND_FILE),
                 shlex.join([sys.executable, *sys.argv]) + "\n",
             )
             write_json(os.path.join(run_dir, runs.CONFIG_FILE), config)
@@ -794,7 +794,7 @@ def _finish(run_dir, config, state, validation):
         "precision": config["precision_resolved"],
         "backend": config["versions"]["backend"],
     }
-    write_json(os.path.join(run_dir, "metrics.json"), metrics)
+    write_json(os.path.join(run_dir, runs.METRICS_FILE), metrics)
     print(
         f"Best epoch {state['best_epoch']}: val_accuracy {state['best_val_accuracy']:.4f} "
         f"(reloaded model: {reloaded_accuracy:.4f}); run saved in {run_dir}"
