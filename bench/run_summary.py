@@ -2,9 +2,10 @@
 
     python bench/run_summary.py /tmp/runs/cnn_best_seed1 /tmp/runs/v_adam_lowdrop
 
-Epochs run and whether the run finished (metrics.json written) or was stopped, the wall time
-(first epoch, which compiles, and the median of the rest with its training images/s), the
-kept epoch's validation accuracy, the last epoch's training accuracy, and the options typed.
+Epochs run and whether the run finished (metrics.json written) or was stopped (during training
+or in the final evaluation), the wall time (first epoch, which compiles, and the median of the
+rest with its training images/s), the kept epoch's validation accuracy, the last epoch's
+training accuracy, and the options typed.
 """
 
 import os
@@ -24,9 +25,17 @@ def summary(run):
     best = plots.best_epoch(run, history)
     seconds = history["seconds"]
     later = statistics.median(seconds[1:]) if len(seconds) > 1 else seconds[0]
-    train_count = runs.run_config(run)["train_count"]
-    finished = "finished" if os.path.exists(os.path.join(run, "metrics.json")) else "STOPPED"
-    with open(os.path.join(run, "command.txt")) as file:
+    config = runs.run_config(run)
+    if os.path.exists(os.path.join(run, runs.METRICS_FILE)):
+        finished = "finished"
+    elif len(seconds) >= config["epochs"]:
+        # Every epoch trained, but the deadline came during the reload and evaluation of the
+        # best model: the run is whole, only metrics.json is missing.
+        finished = "all trained, stopped before its final evaluation"
+    else:
+        finished = "STOPPED"
+    train_count = config["train_count"]
+    with open(os.path.join(run, runs.COMMAND_FILE)) as file:
         command = shlex.split(file.read())
     script = next(i for i, word in enumerate(command) if word.endswith(".py"))
     options = shlex.join(command[script + 1 :])
