@@ -43,6 +43,16 @@ def model(model_dir):
     return runs.load_model(model_dir)
 
 
+@pytest.fixture
+def no_model_load(monkeypatch):
+    """Fails a test whose mistake is refused only after the model was loaded (too late)."""
+
+    def started(*arguments, **keywords):
+        raise AssertionError("a model was loaded before the mistake was refused")
+
+    monkeypatch.setattr(runs, "load_model", started)
+
+
 def run_detect(monkeypatch, *arguments):
     """detect.py's exit status, run in this process."""
     monkeypatch.setattr(sys, "argv", ["detect.py", *map(str, arguments)])
@@ -360,7 +370,9 @@ def test_unreadable_file_exits_2_after_the_others(model_dir, tmp_path):
         (("--model", "{existing}"), "existing.csv: not a model file"),
     ],
 )
-def test_mistakes_are_one_line_exit_2(arguments, message, tmp_path, monkeypatch, capsys):
+def test_mistakes_are_one_line_exit_2(
+    arguments, message, tmp_path, monkeypatch, capsys, no_model_load
+):
     photos = tmp_path / "photos"
     photos.mkdir()
     cv2.imwrite(str(photos / "0.png"), synthetic_images(1)[0][0])
@@ -375,11 +387,6 @@ def test_mistakes_are_one_line_exit_2(arguments, message, tmp_path, monkeypatch,
     }
     photo = (photos / "0.png").read_bytes()
     arguments = [str(value).format(**places) for value in arguments]
-
-    def started(*arguments, **keywords):
-        raise AssertionError("a model was loaded before the mistake was refused")
-
-    monkeypatch.setattr(runs, "load_model", started)  # each mistake is refused before it
     assert run_detect(monkeypatch, photos, "--no-detect", *arguments) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("detect.py: error: ") and message in error and "\n" not in error
@@ -451,7 +458,7 @@ def test_a_pipe_named_like_an_image_is_not_read(tmp_path):
     ],
 )
 def test_a_copy_that_cannot_be_written_is_refused_before_the_work(
-    in_the_way, message, tmp_path, monkeypatch, capsys
+    in_the_way, message, tmp_path, monkeypatch, capsys, no_model_load
 ):
     photos = tmp_path / "photos"
     (photos / "sub").mkdir(parents=True)
@@ -463,11 +470,7 @@ def test_a_copy_that_cannot_be_written_is_refused_before_the_work(
         (out / in_the_way).mkdir()
     else:
         (out / in_the_way).write_text("in the way")
-
-    def started(*arguments, **keywords):
-        raise AssertionError("a model was loaded before the mistake was refused")
-
-    monkeypatch.setattr(runs, "load_model", started)  # 0.png's copy was written, then this
+    # Before the fix 0.png's copy was written, then this one failed: no_model_load catches it.
     arguments = ["--no-detect", "--out", out, "--force"]
     assert run_detect(monkeypatch, photos, *arguments) == 2
     assert re.search(message, capsys.readouterr().err)
