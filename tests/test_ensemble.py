@@ -54,6 +54,19 @@ def test_greedy_selection_counts_rounds_and_prefers_the_good_member():
     assert counts.sum() == 5 and counts[1] == 5
 
 
+def test_greedy_selection_adds_what_helps_the_ensemble_not_the_best_member_again():
+    labels = np.arange(10) % 7
+
+    def confident(correct):  # probability `correct` on each face's label, the rest shared
+        return np.where(np.eye(7)[labels] == 1, correct[:, None], (1 - correct[:, None]) / 6)
+
+    # Sharp: right and sure on nine faces, sure and wrong on one (log loss 0.47 alone).
+    # Soft: 0.5 on every face's label (0.69 alone), but averaged with sharp 0.40.
+    sharp = confident(np.where(np.arange(10) < 9, 0.99, 0.01))
+    soft = confident(np.full(10, 0.5))
+    assert ensemble.greedy_selection([sharp, soft], labels, rounds=2).tolist() == [1, 1]
+
+
 class CountingModel:
     """A stand-in model whose prediction depends on the image, to check TTA arithmetic."""
 
@@ -365,12 +378,25 @@ def test_ensemble_cli_writes_a_valid_submission_from_runs_and_probability_files(
         "fit",
         "--tta",
         "flip",
+        "--proba",
+        str(tmp_path / "combined.csv"),
     )
     assert result.returncode == 0, result.stderr
     assert "fitted weights on 7 shared validation images" in result.stdout
     assert "gain over the best member" in result.stdout
     lines = Path(out).read_text().splitlines()
     assert lines[0] == "id,label" and len(lines) == 16
+    # The submission is the members' mean with the printed weights, not the uniform mean.
+    printed = result.stdout.split("validation images: ")[1].split("\n")[0]
+    weights = np.array([float(weight) for weight in printed.split(", ")])
+    test = data.read_csv(test_csv)
+    keys = evaluation.submission_keys(test)
+    views = [
+        ensemble.member_probabilities(run, test.images, keys, "flip") for run in (first, second)
+    ]
+    combined = evaluation.read_probabilities(str(tmp_path / "combined.csv"))[1]
+    np.testing.assert_allclose(combined, np.tensordot(weights, views, axes=1), atol=1e-4)
+    assert np.abs(combined - np.mean(views, axis=0)).max() > 1e-3, weights
     # Probability files as members (uniform weights): the submission is their mean's argmax.
     first_proba = tmp_path / "first.csv"
     result = run_script("predict.py", first, "--test", test_csv, "--proba", str(first_proba))
