@@ -95,7 +95,7 @@ def test_shift_images_moves_content_and_repeats_edges():
 def test_predict_cli_writes_submission_and_scores(trained_run, tmp_path):
     test_csv = make_test_csv(tmp_path / "test.csv", count=12)
     labels = tmp_path / "labels.csv"
-    labels.write_text("id,label\n0,0\n1,1\n")
+    labels.write_text("id,label\n" + "".join(f"{i},{i % 7}\n" for i in range(0, 12, 2)))
     out = tmp_path / "sub.csv"
     result = run_script(
         "predict.py",
@@ -110,10 +110,13 @@ def test_predict_cli_writes_submission_and_scores(trained_run, tmp_path):
         str(tmp_path / "p.csv"),
     )
     assert result.returncode == 0, result.stderr
-    assert "accuracy on 2 labelled ids" in result.stdout
     lines = out.read_text().splitlines()
     assert lines[0] == "id,label" and len(lines) == 13
     assert [line.split(",")[0] for line in lines[1:]] == [str(i) for i in range(12)]
+    # The score is the submission's agreement with the labels of the ids that have one.
+    predicted = [int(line.split(",")[1]) for line in lines[1:]]
+    agreed = np.mean([predicted[i] == i % 7 for i in range(0, 12, 2)])
+    assert f"accuracy on 6 labelled ids of {labels}: {agreed:.4f}" in result.stdout
 
 
 def test_predict_cli_refuses_a_folder_name_for_proba_and_keeps_out(trained_run, tmp_path):
