@@ -77,10 +77,19 @@ def test_precision_auto_follows_the_hardware(monkeypatch):
 
 
 @pytest.mark.parametrize("shape", [(16, 6, 6, 5), (16, 7)])  # the fused kernel; Keras' own
-def test_fused_batch_norm_trains_like_keras_own(shape):
+def test_fused_batch_norm_trains_like_keras_own(shape, monkeypatch):
     if backend.name() != "tensorflow":
         pytest.skip("the fused kernel is TensorFlow's; other backends keep Keras' code")
     import tensorflow as tf
+
+    fused_calls = []
+    kernel = tf.compat.v1.nn.fused_batch_norm
+
+    def counted_kernel(*arguments, **keywords):
+        fused_calls.append(arguments[0].shape)
+        return kernel(*arguments, **keywords)
+
+    monkeypatch.setattr(tf.compat.v1.nn, "fused_batch_norm", counted_kernel)
 
     def one_layer_model():
         inputs = keras.Input(shape[1:])
@@ -100,6 +109,8 @@ def test_fused_batch_norm_trains_like_keras_own(shape):
         results.append([outputs, *gradients, *model.non_trainable_weights])  # + moving stats
     for expected, got in zip(*results):
         np.testing.assert_allclose(np.asarray(got), np.asarray(expected), atol=1e-4)
+    # Feature maps went through the fused kernel (once, in training), dense activations not.
+    assert fused_calls == ([shape] if len(shape) == 4 else [])
     # Inference is Keras' own code path, and the saved layer is Keras' own class.
     np.testing.assert_allclose(fused_model(images), keras_model(images), atol=1e-5)
     assert type(fused_model.layers[1]) is keras.layers.BatchNormalization

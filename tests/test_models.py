@@ -25,7 +25,9 @@ def test_uncompiled_functional_model_from_pixels_to_probabilities(builder):
     assert not model.compiled
     assert model.input_shape == (None, 48, 48, 1) and model.output_shape == (None, 7)
     # The model normalises its own input: its first layer divides by 255.
-    assert isinstance(model.layers[1], keras.layers.Rescaling)
+    rescale = model.layers[1]
+    assert isinstance(rescale, keras.layers.Rescaling)
+    assert rescale.scale == pytest.approx(1 / 255) and rescale.offset == 0
     probabilities = model.predict(np.full((2, 48, 48, 1), 200, np.uint8), verbose=0)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
 
@@ -198,6 +200,8 @@ def test_faster_prelu_computes_keras_values_and_gradients():
     faster_model.set_weights(keras_model.get_weights())
     assert models.speed_up_prelu(faster_model) == 1
     assert type(faster_model.layers[1]) is keras.layers.PReLU  # saved as Keras' own
+    # ...but computed by the slope's call, not the class's (Keras' own passed all below).
+    assert "call" in vars(faster_model.layers[1]) and "call" not in vars(keras_model.layers[1])
     images = np.random.default_rng(0).normal(size=(4, 6, 6, 3)).astype("float32")
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(faster_model(images)),
