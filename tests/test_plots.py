@@ -321,6 +321,19 @@ def test_figures_draw_a_run_s_validation_faces_from_its_moved_data_file(tmp_path
         plots.figure_images(run, argparse.Namespace(**{**vars(options), "data": moved}))
 
 
+def test_figure_faces_of_a_data_file_are_blurred_with_blur(tmp_path):
+    faces_csv = make_train_csv(tmp_path / "faces.csv", count=7)
+    options = argparse.Namespace(labels=None, data=str(faces_csv), usage=None, run_data=[])
+    sharp, labels, _ = plots.figure_images(None, argparse.Namespace(**vars(options), blur=None))
+    blurred, same_labels, described = plots.figure_images(
+        None, argparse.Namespace(**vars(options), blur=3.5)
+    )
+    # The faces drawn on and predicted are blurred, not only the figure's title.
+    np.testing.assert_array_equal(blurred, evaluation.blur_images(sharp, 3.5))
+    assert not np.array_equal(blurred, sharp) and np.array_equal(labels, same_labels)
+    assert described == "faces.csv, blurred (sigma 3.5)"
+
+
 def test_confusion_on_a_fer2013_csv_with_training_rows_needs_usage(dnn_run, folder, monkeypatch):
     # Without it the matrix scored all three splits, the run's own training faces among them.
     images, labels = synthetic_images(6)
