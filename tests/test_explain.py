@@ -116,10 +116,10 @@ def test_mask_keeps_the_most_salient_share():
 
 
 def test_pick_per_class_takes_right_then_wrong_of_each_class():
-    labels = np.array([0, 0, 0, 1, 1, 2])
-    predictions = np.array([0, 1, 0, 1, 0, 3])
-    assert explain.pick_per_class(labels, predictions, 1) == [0, 1, 3, 4, 5]
-    assert explain.pick_per_class(labels, predictions, 2) == [0, 2, 1, 3, 4, 5]
+    labels = np.array([0, 0, 0, 1, 1, 2, 2, 2])
+    predictions = np.array([0, 1, 0, 1, 0, 3, 4, 2])  # class 0: two right; class 2: two wrong
+    assert explain.pick_per_class(labels, predictions, 1) == [0, 1, 3, 4, 7, 5]
+    assert explain.pick_per_class(labels, predictions, 2) == [0, 2, 1, 3, 4, 7, 5, 6]
 
 
 def test_conv_layer_choice(cnn):
