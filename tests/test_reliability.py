@@ -281,6 +281,10 @@ CASES = [
     ("nothing to do", "predict.py", [*PREDICT], "nothing to do: give --out, --proba or --labels"),
     ("submission exists", "predict.py", [*PREDICT, "--out", f"{OUT}/existing.csv"],
      f"{OUT}/existing.csv: already exists (pass --force to overwrite it)"),
+    # Refused before the model runs: refused when written, new.csv was already there.
+    ("probability file exists", "predict.py",
+     [*PREDICT, "--out", f"{OUT}/new.csv", "--proba", f"{OUT}/existing.csv"],
+     f"{OUT}/existing.csv: already exists (pass --force to overwrite it)"),
     ("--out is a folder", "predict.py", [*PREDICT, "--out", OUT, "--force"],
      f"{OUT}: is a folder, expected a file name for --out"),
     ("--out is the test file", "predict.py", [*PREDICT, "--out", f"{IN}/test.csv", "--force"],
