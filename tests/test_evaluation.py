@@ -85,6 +85,20 @@ def test_labelled_subset_and_unknown_ids():
         evaluation.labelled_subset(np.array([1]), {2: 0}, "l.csv")
 
 
+def test_full_tta_is_each_shift_of_the_image_and_of_its_mirror():
+    images = np.random.default_rng(0).integers(0, 256, (3, 48, 48, 1)).astype(np.uint8)
+    views = evaluation.tta_views(images, "full")
+    mirrored = images[:, :, ::-1, :]
+    expected = [
+        evaluation.shift_images(view, *shift)
+        for shift in evaluation.TTA_SHIFTS
+        for view in (images, mirrored)
+    ]
+    assert len(views) == 10 == len(expected)
+    for want, got in zip(expected, views):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_shift_images_moves_content_and_repeats_edges():
     images = np.arange(48 * 48, dtype=np.float32).reshape(1, 48, 48, 1)
     shifted = evaluation.shift_images(images, 2, -1)

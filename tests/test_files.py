@@ -1,6 +1,7 @@
 """Atomic writes: a failed or killed write never damages the file it replaces."""
 
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -96,4 +97,15 @@ def test_check_writable_tries_the_folder_itself(tmp_path, monkeypatch):
     assert (
         str(error.value)
         == f"{tmp_path / 'out.csv'}: cannot be written in {tmp_path} (Permission denied)"
+    )
+
+
+def test_an_atomic_write_gets_the_permissions_a_plain_open_gives(tmp_path):
+    plain = tmp_path / "plain.csv"
+    plain.write_text("x")  # open() creates it as 0o666 less the umask
+    with files.atomic_path(tmp_path / "atomic.csv") as temporary:
+        Path(temporary).write_text("x")
+    # mkstemp's own 0o600 would hide a submission or a run from the user's group.
+    assert stat.S_IMODE(os.stat(tmp_path / "atomic.csv").st_mode) == stat.S_IMODE(
+        os.stat(plain).st_mode
     )
