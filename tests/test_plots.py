@@ -124,6 +124,18 @@ def test_history_figure_layout_and_colours(folder):
     colours = [line.get_color() for line in curves]
     styles = [line.get_linestyle() for line in curves]
     assert colours == ["tab:blue", "tab:orange"] * 2 and styles == ["-", "-", "--", "--"]
+    # Training is the blue curve, validation the orange one, each over the epochs.
+    np.testing.assert_allclose(curves[0].get_ydata(), history["accuracy"])
+    np.testing.assert_allclose(curves[1].get_ydata(), history["val_accuracy"])
+    # The best epoch is marked where it is: a vertical line and a dot on the validation curve.
+    lines = accuracy.get_lines()
+    vertical = [list(line.get_xdata()) for line in lines if len(line.get_xdata()) == 2]
+    dots = [
+        (list(line.get_xdata()), list(line.get_ydata()))
+        for line in lines
+        if len(line.get_xdata()) == 1
+    ]
+    assert vertical == [[6, 6]] * 2 and dots == [([6], [0.6])] * 2
     # Several runs share one legend below the panels: runs by line style, curves by colour.
     assert accuracy.get_legend() is None and loss.get_legend() is None
     labels = [text.get_text() for text in figure.legends[0].get_texts()]
