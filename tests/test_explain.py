@@ -161,6 +161,10 @@ def test_gradient_ascent_raises_each_filters_activation(cnn):
 def test_activation_maps_have_the_layers_size(cnn, faces):
     maps = explain.activation_maps(cnn, cnn.get_layer("block2b_conv"), faces[0], [0, 5, 7])
     assert maps.shape == (3, 24, 24) and maps.std() > 0
+    # The filters asked for, in that order: the layer's channels 0, 5 and 7.
+    layer_output = keras.Model(cnn.input, cnn.get_layer("block2b_conv").output)
+    every_filter = keras.ops.convert_to_numpy(layer_output(faces[0][None].astype("float32")))
+    np.testing.assert_allclose(maps, np.moveaxis(every_filter[0][..., [0, 5, 7]], -1, 0), atol=1e-5)
     with pytest.raises(FerError, match="block1a_conv has filters 0-63, not 64"):
         explain.activation_maps(cnn, cnn.get_layer("block1a_conv"), faces[0], [64])
 

@@ -172,7 +172,16 @@ def test_most_confused_pairs_are_named_with_their_share():
 
 
 def test_confusion_script_figure_and_report(dnn_run, monkeypatch, capsys):
+    views = []
+    predict = evaluation.predict_probabilities
+
+    def counted(model, images, tta="none", *arguments, **keywords):
+        views.append(tta)
+        return predict(model, images, tta, *arguments, **keywords)
+
+    monkeypatch.setattr(evaluation, "predict_probabilities", counted)
     call_script(monkeypatch, "confusion.py", dnn_run, "--tta", "flip")
+    assert views == ["flip"]  # the title said "TTA flip" while predicting without it
     assert_drawn(
         os.path.join(dnn_run, "figures", "confusion_tta-flip.png"), 8.5, 7.5, coloured=0.02
     )

@@ -504,3 +504,36 @@ def test_a_recorded_value_now_refused_names_the_run_s_config(train_csv, tmp_path
     (tmp_path / "config.json").write_text(json.dumps({**tiny_config(train_csv), "momentum": 1.5}))
     with pytest.raises(FerError, match=f"^{tmp_path / 'config.json'}: --momentum must be in"):
         training.resume_config(str(tmp_path), argparse.Namespace(epochs=5))
+
+
+def test_cosine_schedule_falls_from_lr_to_min_lr():
+    config = {"schedule": "cosine", "epochs": 10, "lr": 0.01, "min_lr": 0.0001}
+    rates = [training._scheduled_lr(config, {}, epoch) for epoch in range(11)]
+    assert rates[0] == pytest.approx(0.01) and rates[10] == pytest.approx(0.0001)
+    assert rates[5] == pytest.approx((0.01 + 0.0001) / 2)
+    assert all(later < earlier for earlier, later in zip(rates, rates[1:]))
+
+
+def test_plateau_halves_the_rate_and_early_stopping_ends_the_run(monkeypatch):
+    # Only the bookkeeping of _end_of_epoch: no model is saved.
+    for name in ("stage_best", "write_history", "save"):
+        monkeypatch.setattr(checkpoints, name, lambda *arguments: None)
+    config = {
+        "schedule": "plateau",
+        "lr": 0.01,
+        "min_lr": 0.002,
+        "plateau_patience": 2,
+        "plateau_factor": 0.5,
+        "early_stop_patience": 4,
+    }
+    state = checkpoints.initial_state(config)
+    rates, stops = [], []
+    # Epoch 1 is the best; every later epoch is worse on both accuracy and loss.
+    for epoch, (accuracy, loss) in enumerate([(0.5, 1.0)] + [(0.4, 1.2)] * 6, start=1):
+        row = {"epoch": epoch, "val_accuracy": accuracy, "val_loss": loss}
+        stops.append(training._end_of_epoch("run", None, None, state, row, config))
+        rates.append(state["lr"])
+    # Halved after every two epochs without a lower loss, but never below min_lr.
+    assert rates == [0.01, 0.01, 0.005, 0.005, 0.0025, 0.0025, 0.002]
+    assert stops == [False, False, False, False, True, True, True]  # four epochs past the best
+    assert state["best_epoch"] == 1
