@@ -537,3 +537,26 @@ def test_plateau_halves_the_rate_and_early_stopping_ends_the_run(monkeypatch):
     assert rates == [0.01, 0.01, 0.005, 0.005, 0.0025, 0.0025, 0.002]
     assert stops == [False, False, False, False, True, True, True]  # four epochs past the best
     assert state["best_epoch"] == 1
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"optimizer": "sgd", "momentum": 0.8, "weight_decay": 0.001, "label_smoothing": 0.2},
+        {"optimizer": "adamw", "weight_decay": 0.03, "label_smoothing": 0.15, "mixup": 0.3},
+    ],
+)
+def test_the_configuration_reaches_the_model_loss_and_optimizer(train_csv, options):
+    config = tiny_config(train_csv, "cnn", dropout_conv=0.15, dropout_dense=0.35, **options)
+    config["jit_resolved"] = False  # resolved by train(), which this skips
+    model, training_model = training.build_training_model(config)
+    rates = {layer.name: layer.rate for layer in model.layers if "dropout" in layer.name}
+    assert rates["block1_dropout"] == 0.15 and rates["fc2_dropout"] == 0.35
+    assert training_model.loss.label_smoothing == pytest.approx(options["label_smoothing"])
+    optimizer = training_model.optimizer
+    assert optimizer.weight_decay == pytest.approx(options["weight_decay"])
+    if options["optimizer"] == "sgd":
+        assert optimizer.momentum == pytest.approx(0.8) and optimizer.nesterov
+    else:
+        assert type(optimizer) is keras.optimizers.AdamW
+        assert training_model.get_layer("mixup").alpha == pytest.approx(0.3)
