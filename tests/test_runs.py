@@ -308,3 +308,17 @@ def test_a_taken_default_run_folder_gives_the_next_free_one(tmp_path):
     assert runs.claim_new_folder(path) == path + "-2"  # another run, started the same second
     assert runs.claim_new_folder(path) == path + "-3"
     assert sorted(os.listdir(tmp_path / "models"))[-1].endswith("-3")
+
+
+def test_limit_and_val_split_choose_the_rows_and_the_validation_share(tmp_path):
+    train_csv = make_train_csv(tmp_path / "train.csv", count=70)
+    overrides = {"data": train_csv, "limit": 42, "val_split": 0.3}
+    config = configuration.resolve("dnn", overrides=overrides)
+    training, validation, split = runs.load_training_data(config)
+    first_rows = data.read_csv(train_csv).images[:42]
+    # The first 42 rows only, split by class: 30% of each class's faces validate.
+    assert len(training) + len(validation) == 42
+    used = [image.tobytes() for image in np.concatenate([training.images, validation.images])]
+    assert sorted(used) == sorted(image.tobytes() for image in first_rows)
+    counts = np.bincount(data.read_csv(train_csv).labels[:42])
+    assert len(validation) == split["val_count"] == sum(round(count * 0.3) for count in counts)
