@@ -3,6 +3,9 @@
 import argparse
 import gzip
 import json
+import os
+import runpy
+import sys
 
 import numpy as np
 import pytest
@@ -277,3 +280,21 @@ def test_force_does_not_overwrite_a_member_s_data_or_a_run_data_file(tmp_path, o
     # ensemble.py --out train.csv --force replaced the rows its members' splits come from.
     with pytest.raises(FerError, match=f"{out}: is the (data|val-data|--run-data) .*must not"):
         evaluation.check_prediction_arguments(args)
+
+
+def test_predict_cli_predicts_with_its_tta_blur_and_batch_size(trained_run, tmp_path, monkeypatch):
+    test_csv = make_test_csv(tmp_path / "test.csv", count=5)
+    calls = []
+    predict = evaluation.predict_probabilities
+
+    def recorded(model, images, tta="none", batch_size=None):
+        calls.append((tta, batch_size, evaluation.sharpness(images)))
+        return predict(model, images, tta, batch_size)
+
+    monkeypatch.setattr(evaluation, "predict_probabilities", recorded)
+    arguments = ["--test", test_csv, "--out", tmp_path / "sub.csv", "--tta", "full"]
+    arguments += ["--batch-size", "3", "--blur", "2"]
+    monkeypatch.setattr(sys, "argv", ["predict.py", str(trained_run), *map(str, arguments)])
+    runpy.run_path(os.path.join(REPOSITORY, "predict.py"))["main"]()
+    blurred = evaluation.blur_images(data.read_csv(test_csv).images, 2)
+    assert calls == [("full", 3, pytest.approx(evaluation.sharpness(blurred)))]
