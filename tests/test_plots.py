@@ -428,3 +428,16 @@ def test_samples_of_a_folder_given_with_a_slash_are_named_by_it(tmp_path, monkey
     # "faces/" gave samples_.png, which the next folder's samples replaced.
     call_script(monkeypatch, "samples.py", "--data", "faces/", "--per-class", 1)
     assert os.listdir(tmp_path / "models" / "figures") == ["samples_faces.png"]
+
+
+def test_a_running_run_s_best_epoch_is_the_first_of_tied_ones(folder):
+    # Training keeps a new best only when validation accuracy rises: a tie keeps the first.
+    run = folder / "tied"
+    run.mkdir()
+    rows = ["epoch,loss,accuracy,val_loss,val_accuracy,lr,seconds"]
+    rows += [
+        f"{epoch},1,0.5,1,{accuracy},0.001,9"
+        for epoch, accuracy in [(1, 0.3), (2, 0.5), (3, 0.5), (4, 0.4)]
+    ]
+    (run / "history.csv").write_text("\n".join(rows) + "\n")
+    assert plots.best_epoch(str(run), plots.read_history(str(run))) == 2
