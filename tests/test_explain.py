@@ -94,6 +94,21 @@ def test_saliency_on_jax():
     assert result.stdout.strip().endswith("ok")
 
 
+def test_smoothgrad_noise_is_the_given_share_of_the_pixel_range(monkeypatch):
+    differences = []
+
+    def gradients(scores, batch, classes):
+        differences.append(batch - 100.0)  # the noise added to faces of 100 everywhere
+        return None, np.ones_like(batch)
+
+    monkeypatch.setattr(explain, "class_gradients", gradients)
+    images = np.full((4, 48, 48, 1), 100.0, np.float32)
+    explain.saliency(linear_model()[0], images, [0, 1, 2, 3], samples=5, noise=0.1)
+    # Five noisy copies of each face, noise of standard deviation 0.1 x 255 pixel levels.
+    assert len(differences) == 5
+    assert np.std(differences) == pytest.approx(25.5, rel=0.02)
+
+
 def test_saliency_map_has_the_input_shape_and_is_not_zero(cnn, faces):
     for samples in (0, 3):
         maps = explain.saliency(cnn, faces, [0, 1, 2], samples=samples)
