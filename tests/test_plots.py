@@ -223,6 +223,28 @@ def test_saliency_script_one_row_per_face(dnn_run, monkeypatch):
     )
 
 
+def test_saliency_script_passes_its_target_noise_and_keep_on(dnn_run, monkeypatch):
+    from ferkit import explain
+
+    calls = {}
+    saliency, mask = explain.saliency, explain.mask_low_saliency
+
+    def recorded_saliency(model, images, classes, samples, noise):
+        calls["saliency"] = (list(classes), samples, noise)
+        return saliency(model, images, classes, samples, noise)
+
+    def recorded_mask(images, maps, keep):
+        calls["keep"] = keep
+        return mask(images, maps, keep)
+
+    monkeypatch.setattr(explain, "saliency", recorded_saliency)
+    monkeypatch.setattr(explain, "mask_low_saliency", recorded_mask)
+    arguments = ["--index", 0, 5, "--target", "true", "--smoothgrad", 2, "--noise", 0.05]
+    call_script(monkeypatch, "saliency.py", dnn_run, *arguments, "--keep", 0.3, "--force")
+    true_labels = runs.validation_data(dnn_run).labels[[0, 5]].tolist()
+    assert calls == {"saliency": (true_labels, 2, 0.05), "keep": 0.3}
+
+
 def test_a_class_without_faces_keeps_its_row_label():
     face = plots.Panel(np.zeros((48, 48, 1)))
     figure = plots.grid_figure([[face, face], [], [None]], "t", row_labels=["a", "b", "c"])
