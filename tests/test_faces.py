@@ -299,6 +299,23 @@ def test_detect_writes_rows_and_annotated_copies(real_data, model_dir, tmp_path,
     assert annotated.shape == (320, 480, 3)
 
 
+def test_detect_passes_its_tta_margin_and_blur_on(model_dir, tmp_path, monkeypatch):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "0.png"), synthetic_images(1)[0][0])
+    calls = []
+    analyse = faces.analyse
+
+    def recorded(pictures, models, detector, tta, margin, blur):
+        calls.append((tta, margin, blur))
+        return analyse(pictures, models, detector, tta, margin, blur=blur)
+
+    monkeypatch.setattr(faces, "analyse", recorded)
+    arguments = ["--model", model_dir, "--tta", "flip", "--margin", 0.3, "--blur", 2]
+    assert run_detect(monkeypatch, photos, *arguments, "--csv", tmp_path / "f.csv") == 0
+    assert calls == [("flip", 0.3, 2.0)]
+
+
 def test_video_gives_one_row_per_sampled_frame(model_dir, tmp_path, monkeypatch):
     images, _ = synthetic_images(10)
     video = str(tmp_path / "clip.avi")
