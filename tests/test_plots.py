@@ -2,6 +2,7 @@
 expected size that is not blank, and the confusion matrix adds up."""
 
 import argparse
+import json
 import os
 import runpy
 import shutil
@@ -260,6 +261,26 @@ def test_samples_script_two_grids(train_csv, folder, monkeypatch):
     call_script(monkeypatch, "samples.py", "--data", train_csv, "--per-class", 3, "--out", out)
     # The settings line, wrapped to the figure's width, takes one more line of 0.2 inches.
     assert_drawn(str(out), 2 * 3 * 1.3 + 1.5, 7 * 1.3 + 1.2 + 0.2, variance=0.05)
+
+
+def test_samples_script_augments_with_the_run_s_settings_and_the_seed(
+    dnn_run, train_csv, folder, monkeypatch
+):
+    run = folder / "rotated_run"
+    shutil.copytree(dnn_run, run)
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "rotation_range": 25.0}))
+    calls = []
+    augmented = plots.augmented
+
+    def recorded(images, settings, seed):
+        calls.append((settings["rotation_range"], seed))
+        return augmented(images, settings, seed)
+
+    monkeypatch.setattr(plots, "augmented", recorded)
+    arguments = ["--data", train_csv, "--run", run, "--seed", 7, "--out", folder / "s.png"]
+    call_script(monkeypatch, "samples.py", *arguments, "--per-class", 1)
+    assert calls == [(25.0, 7)]
 
 
 def test_samples_of_a_fer2013_csv_are_its_training_rows(folder, monkeypatch):
