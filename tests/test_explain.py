@@ -173,6 +173,32 @@ def test_gradient_ascent_raises_each_filters_activation(cnn):
     assert (final > start).all(), (start, final)
 
 
+def test_gradient_ascent_starts_from_the_seed_s_noise_and_steps_step_size_pixels(cnn):
+    layer = explain.choose_conv_layer(cnn)
+    first = explain.gradient_ascent(cnn, layer, [0, 1], steps=0, seed=3)[0]
+    assert np.array_equal(first, explain.gradient_ascent(cnn, layer, [0, 1], steps=0, seed=3)[0])
+    assert not np.array_equal(first, explain.gradient_ascent(cnn, layer, [0, 1], steps=0)[0])
+    # One step moves each image by step_size pixels, root mean square (grey 128 +- 10 is
+    # far from the 0-255 clip).
+    stepped = explain.gradient_ascent(cnn, layer, [0, 1], steps=1, step_size=2.0, seed=3)[0]
+    moved = np.sqrt(np.mean((stepped - first) ** 2, axis=(1, 2, 3)))
+    np.testing.assert_allclose(moved, [2.0, 2.0], rtol=1e-3)
+
+
+def test_filter_script_passes_its_steps_step_size_and_seed_on(cnn_run, monkeypatch):
+    calls = []
+    ascent = explain.gradient_ascent
+
+    def recorded(model, layer, filters, steps, step_size, seed):
+        calls.append((len(filters), steps, step_size, seed))
+        return ascent(model, layer, filters, steps, step_size, seed)
+
+    monkeypatch.setattr(explain, "gradient_ascent", recorded)
+    arguments = ["--filters", 2, "--steps", 1, "--step-size", 1.5, "--seed", 4, "--force"]
+    call_script(monkeypatch, "visualize_filters.py", cnn_run, *arguments)
+    assert calls == [(2, 1, 1.5, 4)]
+
+
 def test_activation_maps_have_the_layers_size(cnn, faces):
     maps = explain.activation_maps(cnn, cnn.get_layer("block2b_conv"), faces[0], [0, 5, 7])
     assert maps.shape == (3, 24, 24) and maps.std() > 0
