@@ -32,7 +32,8 @@ def main():
         raise FerError(f"--per-class must be at least 1, got {args.per_class}")
     if not 0 <= args.seed <= configuration.MAX_SEED:
         raise FerError(f"--seed must be from 0 to {configuration.MAX_SEED}, got {args.seed}")
-    stem = os.path.basename(os.path.normpath(args.data)).split(".")[0]
+    data_name = os.path.basename(os.path.normpath(args.data))  # "faces" for "faces/" too
+    stem = data_name.split(".")[0]
     if args.out:
         path = plots.figure_path(args.run or ".", "samples", args.out, args.force, args.data)
     elif args.run:
@@ -63,7 +64,7 @@ def main():
     row_labels = [
         f"{name} ({np.sum(table.labels == label)})" for label, name in enumerate(data.CLASS_NAMES)
     ]
-    described = os.path.basename(os.path.normpath(args.data)) + (f" ({usage})" if usage else "")
+    described = data_name + (f" ({usage})" if usage else "")
     settings_text = ", ".join(f"{key} {settings[key]}" for key in configuration.AFFINE_OPTIONS)
     if settings["random_erasing"]:
         settings_text += f", random_erasing {settings['random_erasing']}"

@@ -191,8 +191,8 @@ def main(args, network):
             folder = overrides[option]
             inside = folder and os.path.isdir(folder) and is_inside(run_dir, folder)
             if inside:  # read as a class folder that is not one: neither resumed nor read again
-                name = "--" + option.replace("_", "-")
-                raise FerError(f"{run_dir}: is inside the {name} folder; give --out elsewhere")
+                flag = "--" + option.replace("_", "-")
+                raise FerError(f"{run_dir}: is inside the {flag} folder; give --out elsewhere")
         plans.append((config, run_dir))
     _check_backend(plans[0][0])
     loaded = runs.load_training_data(plans[0][0])  # the seeds share the data and the split

@@ -3,13 +3,11 @@
 import argparse
 import gzip
 import json
-import os
-import runpy
-import sys
 
 import numpy as np
 import pytest
 from conftest import REPOSITORY, make_test_csv
+from test_plots import call_script
 from test_training import run_script, tiny_config
 
 from ferkit import data, evaluation, training
@@ -294,7 +292,6 @@ def test_predict_cli_predicts_with_its_tta_blur_and_batch_size(trained_run, tmp_
     monkeypatch.setattr(evaluation, "predict_probabilities", recorded)
     arguments = ["--test", test_csv, "--out", tmp_path / "sub.csv", "--tta", "full"]
     arguments += ["--batch-size", "3", "--blur", "2"]
-    monkeypatch.setattr(sys, "argv", ["predict.py", str(trained_run), *map(str, arguments)])
-    runpy.run_path(os.path.join(REPOSITORY, "predict.py"))["main"]()
+    call_script(monkeypatch, "predict.py", trained_run, *arguments)
     blurred = evaluation.blur_images(data.read_csv(test_csv).images, 2)
     assert calls == [("full", 3, pytest.approx(evaluation.sharpness(blurred)))]
