@@ -560,3 +560,8 @@ def test_the_configuration_reaches_the_model_loss_and_optimizer(train_csv, optio
     else:
         assert type(optimizer) is keras.optimizers.AdamW
         assert training_model.get_layer("mixup").alpha == pytest.approx(0.3)
+    # Built before fit: created inside fit's first traced step, its slot variables cost 1-2 s
+    # of every run's start. One momentum per weight with SGD; AdamW keeps two.
+    moments = 1 if options["optimizer"] == "sgd" else 2
+    assert optimizer.built
+    assert len(optimizer.variables) >= moments * len(training_model.trainable_variables)
