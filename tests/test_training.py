@@ -14,7 +14,7 @@ import keras
 import pytest
 from conftest import REPOSITORY, make_train_csv
 
-from ferkit import checkpoints, data, runs, training
+from ferkit import checkpoints, data, files, runs, training
 from ferkit import config as configuration
 from ferkit.errors import FerError
 
@@ -58,6 +58,26 @@ def test_two_epochs_write_every_run_file(train_csv, tmp_path):
     assert not any(layer.name in ("augmentation", "affine") for layer in saved.layers)
 
 
+@pytest.fixture(scope="module")
+def one_epoch_run(tmp_path_factory):
+    """A finished one-epoch DNN run, trained once: the tests that change it take a copy."""
+    folder = tmp_path_factory.mktemp("one_epoch")
+    train_csv = make_train_csv(folder / "train.csv")
+    return training.train(tiny_config(train_csv, epochs=1), str(folder / "run"), verbose=False)
+
+
+def copy_run(run_dir, destination, data_file=None):
+    """A copy of ``run_dir``; with ``data_file`` (the same rows), the run as trained on that
+    file would be: a run names its data only by the path and hash in config.json."""
+    shutil.copytree(run_dir, destination)
+    if data_file is not None:
+        config_path = os.path.join(destination, runs.CONFIG_FILE)
+        recorded = files.read_json(config_path)
+        assert recorded["data_sha256"] == data.file_sha256(data_file)
+        files.write_json(config_path, {**recorded, "data": os.path.abspath(data_file)})
+    return str(destination)
+
+
 def interrupt_epoch_two(monkeypatch):
     """Make the second epoch's fit raise KeyboardInterrupt (as Ctrl-C); returns the real fit."""
     real_fit, calls = keras.Model.fit, []
@@ -89,8 +109,8 @@ def test_resume_after_interruption_ends_like_an_uninterrupted_run(train_csv, tmp
             assert float(got[column]) == pytest.approx(float(expected[column]), rel=1e-4)
 
 
-def test_a_run_killed_after_stopping_early_finishes_without_training_more(train_csv, tmp_path):
-    run_dir = training.train(tiny_config(train_csv), str(tmp_path / "run"), verbose=False)
+def test_a_run_killed_after_stopping_early_finishes_without_training_more(one_epoch_run, tmp_path):
+    run_dir = copy_run(one_epoch_run, tmp_path / "run")
     # As left by a kill after early stopping's last checkpoint, before metrics.json.
     os.remove(os.path.join(run_dir, "metrics.json"))
     state_path = os.path.join(run_dir, "checkpoint", "state.json")
@@ -98,12 +118,12 @@ def test_a_run_killed_after_stopping_early_finishes_without_training_more(train_
     Path(state_path).write_text(json.dumps({**state, "early_wait": 30}))
     config = training.resume_config(run_dir, argparse.Namespace(epochs=4))
     training.train(config, run_dir, resume=True, verbose=False)
-    assert [row["epoch"] for row in history(run_dir)] == ["1", "2"]
+    assert [row["epoch"] for row in history(run_dir)] == ["1"]
     assert os.path.exists(os.path.join(run_dir, "metrics.json"))
 
 
-def test_a_finished_run_trained_longer_drops_its_old_metrics(train_csv, tmp_path, monkeypatch):
-    run_dir = training.train(tiny_config(train_csv, epochs=1), str(tmp_path / "run"), verbose=False)
+def test_a_finished_run_trained_longer_drops_its_old_metrics(one_epoch_run, tmp_path, monkeypatch):
+    run_dir = copy_run(one_epoch_run, tmp_path / "run")
     metrics = os.path.join(run_dir, "metrics.json")
     assert os.path.exists(metrics)
 
@@ -119,9 +139,9 @@ def test_a_finished_run_trained_longer_drops_its_old_metrics(train_csv, tmp_path
     assert not os.path.exists(metrics)
 
 
-def test_a_run_whose_data_file_moved_resumes_with_run_data(train_csv, tmp_path):
+def test_a_run_whose_data_file_moved_resumes_with_run_data(train_csv, one_epoch_run, tmp_path):
     own = str(shutil.copy(train_csv, tmp_path / "own.csv"))
-    run_dir = training.train(tiny_config(own, epochs=1), str(tmp_path / "run"), verbose=False)
+    run_dir = copy_run(one_epoch_run, tmp_path / "run", data_file=own)
     # Carried to another machine, where the same rows are a gzipped file of another name.
     packed = tmp_path / "elsewhere.csv.gz"
     packed.write_bytes(gzip.compress(Path(own).read_bytes()))
@@ -135,9 +155,9 @@ def test_a_run_whose_data_file_moved_resumes_with_run_data(train_csv, tmp_path):
     assert json.loads(Path(run_dir, "config.json").read_text())["data"] == own  # as recorded
 
 
-def test_a_refused_resume_leaves_what_a_kill_left(train_csv, tmp_path):
+def test_a_refused_resume_leaves_what_a_kill_left(train_csv, one_epoch_run, tmp_path):
     own = str(shutil.copy(train_csv, tmp_path / "own.csv"))
-    run_dir = training.train(tiny_config(own, epochs=1), str(tmp_path / "run"), verbose=False)
+    run_dir = copy_run(one_epoch_run, tmp_path / "run", data_file=own)
     leftover = Path(run_dir, ".model.k2j4_x9q.tmp.keras")
     leftover.write_text("a killed write")
     os.remove(own)
@@ -147,8 +167,8 @@ def test_a_refused_resume_leaves_what_a_kill_left(train_csv, tmp_path):
     assert leftover.exists()  # cleared only by a resume that goes ahead
 
 
-def test_a_resume_refused_for_a_damaged_checkpoint_changes_nothing(train_csv, tmp_path):
-    run_dir = training.train(tiny_config(train_csv, epochs=1), str(tmp_path / "run"), verbose=False)
+def test_a_resume_refused_for_a_damaged_checkpoint_changes_nothing(one_epoch_run, tmp_path):
+    run_dir = copy_run(one_epoch_run, tmp_path / "run")
     checkpoint = Path(run_dir, "checkpoint", "epoch-0001.keras")
     checkpoint.write_bytes(checkpoint.read_bytes()[:5000])  # a copy cut short
     before = {path.name: path.read_bytes() for path in Path(run_dir).iterdir() if path.is_file()}
@@ -161,8 +181,8 @@ def test_a_resume_refused_for_a_damaged_checkpoint_changes_nothing(train_csv, tm
 
 
 @pytest.mark.parametrize("name", ["history.csv", "metrics.json"])
-def test_a_resume_refused_for_a_folder_in_the_way_changes_nothing(train_csv, tmp_path, name):
-    run_dir = training.train(tiny_config(train_csv, epochs=1), str(tmp_path / "run"), verbose=False)
+def test_a_resume_refused_for_a_folder_in_the_way_changes_nothing(one_epoch_run, tmp_path, name):
+    run_dir = copy_run(one_epoch_run, tmp_path / "run")
     os.remove(Path(run_dir, name))
     Path(run_dir, name).mkdir()
     before = {path.name: path.read_bytes() for path in Path(run_dir).iterdir() if path.is_file()}
@@ -177,8 +197,10 @@ def test_a_resume_refused_for_a_folder_in_the_way_changes_nothing(train_csv, tmp
 @pytest.mark.parametrize(
     "network, mixup, holds", [("cnn", 0.0, "'cnn' with 1 input"), ("dnn", 0.2, "'dnn' with 2")]
 )
-def test_another_runs_checkpoint_is_not_resumed(train_csv, tmp_path, network, mixup, holds):
-    run_dir = training.train(tiny_config(train_csv, epochs=1), str(tmp_path / "run"), verbose=False)
+def test_another_runs_checkpoint_is_not_resumed(
+    train_csv, one_epoch_run, tmp_path, network, mixup, holds
+):
+    run_dir = copy_run(one_epoch_run, tmp_path / "run")
     foreign = tiny_config(train_csv, network, epochs=1, mixup=mixup)
     training.train(foreign, str(tmp_path / "other"), verbose=False)
     # Copied over this run's own: a CNN's was trained on as the DNN and replaced its model.
@@ -194,9 +216,9 @@ def test_another_runs_checkpoint_is_not_resumed(train_csv, tmp_path, network, mi
 
 
 def test_a_run_recorded_without_train_count_is_refused_naming_the_reader_change(
-    train_csv, tmp_path
+    one_epoch_run, tmp_path
 ):
-    run_dir = training.train(tiny_config(train_csv, epochs=1), str(tmp_path / "run"), verbose=False)
+    run_dir = copy_run(one_epoch_run, tmp_path / "run")
     config_path = Path(run_dir, "config.json")
     recorded = json.loads(config_path.read_text())
     del recorded["train_count"]  # as recorded before the readers changed: a KeyError
@@ -217,9 +239,11 @@ def test_a_val_data_run_whose_validation_file_moved_resumes_with_run_data(train_
     assert [row["epoch"] for row in history(run_dir)] == ["1", "2"]
 
 
-def test_a_run_that_cannot_resume_says_so_before_asking_for_its_data(train_csv, tmp_path):
+def test_a_run_that_cannot_resume_says_so_before_asking_for_its_data(
+    train_csv, one_epoch_run, tmp_path
+):
     own = str(shutil.copy(train_csv, tmp_path / "own.csv"))
-    run_dir = training.train(tiny_config(own, epochs=1), str(tmp_path / "run"), verbose=False)
+    run_dir = copy_run(one_epoch_run, tmp_path / "run", data_file=own)
     shutil.rmtree(os.path.join(run_dir, "checkpoint"))
     os.remove(own)
     # It asked for the data first, and refused the run only once the data was found.
@@ -379,8 +403,8 @@ def test_a_time_budget_that_holds_every_epoch_changes_nothing(train_csv, tmp_pat
     assert json.loads(Path(run_dir, "config.json").read_text())["epochs"] == 2
 
 
-def test_existing_run_is_not_overwritten(train_csv, tmp_path):
-    run_dir = training.train(tiny_config(train_csv, epochs=1), str(tmp_path / "r"), verbose=False)
+def test_existing_run_is_not_overwritten(train_csv, one_epoch_run, tmp_path):
+    run_dir = copy_run(one_epoch_run, tmp_path / "r")
     before = {name: Path(run_dir, name).read_bytes() for name in ("config.json", "history.csv")}
     parser = training.add_arguments(argparse.ArgumentParser(), "dnn")
     arguments = ["--data", train_csv, "--out", str(tmp_path), "--name", "r", "--epochs", "3"]
