@@ -1,6 +1,7 @@
 """--distribute on a CPU split into two logical devices matches single-device training."""
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -16,7 +17,9 @@ VALIDATION_TOLERANCE = 0.02
 FIRST_EPOCH_LOSS_TOLERANCE = 0.05
 
 
-def train(tmp_path, train_csv, name, *extra, devices="1"):
+def start(tmp_path, train_csv, name, *extra, devices="1"):
+    """A training run in its own process (the logical devices are set before TensorFlow
+    starts); ``finish`` waits for it. Runs started together share the cores."""
     environment = {**os.environ, "FERKIT_CPU_DEVICES": devices}
     command = [
         sys.executable,
@@ -41,18 +44,56 @@ def train(tmp_path, train_csv, name, *extra, devices="1"):
         "--no-augment",
         *extra,
     ]
-    result = subprocess.run(
-        command, cwd=REPOSITORY, env=environment, capture_output=True, text=True, timeout=600
+    process = subprocess.Popen(
+        command,
+        cwd=REPOSITORY,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
-    assert result.returncode == 0, result.stderr[-2000:]
-    with open(tmp_path / name / "history.csv") as file:
-        return list(csv.DictReader(file)), result.stdout
+    return process, tmp_path / name
 
 
-def test_two_logical_cpus_match_one(tmp_path):
-    train_csv = make_train_csv(tmp_path / "train.csv", count=140)
-    single, _ = train(tmp_path, train_csv, "single")
-    distributed, output = train(tmp_path, train_csv, "distributed", "--distribute", devices="2")
+def finish(started):
+    """(process, run folder, stdout, stderr) once the run has ended."""
+    process, run_dir = started
+    stdout, stderr = process.communicate(timeout=600)
+    return process, run_dir, stdout, stderr
+
+
+def succeeded(finished_run):
+    """(history rows, stdout, config) of a run that must have ended well."""
+    process, run_dir, stdout, stderr = finished_run
+    assert process.returncode == 0, stderr[-2000:]
+    with open(run_dir / "history.csv") as file:
+        history = list(csv.DictReader(file))
+    return history, stdout, json.loads((run_dir / "config.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """The three runs below, started together, each as ``finish`` gives it."""
+    folder = tmp_path_factory.mktemp("distribute")
+    # 141 faces: 127 to train on, in batches of 64 and a last one of 63 that the replicas
+    # split 32/31.
+    train_csv = make_train_csv(folder / "train.csv", count=141)
+    # 63 training faces and --batch-size 128: one batch split 32/31 ended in a traceback;
+    # batches that left a replica no faces made the loss NaN.
+    small_csv = make_train_csv(folder / "small.csv", count=70)
+    larger_batch = ["--distribute", "--batch-size", "128", "--epochs", "1"]  # the last wins
+    started = {
+        "single": start(folder, train_csv, "single"),
+        "distributed": start(folder, train_csv, "distributed", "--distribute", devices="2"),
+        "odd": start(folder, small_csv, "odd", *larger_batch, devices="2"),
+    }
+    return {name: finish(run) for name, run in started.items()}
+
+
+def test_two_logical_cpus_match_one(finished):
+    single, _, config = succeeded(finished["single"])
+    distributed, output, _ = succeeded(finished["distributed"])
+    assert config["train_count"] == 127
     assert "--distribute: 2 replicas (MirroredStrategy)" in output  # both devices were used
     for one, two in zip(single, distributed, strict=True):
         assert float(two["val_loss"]) == pytest.approx(
@@ -63,9 +104,7 @@ def test_two_logical_cpus_match_one(tmp_path):
     )
 
 
-def test_a_training_set_of_odd_size_trains_on_two_logical_cpus(tmp_path):
-    # 63 training faces: one batch split 32/31 between the replicas ended in a traceback.
-    train_csv = make_train_csv(tmp_path / "train.csv", count=70)
-    arguments = ["--distribute", "--batch-size", "128", "--epochs", "1"]  # the last wins
-    history, _ = train(tmp_path, train_csv, "odd", *arguments, devices="2")
-    assert len(history) == 1 and float(history[0]["loss"]) > 0  # a replica with no faces: NaN
+def test_a_batch_larger_than_the_training_set_trains_on_two_logical_cpus(finished):
+    history, output, config = succeeded(finished["odd"])
+    assert config["train_count"] == 63 and "2 replicas" in output
+    assert len(history) == 1 and float(history[0]["loss"]) > 0
