@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import make_test_csv, make_train_csv
-from test_training import run_script, tiny_config
+from test_plots import script_result
+from test_training import tiny_config
 
 from ferkit import config as configuration
 from ferkit import data, ensemble, evaluation, models, runs, training
@@ -136,33 +137,6 @@ def test_leak_guard_refuses_members_with_different_splits(members):
         ensemble.shared_split([first, other])
 
 
-def test_members_trained_on_a_gzipped_copy_share_the_split_and_changed_rows_do_not(
-    members, tmp_path
-):
-    (first, _), _, _ = members
-    config = json.loads(Path(first, "config.json").read_text())
-    text = Path(config["data"]).read_bytes()
-    lines = text.split(b"\n")
-    label, pixels = lines[1].split(b",")
-    pixels = pixels.split()
-    pixels[0] = b"0" if pixels[0] != b"0" else b"1"  # one pixel: the same labels and split
-    lines[1] = label + b"," + b" ".join(pixels)
-    copies = {"same": text, "changed": b"\n".join(lines)}
-    for name, content in copies.items():
-        with gzip.open(tmp_path / f"{name}.csv.gz", "wb") as file:
-            file.write(content)
-        trained = tiny_config(str(tmp_path / f"{name}.csv.gz"), epochs=1, seed=3)
-        training.train(trained, str(tmp_path / name), verbose=False)
-    ensemble.shared_split([first, str(tmp_path / "same")])
-    with pytest.raises(
-        FerError, match="trained on different rows .*changed.csv.gz, or other --limit"
-    ):
-        ensemble.shared_split([first, str(tmp_path / "changed")])
-    os.remove(tmp_path / "same.csv.gz")
-    with pytest.raises(FerError, match="same.csv.gz, which is not here"):
-        ensemble.shared_split([first, str(tmp_path / "same")])
-
-
 def _hand_recorded(folder, data_path, model=None, **changes):
     """A run folder's config.json as training writes it (or as an older ferkit did, with
     ``changes``), without training; ``model``: a model file to copy in as its model."""
@@ -178,6 +152,43 @@ def _hand_recorded(folder, data_path, model=None, **changes):
     if model:
         shutil.copy(model, folder / "model.keras")
     return str(folder)
+
+
+def test_a_hand_recorded_run_records_its_data_as_training_does(members, tmp_path):
+    # The tests below write config.json by hand instead of training: what the ensemble's
+    # leak guard reads of it must be what a trained run records.
+    (first, _), _, _ = members
+    trained = json.loads(Path(first, "config.json").read_text())
+    hand = _hand_recorded(tmp_path / "hand", trained["data"])
+    recorded = json.loads(Path(hand, "config.json").read_text())
+    for key in ("data", "data_sha256", "val_data", "val_data_sha256", "split", "train_count"):
+        assert recorded.get(key) == trained.get(key), key
+
+
+def test_members_trained_on_a_gzipped_copy_share_the_split_and_changed_rows_do_not(
+    members, tmp_path
+):
+    (first, _), _, _ = members
+    config = json.loads(Path(first, "config.json").read_text())
+    text = Path(config["data"]).read_bytes()
+    lines = text.split(b"\n")
+    label, pixels = lines[1].split(b",")
+    pixels = pixels.split()
+    pixels[0] = b"0" if pixels[0] != b"0" else b"1"  # one pixel: the same labels and split
+    lines[1] = label + b"," + b" ".join(pixels)
+    copies = {"same": text, "changed": b"\n".join(lines)}
+    for name, content in copies.items():
+        with gzip.open(tmp_path / f"{name}.csv.gz", "wb") as file:
+            file.write(content)
+        _hand_recorded(tmp_path / name, str(tmp_path / f"{name}.csv.gz"))
+    ensemble.shared_split([first, str(tmp_path / "same")])
+    with pytest.raises(
+        FerError, match="trained on different rows .*changed.csv.gz, or other --limit"
+    ):
+        ensemble.shared_split([first, str(tmp_path / "changed")])
+    os.remove(tmp_path / "same.csv.gz")
+    with pytest.raises(FerError, match="same.csv.gz, which is not here"):
+        ensemble.shared_split([first, str(tmp_path / "same")])
 
 
 def test_a_member_whose_data_file_moved_is_found_by_run_data(members, tmp_path):
@@ -340,15 +351,21 @@ def test_run_data_is_refused_where_no_validation_images_are_used(tmp_path):
     ensemble.check_run_data([str(tmp_path)], "uniform", 3)
 
 
-def test_ensemble_cli_writes_a_valid_submission_from_runs_and_probability_files(members, tmp_path):
+def test_ensemble_cli_writes_a_valid_submission_from_runs_and_probability_files(
+    members, tmp_path, monkeypatch, capsys
+):
     (first, second), _, test_csv = members
     proba = tmp_path / "second.csv"
-    result = run_script("predict.py", second, "--test", test_csv, "--proba", str(proba))
-    assert result.returncode == 0, result.stderr
+    status, stdout, stderr = script_result(
+        monkeypatch, capsys, "predict.py", second, "--test", test_csv, "--proba", str(proba)
+    )
+    assert status == 0, stderr
     labels = tmp_path / "labels.csv"
     labels.write_text("id,label\n" + "".join(f"{i},{i % 7}\n" for i in range(15)))
     out = tmp_path / "sub.csv"
-    result = run_script(
+    status, stdout, stderr = script_result(
+        monkeypatch,
+        capsys,
         "ensemble.py",
         first,
         str(proba),
@@ -363,8 +380,10 @@ def test_ensemble_cli_writes_a_valid_submission_from_runs_and_probability_files(
         "--tta",
         "flip",
     )
-    assert result.returncode == 2 and "no recorded validation split" in result.stderr
-    result = run_script(
+    assert status == 2 and "no recorded validation split" in stderr
+    status, stdout, stderr = script_result(
+        monkeypatch,
+        capsys,
         "ensemble.py",
         first,
         second,
@@ -381,13 +400,13 @@ def test_ensemble_cli_writes_a_valid_submission_from_runs_and_probability_files(
         "--proba",
         str(tmp_path / "combined.csv"),
     )
-    assert result.returncode == 0, result.stderr
-    assert "fitted weights on 7 shared validation images" in result.stdout
-    assert "gain over the best member" in result.stdout
+    assert status == 0, stderr
+    assert "fitted weights on 7 shared validation images" in stdout
+    assert "gain over the best member" in stdout
     lines = Path(out).read_text().splitlines()
     assert lines[0] == "id,label" and len(lines) == 16
     # The submission is the members' mean with the printed weights, not the uniform mean.
-    printed = result.stdout.split("validation images: ")[1].split("\n")[0]
+    printed = stdout.split("validation images: ")[1].split("\n")[0]
     weights = np.array([float(weight) for weight in printed.split(", ")])
     test = data.read_csv(test_csv)
     keys = evaluation.submission_keys(test)
@@ -399,9 +418,13 @@ def test_ensemble_cli_writes_a_valid_submission_from_runs_and_probability_files(
     assert np.abs(combined - np.mean(views, axis=0)).max() > 1e-3, weights
     # Probability files as members (uniform weights): the submission is their mean's argmax.
     first_proba = tmp_path / "first.csv"
-    result = run_script("predict.py", first, "--test", test_csv, "--proba", str(first_proba))
-    assert result.returncode == 0, result.stderr
-    result = run_script(
+    status, stdout, stderr = script_result(
+        monkeypatch, capsys, "predict.py", first, "--test", test_csv, "--proba", str(first_proba)
+    )
+    assert status == 0, stderr
+    status, stdout, stderr = script_result(
+        monkeypatch,
+        capsys,
         "ensemble.py",
         str(first_proba),
         str(proba),
@@ -413,8 +436,8 @@ def test_ensemble_cli_writes_a_valid_submission_from_runs_and_probability_files(
         "--tta",
         "flip",
     )
-    assert result.returncode == 0, result.stderr
-    assert "--tta and --blur apply to model members only, not to" in result.stdout
+    assert status == 0, stderr
+    assert "--tta and --blur apply to model members only, not to" in stdout
     mean = (
         evaluation.read_probabilities(str(first_proba))[1]
         + evaluation.read_probabilities(str(proba))[1]

@@ -16,8 +16,8 @@ from conftest import REPOSITORY, make_test_csv, make_train_csv, pixels, syntheti
 from test_runs import _recorded_run
 from test_training import tiny_config
 
+from ferkit import cli, data, evaluation, plots, runs, training
 from ferkit import config as configuration
-from ferkit import data, evaluation, plots, runs, training
 from ferkit.errors import FerError
 
 
@@ -44,6 +44,21 @@ def call_script(monkeypatch, script, *arguments):
     namespace = runpy.run_path(os.path.join(REPOSITORY, script))
     monkeypatch.setattr(sys, "argv", [script, *map(str, arguments)])
     namespace["main"]()
+
+
+def script_result(monkeypatch, capsys, script, *arguments):
+    """(exit status, stdout, stderr) of a script run in this process as from a shell, its
+    errors turned into one line and a status as its ``cli.run`` turns them."""
+    capsys.readouterr()  # what the test printed before
+    namespace = runpy.run_path(os.path.join(REPOSITORY, script))
+    monkeypatch.setattr(sys, "argv", [script, *map(str, arguments)])
+    try:
+        cli.run(namespace["main"])
+        status = 0
+    except SystemExit as stopped:
+        status = stopped.code
+    stdout, stderr = capsys.readouterr()
+    return status, stdout, stderr
 
 
 def assert_drawn(path, width_inches, height_inches, variance=0.0, coloured=0.0):
