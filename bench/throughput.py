@@ -4,6 +4,7 @@
     python bench/throughput.py --networks cnn --images 5120 --rounds 5
     python bench/throughput.py --large-batch dnn=1024 cnn=256
     python bench/throughput.py --networks dnn --large-batch dnn=1024   # the DNN's own threads
+    python bench/throughput.py --networks cnn --precision mixed_bfloat16   # where auto is fp32
     KERAS_BACKEND=jax python bench/throughput.py --data .device/fer2013.npz.xz   # lent GPU
 
 In one process, alternating on the same real images:
@@ -177,6 +178,12 @@ def main():
     parser.add_argument(
         "--large-batch", nargs="*", default=[], help="NETWORK=SIZE: ferkit also at this batch"
     )
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "float32", "mixed_bfloat16"),
+        help="ferkit's precision (float32 is measured beside any other)",
+    )
     parser.add_argument("--data", default=os.path.join(SHARED, "train.csv.gz"))
     parser.add_argument("--test", default=os.path.join(SHARED, "test.csv.gz"))
     args = parser.parse_args()
@@ -185,10 +192,11 @@ def main():
         parser.error("--images must be at least the largest batch size: one step per measurement")
     start_keras(args.networks)
 
-    precision = backend.resolve_precision("auto")
+    precision = backend.resolve_precision(args.precision)
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"backend {backend.name()} on {backend.accelerator()}, auto precision {precision}, "
+        f"backend {backend.name()} on {backend.accelerator()}, auto precision "
+        f"{backend.resolve_precision('auto')}, measured {precision}, "
         f"{os.environ['TF_NUM_INTEROP_THREADS']} inter-op threads, "
         f"{args.images} images x {args.rounds} rounds"
     )
