@@ -10,6 +10,7 @@ un-normalised pixels. Parameter counts (tests assert them):
 """
 
 import math
+import random
 
 import keras
 from keras import layers
@@ -27,11 +28,22 @@ def _conv_bn_prelu(tensor, filters, name):
     return layers.PReLU(name=f"{name}_prelu")(tensor)
 
 
+def _dropout(rate, name):
+    """Dropout with a seed of its own. Unseeded, Keras' PyTorch backend draws the masks from
+    torch's global generator instead of the layer's seed state, which training sets from
+    (seed, epoch, layer) at every epoch (``training._reseed``): a resumed run then no longer
+    ended as the uninterrupted one. With a seed every backend uses that state. The seed is
+    drawn as Keras draws an unseeded layer's (one draw of Python's generator), so the weight
+    initialisers after it draw what they drew before: a seed trains the same network as
+    before on TensorFlow and JAX."""
+    return layers.Dropout(rate, seed=random.randint(1, int(1e9)), name=name)
+
+
 def _dense_bn_prelu(tensor, units, dropout, name):
     tensor = layers.Dense(units, name=f"{name}_dense")(tensor)
     tensor = layers.BatchNormalization(name=f"{name}_bn")(tensor)
     tensor = layers.PReLU(name=f"{name}_prelu")(tensor)
-    return layers.Dropout(dropout, name=f"{name}_dropout")(tensor)
+    return _dropout(dropout, f"{name}_dropout")(tensor)
 
 
 def _inputs_and_rescaled():
@@ -54,15 +66,15 @@ def build_cnn(
     tensor = _conv_bn_prelu(tensor, 64, "block1a")
     tensor = _conv_bn_prelu(tensor, 64, "block1b")
     tensor = layers.MaxPooling2D(2, name="block1_pool")(tensor)  # (24, 24, 64)
-    tensor = layers.Dropout(dropout_conv, name="block1_dropout")(tensor)
+    tensor = _dropout(dropout_conv, "block1_dropout")(tensor)
     tensor = _conv_bn_prelu(tensor, 128, "block2a")
     tensor = _conv_bn_prelu(tensor, 128, "block2b")
     tensor = layers.MaxPooling2D(2, name="block2_pool")(tensor)  # (12, 12, 128)
-    tensor = layers.Dropout(dropout_conv, name="block2_dropout")(tensor)
+    tensor = _dropout(dropout_conv, "block2_dropout")(tensor)
     tensor = _conv_bn_prelu(tensor, 128, "block3a")
     tensor = _conv_bn_prelu(tensor, 128, "block3b")
     # The report drops out before pooling in the last block; kept as it was.
-    tensor = layers.Dropout(dropout_conv, name="block3_dropout")(tensor)
+    tensor = _dropout(dropout_conv, "block3_dropout")(tensor)
     tensor = layers.MaxPooling2D(2, name="block3_pool")(tensor)  # (6, 6, 128)
     tensor = layers.Flatten(name="flatten")(tensor)  # (4608,)
     tensor = _dense_bn_prelu(tensor, 512, dropout_dense, "fc1")

@@ -38,6 +38,15 @@ def test_dropout_rates_are_options():
     assert rates["block1_dropout"] == 0.1 and rates["fc2_dropout"] == 0.4
 
 
+@pytest.mark.parametrize("builder", [models.build_cnn, models.build_dnn])
+def test_every_dropout_layer_has_a_seed_of_its_own(builder):
+    # Unseeded, Keras on PyTorch draws the masks from torch's global generator, which
+    # training's per-epoch reseeding cannot reach: a resumed run ended differently.
+    dropouts = [layer for layer in builder().layers if isinstance(layer, keras.layers.Dropout)]
+    seeds = [layer.seed for layer in dropouts]
+    assert len(dropouts) in (5, 7) and None not in seeds and len(set(seeds)) == len(seeds)
+
+
 def test_augmentation_units_match_image_data_generator():
     augmentation = models.build_augmentation(
         rotation_range=18, width_shift_range=4, height_shift_range=0.2, zoom_range=0.15
