@@ -206,7 +206,7 @@ def main(args, network):
         try:
             run_dirs.append(train(config, run_dir, verbose=not args.quiet, loaded=loaded))
         except KeyboardInterrupt:  # before the epochs (Keras starting, the model built)
-            error, started = _interrupted_before_training(run_dir, network, made)
+            error, started = _interrupted_before_training(run_dir, made)
             _name_seeds_not_started(error, plans[number + 1 if started else number :])
             raise error from None
         except TrainingInterruptedError as error:
@@ -215,12 +215,13 @@ def main(args, network):
     return run_dirs
 
 
-def _interrupted_before_training(run_dir, network, made):
+def _interrupted_before_training(run_dir, made):
     """Ctrl-C before epoch 1 began (it only printed "interrupted" and left the folder): the
     error to raise, and whether the run had started (its config.json written)."""
-    if os.path.exists(os.path.join(run_dir, runs.CONFIG_FILE)):
-        message = f"interrupted before epoch 1; resume with: python train_{network}.py --resume"
-        return TrainingInterruptedError(f"{message} {run_dir}"), True
+    config_path = os.path.join(run_dir, runs.CONFIG_FILE)
+    if os.path.exists(config_path):
+        command = _resume_command(read_json(config_path), run_dir)
+        return TrainingInterruptedError(f"interrupted before epoch 1; resume with: {command}"), True
     if made and os.path.isdir(run_dir) and not os.listdir(run_dir):
         os.rmdir(run_dir)  # made by this command a moment ago, still empty
     return TrainingInterruptedError(f"interrupted before {run_dir} started"), False
@@ -358,7 +359,8 @@ def train(config, run_dir, resume=False, verbose=True, loaded=None):
     training_model = None
     if state is not None and state["checkpoint"]:
         checkpoint = os.path.join(run_dir, checkpoints.FOLDER, state["checkpoint"])
-        training_model = _load_checkpoint(checkpoint, config)
+        saved_on = recorded.get("versions", {}).get("backend")
+        training_model = _load_checkpoint(checkpoint, config, saved_on)
     if state is not None:  # the resume goes ahead: only from here is the run folder changed
         checkpoints.tidy(run_dir, state)
         if recorded.get("epochs") != config["epochs"]:
@@ -554,8 +556,10 @@ def _fit_epochs_to_budget(run_dir, config, first_epoch_seconds, step_seconds):
         config["epochs"] = epochs
 
 
-def _load_checkpoint(checkpoint, config):
-    """The training model a resumed run saved; a damaged file is one line."""
+def _load_checkpoint(checkpoint, config, saved_on=None):
+    """The training model a resumed run saved; a damaged file is one line. ``saved_on``: the
+    backend the run recorded (a PyTorch checkpoint names PyTorch's optimizer class, which no
+    other backend can load)."""
     import keras
 
     from ferkit import backend, models
@@ -569,7 +573,10 @@ def _load_checkpoint(checkpoint, config):
         with backend.distribution_scope(config["distribute"]):
             loaded = keras.saving.load_model(checkpoint, custom_objects=models.CUSTOM_OBJECTS)
     except Exception as error:
-        raise FerError(f"{checkpoint}: cannot be loaded ({error})") from None
+        hint = ""
+        if saved_on and saved_on != backend.name():
+            hint = f"; it was saved on {saved_on}: resume with KERAS_BACKEND={saved_on}"
+        raise FerError(f"{checkpoint}: cannot be loaded ({error}){hint}") from None
     # Another run's checkpoint copied in: a CNN's trained on as this DNN run and replaced
     # its model.keras.
     network = loaded.name.removesuffix("_training")  # models.with_augmentation's name
@@ -768,13 +775,22 @@ def _interrupted(run_dir, config, epoch):
         saved = checkpoints.initial_state(config)
     # history.csv is written just before the checkpoint: make it agree with what is saved.
     checkpoints.write_history(run_dir, saved["history"])
-    script = "train_cnn.py" if config["network"] == "cnn" else "train_dnn.py"
     finished = saved["epoch"]
     where = f"during epoch {epoch + 1}" if finished <= epoch else f"after epoch {finished}"
     kept = f"epoch {finished} is saved" if finished else "no epoch had finished"
     raise TrainingInterruptedError(
-        f"interrupted {where}; {kept}. Resume with: python {script} --resume {run_dir}"
+        f"interrupted {where}; {kept}. Resume with: {_resume_command(config, run_dir)}"
     ) from None
+
+
+def _resume_command(config, run_dir):
+    """The command that resumes ``run_dir``. Pasted as printed, it must run on the run's
+    backend: without KERAS_BACKEND a JAX run went on on TensorFlow, and a PyTorch one could
+    not be loaded there."""
+    script = "train_cnn.py" if config["network"] == "cnn" else "train_dnn.py"
+    running = config.get("versions", {}).get("backend", "tensorflow")
+    environment = "" if running == "tensorflow" else f"KERAS_BACKEND={running} "
+    return f"{environment}python {script} --resume {run_dir}"
 
 
 def _finish(run_dir, config, state, validation):
