@@ -35,8 +35,9 @@ def _dropout(rate, name):
     ended as the uninterrupted one. With a seed every backend uses that state. The seed is
     drawn as Keras draws an unseeded layer's (one draw of Python's generator), so the weight
     initialisers after it draw what they drew before: a seed trains the same network as
-    before on TensorFlow and JAX."""
-    return layers.Dropout(rate, seed=random.randint(1, int(1e9)), name=name)
+    before on TensorFlow and JAX. A rate of 0 has no generator, and Keras draws none."""
+    seed = random.randint(1, int(1e9)) if rate > 0 else None
+    return layers.Dropout(rate, seed=seed, name=name)
 
 
 def _dense_bn_prelu(tensor, units, dropout, name):
