@@ -241,11 +241,13 @@ RECORDED_FACTS = {
 }
 
 
-def load_model(path, unsafe=False):
+def load_model(path, unsafe=False, keep_precision=False):
     """Load a run's best model (or a .keras/.h5 file) with Keras' safe mode, checked for shape.
 
     Safe mode refuses a Lambda layer, which would run arbitrary code; ``unsafe`` allows it.
     Keras 3 applies safe mode to legacy .h5 files too (tests/test_reliability.py checks).
+    A model saved in mixed bfloat16 computes in float32 where ``--precision auto`` would
+    train in float32 (no native bfloat16), unless ``keep_precision`` (``_in_float32``).
     """
     file = checked_model_path(path)  # a wrong path or file without waiting for Keras
     import keras
@@ -270,7 +272,41 @@ def load_model(path, unsafe=False):
     classes = model.outputs[0].shape[-1]
     if classes != data.NUM_CLASSES:
         raise FerError(f"{file}: model outputs {classes} classes, expected {data.NUM_CLASSES}")
-    return model
+    from ferkit import backend
+
+    if keep_precision or backend.resolve_precision("auto") != "float32":
+        return model
+    return _in_float32(model)
+
+
+BFLOAT16_POLICIES = ("mixed_bfloat16", "bfloat16")
+
+
+def _in_float32(model):
+    """The same model and weights computing in float32. Without native bfloat16 (a CPU
+    without AMX or AVX512-BF16) it is emulated: the shipped CNN predicted 3.7 times slower
+    than in float32, and each backend rounded it differently (bench/RESULTS.md)."""
+
+    from ferkit import models
+
+    def float32_policies(value):
+        if isinstance(value, dict):
+            if value.get("class_name") == "DTypePolicy" and (
+                value.get("config", {}).get("name") in BFLOAT16_POLICIES
+            ):
+                return {**value, "config": {**value["config"], "name": "float32"}}
+            return {key: float32_policies(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [float32_policies(item) for item in value]
+        return value
+
+    config = model.get_config()
+    converted = float32_policies(config)
+    if converted == config:
+        return model  # already float32
+    rebuilt = model.__class__.from_config(converted, custom_objects=models.CUSTOM_OBJECTS)
+    rebuilt.set_weights(model.get_weights())  # mixed precision keeps its weights in float32
+    return rebuilt
 
 
 def _first_line(error):

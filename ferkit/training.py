@@ -798,7 +798,7 @@ def _finish(run_dir, config, state, validation):
     history = state["history"]
     if not history or state["best_epoch"] == 0:
         raise FerError(f"{run_dir}: no epoch finished, nothing to evaluate")
-    best = runs.load_model(run_dir)
+    best = runs.load_model(run_dir, keep_precision=True)  # evaluated as it was trained
     probabilities = evaluation.predict_probabilities(best, validation.images)
     reloaded_accuracy = evaluation.accuracy(probabilities, validation.labels)
     # The median epoch after the first: the first epoch of every process (the run's, and each

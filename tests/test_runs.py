@@ -322,3 +322,46 @@ def test_limit_and_val_split_choose_the_rows_and_the_validation_share(tmp_path):
     assert sorted(used) == sorted(image.tobytes() for image in first_rows)
     counts = np.bincount(data.read_csv(train_csv).labels[:42])
     assert len(validation) == split["val_count"] == sum(round(count * 0.3) for count in counts)
+
+
+@pytest.fixture
+def bfloat16_model_file(tmp_path):
+    """A DNN saved as a mixed-bfloat16 run saves it."""
+    import keras
+
+    from ferkit import models
+
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        model = models.build_dnn()
+    finally:
+        keras.config.set_dtype_policy(policy)
+    path = str(tmp_path / "bf16.keras")
+    model.save(path)
+    return path
+
+
+def test_a_bfloat16_model_predicts_in_float32_without_native_bfloat16(
+    bfloat16_model_file, monkeypatch
+):
+    from ferkit import backend
+
+    images = synthetic_images(8)[0][..., None]
+    monkeypatch.setattr(backend, "accelerator", lambda: "cpu")
+    monkeypatch.setattr(backend, "cpu_flags", lambda: {"avx512_bf16"})
+    native = runs.load_model(bfloat16_model_file)  # computed in bfloat16, as saved
+    assert "mixed_bfloat16" in {layer.dtype_policy.name for layer in native.layers}
+    # Emulated there, bfloat16 predicted 3.7 times slower than float32.
+    monkeypatch.setattr(backend, "cpu_flags", lambda: set())
+    model = runs.load_model(bfloat16_model_file)
+    assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
+    assert model.name == "dnn" and model.count_params() == native.count_params()
+    for mine, theirs in zip(model.weights, native.weights, strict=True):
+        np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+    probabilities = model.predict(images, verbose=0)
+    assert probabilities.dtype == np.float32
+    np.testing.assert_allclose(probabilities, native.predict(images, verbose=0), atol=0.05)
+    # Training evaluates its reloaded best model as it was trained.
+    kept = runs.load_model(bfloat16_model_file, keep_precision=True)
+    assert "mixed_bfloat16" in {layer.dtype_policy.name for layer in kept.layers}
