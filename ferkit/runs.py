@@ -286,7 +286,6 @@ def _in_float32(model):
     """The same model and weights computing in float32. Without native bfloat16 (a CPU
     without AMX or AVX512-BF16) it is emulated: the shipped CNN predicted 3.7 times slower
     than in float32, and each backend rounded it differently (bench/RESULTS.md)."""
-
     from ferkit import models
 
     def float32_policies(value):
@@ -304,8 +303,11 @@ def _in_float32(model):
     converted = float32_policies(config)
     if converted == config:
         return model  # already float32
-    rebuilt = model.__class__.from_config(converted, custom_objects=models.CUSTOM_OBJECTS)
-    rebuilt.set_weights(model.get_weights())  # mixed precision keeps its weights in float32
+    try:
+        rebuilt = model.__class__.from_config(converted, custom_objects=models.CUSTOM_OBJECTS)
+        rebuilt.set_weights(model.get_weights())  # mixed precision keeps weights in float32
+    except Exception:  # a model Keras cannot rebuild from its config: as saved, only slower
+        return model
     return rebuilt
 
 

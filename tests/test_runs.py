@@ -365,3 +365,20 @@ def test_a_bfloat16_model_predicts_in_float32_without_native_bfloat16(
     # Training evaluates its reloaded best model as it was trained.
     kept = runs.load_model(bfloat16_model_file, keep_precision=True)
     assert "mixed_bfloat16" in {layer.dtype_policy.name for layer in kept.layers}
+
+
+def test_a_model_that_cannot_be_rebuilt_in_float32_is_used_as_saved(
+    bfloat16_model_file, monkeypatch
+):
+    import keras
+
+    from ferkit import backend
+
+    def refuse(*arguments, **keywords):
+        raise ValueError("the rebuilt model's weights do not fit")
+
+    monkeypatch.setattr(backend, "accelerator", lambda: "cpu")
+    monkeypatch.setattr(backend, "cpu_flags", lambda: set())
+    monkeypatch.setattr(keras.Model, "set_weights", refuse)  # loading itself does not call it
+    model = runs.load_model(bfloat16_model_file)  # no traceback: slower, still right
+    assert "mixed_bfloat16" in {layer.dtype_policy.name for layer in model.layers}
