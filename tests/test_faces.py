@@ -12,13 +12,11 @@ import cv2
 import numpy as np
 import pytest
 from conftest import REPOSITORY, make_test_csv, make_train_csv, synthetic_images
+from test_plots import script_status
 from test_training import tiny_config
 
-from ferkit import cli, data, faces, runs, training
+from ferkit import data, faces, runs, training
 from ferkit.errors import FerError
-
-sys.path.insert(0, REPOSITORY)
-import detect  # noqa: E402  (the script, run in-process: no second TensorFlow start-up)
 
 NO_CASCADE = faces.cascade_path() is None
 NO_CASCADE_REASON = (
@@ -54,13 +52,8 @@ def no_model_load(monkeypatch):
 
 
 def run_detect(monkeypatch, *arguments):
-    """detect.py's exit status, run in this process."""
-    monkeypatch.setattr(sys, "argv", ["detect.py", *map(str, arguments)])
-    try:
-        cli.run(detect.main)
-    except SystemExit as exit:
-        return exit.code
-    return 0
+    """detect.py's exit status, run in this process (no second TensorFlow start-up)."""
+    return script_status(monkeypatch, "detect.py", *arguments)
 
 
 def read_rows(path):

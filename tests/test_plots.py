@@ -46,17 +46,22 @@ def call_script(monkeypatch, script, *arguments):
     namespace["main"]()
 
 
-def script_result(monkeypatch, capsys, script, *arguments):
-    """(exit status, stdout, stderr) of a script run in this process as from a shell, its
-    errors turned into one line and a status as its ``cli.run`` turns them."""
-    capsys.readouterr()  # what the test printed before
+def script_status(monkeypatch, script, *arguments):
+    """The exit status of a script run in this process as from a shell, its errors turned
+    into one line and a status as its ``cli.run`` turns them."""
     namespace = runpy.run_path(os.path.join(REPOSITORY, script))
     monkeypatch.setattr(sys, "argv", [script, *map(str, arguments)])
     try:
         cli.run(namespace["main"])
-        status = 0
     except SystemExit as stopped:
-        status = stopped.code
+        return stopped.code
+    return 0
+
+
+def script_result(monkeypatch, capsys, script, *arguments):
+    """(exit status, stdout, stderr) of ``script_status``'s run."""
+    capsys.readouterr()  # what the test printed before
+    status = script_status(monkeypatch, script, *arguments)
     stdout, stderr = capsys.readouterr()
     return status, stdout, stderr
 
