@@ -787,10 +787,9 @@ def _resume_command(config, run_dir):
     """The command that resumes ``run_dir``. Pasted as printed, it must run on the run's
     backend: without KERAS_BACKEND a JAX run went on on TensorFlow, and a PyTorch one could
     not be loaded there."""
-    script = "train_cnn.py" if config["network"] == "cnn" else "train_dnn.py"
     running = config.get("versions", {}).get("backend", "tensorflow")
     environment = "" if running == "tensorflow" else f"KERAS_BACKEND={running} "
-    return f"{environment}python {script} --resume {run_dir}"
+    return f"{environment}python train_{config['network']}.py --resume {run_dir}"
 
 
 def _finish(run_dir, config, state, validation):
