@@ -19,24 +19,13 @@ import sys
 import tempfile
 import time
 
-import numpy as np
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPOSITORY)
+sys.path.insert(0, os.path.join(REPOSITORY, "tests"))
+from conftest import make_train_csv  # noqa: E402  (the tests' synthetic faces)
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ferkit import config as configuration  # noqa: E402
 from ferkit import training  # noqa: E402
-
-
-def write_faces(path, count=70):
-    """Faces whose class brightens its own band of rows, as the tests' synthetic data."""
-    rng = np.random.default_rng(0)
-    lines = ["label,feature"]
-    for index in range(count):
-        image = rng.integers(0, 80, size=(48, 48))
-        label = index % 7
-        image[label * 6 : label * 6 + 6] += 150
-        lines.append(f"{label},{' '.join(map(str, image.reshape(-1)))}")
-    with open(path, "w") as file:
-        file.write("\n".join(lines) + "\n")
 
 
 def one_run(train_csv, network, folder, eager):
@@ -63,8 +52,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=4)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        train_csv = os.path.join(folder, "train.csv")
-        write_faces(train_csv)
+        train_csv = make_train_csv(os.path.join(folder, "train.csv"), count=70)
         one_run(train_csv, "dnn", folder, eager=True)  # warm-up: imports, first graph
         for network in args.networks:
             seconds = {True: [], False: []}
