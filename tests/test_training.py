@@ -418,6 +418,20 @@ def test_the_epochs_within_a_budget_discount_the_first_step_s_tracing():
     assert training.epochs_within_budget(10, 100.0, steps, requested=28)[1] == pytest.approx(66.0)
 
 
+def test_the_epochs_within_a_budget_discount_a_last_step_that_traces_again():
+    # JAX compiles the smaller last batch again: the last training step took 20 s, and
+    # validation's two batches 6 s and 5 s. Every traced step counts as a 1 s training step.
+    steps = {"train": [30.0] + [1.0] * 59 + [20.0], "test": [6.0, 5.0]}
+    assert training.epochs_within_budget(10, 100.0, steps, requested=28)[1] == pytest.approx(
+        100 - (30 + 20 - 2) - (6 + 5 - 2)
+    )
+    # A smaller last batch that did not trace (TensorFlow) is faster and kept as measured.
+    steps = {"train": [30.0] + [1.0] * 59 + [0.5], "test": [6.0, 1.0, 1.0]}
+    assert training.epochs_within_budget(10, 100.0, steps, requested=28)[1] == pytest.approx(
+        100 - 29 - 5
+    )
+
+
 def test_a_time_budget_lowers_the_epochs_and_records_them(train_csv, tmp_path):
     # Far less than one epoch: the first epoch runs, and no more.
     config = tiny_config(train_csv, epochs=3, time_budget=1e-6)
