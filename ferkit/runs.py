@@ -246,8 +246,8 @@ def load_model(path, unsafe=False, keep_precision=False):
 
     Safe mode refuses a Lambda layer, which would run arbitrary code; ``unsafe`` allows it.
     Keras 3 applies safe mode to legacy .h5 files too (tests/test_reliability.py checks).
-    A model saved in mixed bfloat16 computes in float32 where ``--precision auto`` would
-    train in float32 (no native bfloat16), unless ``keep_precision`` (``_in_float32``).
+    A model saved in mixed bfloat16 or float16 computes in float32 where ``--precision auto``
+    would train in float32 (no native bfloat16), unless ``keep_precision`` (``_in_float32``).
     """
     file = checked_model_path(path)  # a wrong path or file without waiting for Keras
     import keras
@@ -279,19 +279,21 @@ def load_model(path, unsafe=False, keep_precision=False):
     return _in_float32(model)
 
 
-BFLOAT16_POLICIES = ("mixed_bfloat16", "bfloat16")
+# 16-bit policies a CPU without native bfloat16 runs slower than float32 (bench/RESULTS.md).
+HALF_PRECISION_POLICIES = ("mixed_bfloat16", "bfloat16", "mixed_float16", "float16")
 
 
 def _in_float32(model):
     """The same model and weights computing in float32. Without native bfloat16 (a CPU
     without AMX or AVX512-BF16) it is emulated: the shipped CNN predicted 3.7 times slower
-    than in float32, and each backend rounded it differently (bench/RESULTS.md)."""
+    than in float32, and each backend rounded it differently; a CNN in mixed float16
+    predicted 1.3 times slower there (bench/RESULTS.md)."""
     from ferkit import models
 
     def float32_policies(value):
         if isinstance(value, dict):
             if value.get("class_name") == "DTypePolicy" and (
-                value.get("config", {}).get("name") in BFLOAT16_POLICIES
+                value.get("config", {}).get("name") in HALF_PRECISION_POLICIES
             ):
                 return {**value, "config": {**value["config"], "name": "float32"}}
             return {key: float32_policies(item) for key, item in value.items()}
