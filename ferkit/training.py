@@ -530,8 +530,8 @@ def epochs_within_budget(budget_minutes, first_epoch_seconds, step_seconds, requ
     for seconds in step_seconds.values():
         steady = _steady_step(seconds)
         if steady is None:
-            # On 140 faces, 0.1 s epochs were put at 5 s: validation's one traced batch counts
-            # as a typical training step.
+            # On 140 faces, 0.1 s epochs were put at 5 s: validation's one or two traced
+            # batches count as typical training steps.
             steady = steady_train
         if not seconds or steady is None:
             continue
