@@ -343,8 +343,9 @@ def train(config, run_dir, resume=False, verbose=True, loaded=None):
     precision = recorded.get("precision_resolved") or backend.resolve_precision(config["precision"])
     jit = recorded.get("jit_resolved")
     versions = backend.versions()
+    recorded_versions = recorded.get("versions", {})
     for key, value in versions.items():
-        before = recorded.get("versions", {}).get(key)
+        before = recorded_versions.get(key)
         if resume and before not in (None, value):
             print(f"Note: {key} was {before} when the run started, now {value}; results may differ")
     config.update(
@@ -359,8 +360,7 @@ def train(config, run_dir, resume=False, verbose=True, loaded=None):
     training_model = None
     if state is not None and state["checkpoint"]:
         checkpoint = os.path.join(run_dir, checkpoints.FOLDER, state["checkpoint"])
-        saved_on = recorded.get("versions", {}).get("backend")
-        training_model = _load_checkpoint(checkpoint, config, saved_on)
+        training_model = _load_checkpoint(checkpoint, config, recorded_versions.get("backend"))
     if state is not None:  # the resume goes ahead: only from here is the run folder changed
         checkpoints.tidy(run_dir, state)
         if recorded.get("epochs") != config["epochs"]:
