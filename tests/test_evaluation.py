@@ -280,6 +280,18 @@ def test_force_does_not_overwrite_a_member_s_data_or_a_run_data_file(tmp_path, o
         evaluation.check_prediction_arguments(args)
 
 
+def test_blur_images_blurs_each_face_as_alone():
+    # Faces are blurred side by side as one image's channels: none may bleed into another.
+    images = np.random.default_rng(4).integers(0, 255, (515, 48, 48, 1)).astype(np.uint8)
+    import cv2
+
+    for dtype in (np.uint8, np.float32):
+        faces = images.astype(dtype)
+        one_by_one = [cv2.GaussianBlur(face[:, :, 0], (0, 0), 2.5) for face in faces]
+        expected = np.stack(one_by_one)[..., np.newaxis]
+        np.testing.assert_array_equal(evaluation.blur_images(faces, 2.5), expected)
+
+
 def test_predict_cli_predicts_with_its_tta_blur_and_batch_size(trained_run, tmp_path, monkeypatch):
     test_csv = make_test_csv(tmp_path / "test.csv", count=5)
     calls = []
