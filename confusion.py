@@ -41,7 +41,7 @@ def main():
     name = "confusion"
     if args.data:
         name += "_" + os.path.basename(os.path.normpath(args.data)).split(".")[0]
-    if args.blur:
+    if evaluation.is_set(args.blur):  # auto's sigma, from the faces, is in the title
         name += f"_blur{args.blur:g}"
     if args.tta != "none":
         name += f"_tta-{args.tta}"

@@ -14,6 +14,8 @@ frames become clip.mp4.frame000120.jpg. A file that cannot be read is one line o
 others are still processed, and the exit status is then 2. --margin widens each face box by
 that fraction of its size on every side. Faces are found with OpenCV's Haar cascade, part of
 opencv-python-headless 4.x: OpenCV 5's wheels lack it (install 'opencv-python-headless<5').
+--blur auto (the default) blurs each picture's faces as much as makes them as sharp as the
+faces the model trained on, when they are much sharper; --blur 0 leaves them as they are.
 """
 
 import csv
@@ -33,7 +35,7 @@ def main():
     parser.add_argument("--out", help="folder for annotated copies: boxes and labels drawn")
     parser.add_argument("--every", type=int, default=1, help="videos: one frame in N (default 1)")
     parser.add_argument("--tta", default="none", choices=evaluation.TTA_MODES, help="as predict.py")
-    parser.add_argument("--blur", type=float, default=0.0, help="as predict.py (sigma)")
+    evaluation.add_blur_argument(parser, "face crops")
     parser.add_argument("--no-detect", action="store_true", help="each image is one face crop")
     margin = faces.DEFAULT_MARGIN
     parser.add_argument("--margin", type=float, default=margin, help=f"per side (default {margin})")
@@ -50,6 +52,7 @@ def main():
     # Every model checked by its first bytes before OpenCV's detector or Keras is started.
     model_files = [runs.checked_model_path(path) for path in args.model or [runs.PRETRAINED]]
     faces.check_outputs(media, root, args.csv, args.out, args.force, model_files, args.cascade)
+    trained_sharpness = [runs.recorded_sharpness(path) for path in model_files]
     detector = None if args.no_detect else faces.load_detector(args.cascade)
     if not args.model:
         print(f"No model given: using the pretrained CNN {runs.PRETRAINED}", file=sys.stderr)
@@ -59,9 +62,10 @@ def main():
     writer = csv.writer(table, lineterminator="\n")
     writer.writerow(faces.RESULT_COLUMNS)
     stream = faces.read_media(media, args.every)
-    for file, frame, image, boxes, probabilities in faces.analyse(
-        stream, models, detector, args.tta, args.margin, blur=args.blur
-    ):
+    sigmas = []  # with --blur auto: (model, sigma) for each picture
+    blurring = {"blur": args.blur, "trained_sharpness": trained_sharpness, "sigmas": sigmas}
+    results = faces.analyse(stream, models, detector, args.tta, args.margin, **blurring)
+    for file, frame, image, boxes, probabilities in results:
         if image is None:
             failed += 1
             continue
@@ -77,6 +81,9 @@ def main():
         print(f"wrote {args.csv}: {found} face(s) in {pictures} picture(s)", file=sys.stderr)
     else:
         sys.stdout.write(table.getvalue())
+    if args.blur == evaluation.AUTO_BLUR:
+        for line in faces.auto_blur_lines(model_files, trained_sharpness, sigmas):
+            print(line, file=sys.stderr)
     if failed:
         raise FerError(f"{failed} of {len(media)} files could not be read (listed above)")
 

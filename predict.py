@@ -7,6 +7,10 @@
     python predict.py --test data/test.csv --out submission.csv      # the shipped pretrained CNN
     python predict.py models/cnn_a --test data/test.csv --out sub.csv --blur 3.5
 
+--blur auto (the default) blurs test faces that are much sharper than the faces the model
+trained on until they are alike (the FER2013 copy this project was given has blurred
+training faces and sharp test faces); --blur 0 leaves them as they are.
+
 Writes ``id,label`` (one row per test id, in the file's order), atomically, and never over
 an existing file without --force.
 """
@@ -45,7 +49,8 @@ def main():
     if not args.model:
         print(f"No model given: using the pretrained CNN {runs.PRETRAINED}")
     model = runs.load_model(model_source, unsafe=args.unsafe)
-    probabilities = evaluation.predict_probabilities(model, test.images, args.tta, args.batch_size)
+    images = evaluation.blurred_for(model_source, test.images, args.blur)
+    probabilities = evaluation.predict_probabilities(model, images, args.tta, args.batch_size)
     if labels_by_id is not None:
         score = evaluation.accuracy(probabilities[positions], labels)
         print(f"accuracy on {len(labels)} labelled ids of {args.labels}: {score:.4f}")

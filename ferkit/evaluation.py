@@ -4,6 +4,7 @@ Submissions are Kaggle's ``id,label``; probability files are ``id,Angry,...,Neut
 that ensembles can be tried without running the models again.
 """
 
+import argparse
 import gzip
 import os
 import zlib
@@ -17,6 +18,12 @@ from ferkit.errors import FerError
 from ferkit.files import check_writable, read_json, write_text
 
 TTA_MODES = ("none", "flip", "full")
+# --blur's default: match the faces' sharpness to the model's training faces'.
+AUTO_BLUR = "auto"
+# How much sharper than the training faces faces must be before --blur auto blurs them; the
+# blurred training set's faces were 4.4 times less sharp than its test faces, and faces from
+# one source differ by far less on average.
+AUTO_BLUR_RATIO = 1.5
 # A sigma of a face's width already blurs it to one grey; OpenCV's kernel grows with the
 # sigma (over a minute for five faces at 1e6, an OpenCV assertion at 1e9).
 MAX_BLUR = 48
@@ -49,9 +56,23 @@ def sharpness(images):
 
 
 def check_blur(sigma):
-    """--blur is a Gaussian's sigma in pixels, 0 to MAX_BLUR (None is off)."""
-    if sigma is not None and not 0 <= sigma <= MAX_BLUR:  # nan fails both comparisons
-        raise FerError(f"--blur must be a sigma from 0 to {MAX_BLUR} pixels, got {sigma}")
+    """--blur is a Gaussian's sigma in pixels, 0 to MAX_BLUR, or auto (None is off)."""
+    if sigma is None or sigma == AUTO_BLUR:
+        return
+    if not 0 <= sigma <= MAX_BLUR:  # nan fails both comparisons
+        raise FerError(f"--blur must be auto or a sigma from 0 to {MAX_BLUR} pixels, got {sigma:g}")
+
+
+def blur_argument(text):
+    """argparse's type for --blur: ``auto`` or a sigma in pixels."""
+    if text == AUTO_BLUR:
+        return AUTO_BLUR
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected auto or a sigma in pixels, got {text!r}"
+        ) from None
 
 
 def blur_images(images, sigma):
@@ -78,6 +99,62 @@ def blur_images(images, sigma):
     # One channel comes back as (48, 48): each part reshaped to (48, 48, its faces).
     joined = np.concatenate([part.reshape(height, width, -1) for part in blurred], axis=-1)
     return np.moveaxis(joined, -1, 0)[..., np.newaxis].astype(images.dtype)  # (N, 48, 48, 1)
+
+
+def matching_blur(images, trained_sharpness):
+    """The sigma, to 0.1 pixel, whose blur brings ``images``' mean ``sharpness`` down to
+    ``trained_sharpness`` (that of the faces a model trained on); 0 unless they are more
+    than AUTO_BLUR_RATIO times sharper, since a blur cannot sharpen and faces like the
+    training ones need none. One sigma for all: the blurred training set was blurred alike
+    (bench/RESULTS.md), and a sigma per face would also flatten the faces' own differences.
+    """
+    if trained_sharpness is None or len(images) == 0:
+        return 0.0
+    if sharpness(images) <= AUTO_BLUR_RATIO * trained_sharpness:
+        return 0.0
+
+    def too_sharp(sigma):
+        return sharpness(blur_images(images, sigma)) > trained_sharpness
+
+    low, high = 0.0, 1.0
+    while high < MAX_BLUR and too_sharp(high):
+        low, high = high, min(2 * high, MAX_BLUR)
+    while high - low > 0.02:  # bisection: sharpness falls as sigma grows
+        middle = (low + high) / 2
+        low, high = (middle, high) if too_sharp(middle) else (low, middle)
+    return round((low + high) / 2, 1)
+
+
+def sigma_for(source, images, blur):
+    """The sigma the model at ``source`` is to see ``images`` blurred with: --blur's, or with
+    --blur auto ``matching_blur``'s, from the training faces' sharpness its run recorded
+    (printed; none recorded: 0, with a note)."""
+    if blur != AUTO_BLUR:
+        return blur or 0.0
+    trained = runs.recorded_sharpness(source)
+    if trained is None:
+        print(
+            f"Note: {source} records no sharpness of its training faces, so --blur auto leaves "
+            "the faces as they are (give --blur SIGMA if it trained on blurred faces)"
+        )
+        return 0.0
+    sigma = matching_blur(images, trained)
+    if sigma:
+        print(
+            f"--blur auto: faces of sharpness {sharpness(images):.2f}, {source} trained on "
+            f"{trained:.2f}: blurred with sigma {sigma:g} (--blur 0 leaves them)"
+        )
+    return sigma
+
+
+def blurred_for(source, images, blur):
+    """``images`` as the model at ``source`` is to see them (``sigma_for``)."""
+    return blur_images(images, sigma_for(source, images, blur))
+
+
+def is_set(blur):
+    """Whether --blur names a sigma to blur with (not 0, auto or left out)."""
+    return blur not in (None, 0, AUTO_BLUR)
 
 
 def tta_views(images, mode="flip"):
@@ -145,13 +222,7 @@ def add_prediction_arguments(parser):
     parser.add_argument("--out", help="submission CSV to write")
     parser.add_argument("--proba", help="also write the class probabilities here")
     parser.add_argument("--labels", help="id,label CSV: print accuracy on the labelled ids")
-    parser.add_argument(
-        "--blur",
-        type=float,
-        default=0.0,
-        metavar="SIGMA",
-        help="Gaussian-blur test faces first (to match blurred training faces)",
-    )
+    add_blur_argument(parser, "test faces")
     parser.add_argument(
         "--tta",
         default="none",
@@ -162,10 +233,21 @@ def add_prediction_arguments(parser):
     parser.add_argument("--unsafe", action="store_true", help="allow models holding code (Lambda)")
 
 
+def add_blur_argument(parser, faces):
+    parser.add_argument(
+        "--blur",
+        type=blur_argument,
+        default=AUTO_BLUR,
+        metavar="SIGMA",
+        help=f"Gaussian-blur the {faces} first; auto (the default) matches their sharpness to "
+        "the model's training faces', 0 leaves them",
+    )
+
+
 def read_test(args):
-    """The test faces that ``--test`` (and ``--usage``) name, blurred as ``--blur`` says."""
+    """The test faces that ``--test`` (and ``--usage``) name, as the file holds them (each
+    model blurs them as ``--blur`` says: ``blurred_for``)."""
     test = data.read_any(args.test, usage=args.usage)
-    test.images = blur_images(test.images, args.blur)
     print(f"{args.test}: {len(test)} faces, sharpness {sharpness(test.images):.2f}")
     return test
 

@@ -287,25 +287,52 @@ def read_media(media, every=1):
             yield file, None, None
 
 
-def analyse(pictures, models, detector=None, tta="none", margin=DEFAULT_MARGIN, batch=32, blur=0.0):
+def analyse(
+    pictures,
+    models,
+    detector=None,
+    tta="none",
+    margin=DEFAULT_MARGIN,
+    batch=32,
+    blur=0.0,
+    trained_sharpness=None,
+    sigmas=None,
+):
     """Yield (file, frame, image, boxes, probabilities (faces, 7)) for each picture.
 
     ``pictures`` yields (file, frame, image), as ``read_media`` does; an image None (a file
     that could not be read) is passed on with boxes and probabilities None. With
     ``detector`` None each picture is taken as one face crop. The faces of ``batch``
     pictures are classified together, one prediction per model rather than one per face.
-    ``blur`` Gaussian-blurs the crops first, as ``predict.py --blur`` does.
+    ``blur`` Gaussian-blurs the crops first, as ``predict.py --blur`` does; with ``auto``
+    each picture's faces are matched to each model's ``trained_sharpness`` (one per model,
+    None where unknown: not blurred), so that a picture's result does not depend on the
+    pictures beside it, and ``sigmas``, a list, receives (model number, sigma) for each.
     """
     pending = []
+    trained_sharpness = trained_sharpness or [None] * len(models)
+
+    def blurred(faces_in, number):
+        sigma = blur
+        if blur == evaluation.AUTO_BLUR:
+            sigma = evaluation.matching_blur(faces_in, trained_sharpness[number])
+            if sigmas is not None:
+                sigmas.append((number, sigma))
+        return evaluation.blur_images(faces_in, sigma)
 
     def classify_pending():
-        crops = [
-            to_model_input(crop(image, box)) for _, _, image, boxes in pending for box in boxes
+        pictures_faces = [
+            np.stack([to_model_input(crop(image, box)) for box in boxes])  # (faces, 48, 48, 1)
+            for _, _, image, boxes in pending
+            if boxes
         ]
         probabilities = np.zeros((0, data.NUM_CLASSES), dtype=np.float32)
-        if crops:
-            faces_in = evaluation.blur_images(np.stack(crops), blur)  # (faces, 48, 48, 1)
-            probabilities = ensemble_probabilities(models, faces_in, tta)
+        if pictures_faces:
+            total = 0
+            for number, model in enumerate(models):
+                faces_in = np.concatenate([blurred(group, number) for group in pictures_faces])
+                total = total + evaluation.predict_probabilities(model, faces_in, tta)
+            probabilities = total / len(models)  # the models' average
         start = 0
         for file, frame, image, boxes in pending:
             yield file, frame, image, boxes, probabilities[start : start + len(boxes)]
@@ -327,10 +354,24 @@ def analyse(pictures, models, detector=None, tta="none", margin=DEFAULT_MARGIN, 
     yield from classify_pending()
 
 
-def ensemble_probabilities(models, images, tta="none"):
-    """Class probabilities (N, 7) averaged over the models (and their TTA views)."""
-    total = sum(evaluation.predict_probabilities(model, images, tta) for model in models)
-    return total / len(models)
+def auto_blur_lines(sources, trained_sharpness, sigmas):
+    """detect.py's lines on what --blur auto did with each model (``analyse``'s ``sigmas``)."""
+    lines = []
+    for number, (source, trained) in enumerate(zip(sources, trained_sharpness)):
+        used = [sigma for model, sigma in sigmas if model == number]
+        blurred = [sigma for sigma in used if sigma]
+        if trained is None:
+            lines.append(
+                f"Note: {source} records no sharpness of its training faces, so --blur auto "
+                "left the faces as they are (give --blur SIGMA if it trained on blurred faces)"
+            )
+        elif blurred:
+            lines.append(
+                f"--blur auto: {len(blurred)} of {len(used)} pictures' faces were sharper than "
+                f"the training faces of {source} ({trained:.2f}): blurred with sigma "
+                f"{min(blurred):g} to {max(blurred):g} (--blur 0 leaves them)"
+            )
+    return lines
 
 
 def _natural_key(name):

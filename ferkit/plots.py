@@ -425,14 +425,15 @@ def add_data_arguments(parser, usage_default="all"):
         "--usage",
         help=f"fer2013.csv only: PublicTest, PrivateTest or Training (default: {usage_default})",
     )
-    parser.add_argument("--blur", type=float, help="Gaussian-blur --data's faces, as predict.py")
+    evaluation.add_blur_argument(parser, "--data faces")
     parser.add_argument("--unsafe", action="store_true", help="allow models holding code (Lambda)")
     runs.add_run_data_argument(parser)
 
 
 def check_face_options(args):
     """visualize_filters.py: the options that choose a face mean nothing without --image."""
-    if args.image is None and any((args.data, args.labels, args.usage, args.blur, args.run_data)):
+    chosen = (args.data, args.labels, args.usage, evaluation.is_set(args.blur), args.run_data)
+    if args.image is None and any(chosen):
         raise FerError(
             "--data, --labels, --usage, --blur and --run-data choose the face for --image: "
             "give --image"
@@ -452,7 +453,7 @@ def figure_images(source, args, labelled_only=True):
     if not args.data:
         if args.usage:
             raise FerError("--usage selects rows of --data: give --data too")
-        if blur:
+        if evaluation.is_set(blur):
             raise FerError("--blur blurs --data's faces (validation faces are like training's)")
         config = runs.run_config(source)
         if config is None:
@@ -484,9 +485,10 @@ def figure_images(source, args, labelled_only=True):
         if labelled_only:
             raise FerError(f"{args.data}: has no labels: give --labels id,label CSV too")
         labels = np.full(len(table), -1, dtype=np.int64)
-    if blur:  # the faces drawn on only, once they are chosen
-        images = evaluation.blur_images(images, blur)
-        described += f", blurred (sigma {blur:g})"
+    sigma = evaluation.sigma_for(source, images, blur)  # the faces drawn on, once chosen
+    if sigma:
+        images = evaluation.blur_images(images, sigma)
+        described += f", blurred (sigma {sigma:g})"
     return images, labels, described
 
 

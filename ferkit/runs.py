@@ -7,6 +7,7 @@ Downstream tools rebuild everything from these files, never from retyped options
 """
 
 import json
+import math
 import os
 import zipfile
 
@@ -142,6 +143,25 @@ def run_config(path):
     return read_run_config(config_path) if os.path.exists(config_path) else None
 
 
+def recorded_sharpness(path):
+    """The mean sharpness of the faces the model at ``path`` (a run folder or a model file)
+    trained on, as its run's config.json records it; None where nothing is: a model without
+    a run, a run trained before ferkit recorded it, another tool's config.json."""
+    folder = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+    config_path = os.path.join(folder, CONFIG_FILE)
+    try:
+        config = read_json(config_path)
+    except (FerError, OSError):
+        return None
+    value = config.get("train_sharpness") if isinstance(config, dict) else None
+    if value is None:
+        return None
+    is_valid, requirement = RECORDED_FACTS["train_sharpness"]
+    if not is_valid(value):
+        raise FerError(f"{config_path}: train_sharpness must be {requirement}, got {shown(value)}")
+    return float(value)
+
+
 def read_run_config(config_path):
     """A run's config.json, with the options added since it was trained; refuses a
     config.json that training did not write (another tool's, beside a downloaded model)."""
@@ -238,6 +258,11 @@ RECORDED_FACTS = {
     ),
     "jit_resolved": (lambda value: isinstance(value, bool), "true or false"),
     "versions": (lambda value: isinstance(value, dict), "a JSON object"),
+    # evaluation.sharpness of the training faces, which --blur auto matches test faces to.
+    "train_sharpness": (
+        lambda value: is_number(value) and 0 < value < math.inf,
+        "a positive number",
+    ),
 }
 
 

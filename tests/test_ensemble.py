@@ -446,6 +446,28 @@ def test_ensemble_cli_writes_a_valid_submission_from_runs_and_probability_files(
     assert written == mean.argmax(axis=1).tolist()
 
 
+def test_each_model_member_sees_the_test_faces_blurred_for_its_own_training_faces(
+    members, tmp_path
+):
+    (first, _), _, test_csv = members
+    test = data.read_csv(test_csv)
+    keys = evaluation.submission_keys(test)
+    # The same model, recorded as trained on faces as smooth as the test faces at sigma 1.5.
+    smooth = tmp_path / "smooth"
+    shutil.copytree(first, smooth)
+    config = json.loads((smooth / "config.json").read_text())
+    trained = evaluation.sharpness(evaluation.blur_images(test.images, 1.5))
+    (smooth / "config.json").write_text(json.dumps({**config, "train_sharpness": trained}))
+
+    def probabilities(run, blur):
+        return ensemble.member_probabilities(str(run), test.images, keys, "none", blur=blur)
+
+    auto = [probabilities(run, "auto") for run in (first, smooth)]
+    np.testing.assert_allclose(auto[0], probabilities(first, 0), atol=1e-6)
+    np.testing.assert_allclose(auto[1], probabilities(smooth, 1.5), atol=1e-6)
+    assert np.abs(auto[0] - auto[1]).max() > 1e-3
+
+
 def test_probability_file_of_an_image_folder_matches_its_file_names(tmp_path):
     names = ["a.png", "b.png"]
     proba = tmp_path / "names.csv"

@@ -3,10 +3,11 @@
 import argparse
 import gzip
 import json
+import shutil
 
 import numpy as np
 import pytest
-from conftest import REPOSITORY, make_test_csv
+from conftest import REPOSITORY, make_test_csv, synthetic_images
 from test_plots import call_script
 from test_training import run_script, tiny_config
 
@@ -183,7 +184,9 @@ def test_negative_blur_is_refused_before_the_test_file_is_read(tmp_path):
         "predict.py", "--test", str(tmp_path / "absent.csv"), "--blur", "-1", "--labels", "x"
     )
     assert result.returncode == 2
-    assert result.stderr.strip().endswith("--blur must be a sigma from 0 to 48 pixels, got -1.0")
+    assert result.stderr.strip().endswith(
+        "--blur must be auto or a sigma from 0 to 48 pixels, got -1"
+    )
 
 
 def test_blur_lowers_sharpness_and_keeps_shape_and_type():
@@ -195,7 +198,7 @@ def test_blur_lowers_sharpness_and_keeps_shape_and_type():
     assert evaluation.blur_images(images, 48).shape == images.shape  # the largest sigma
     # inf, nan and 1e9 reached OpenCV's assertion; 1e6 took over a minute.
     for sigma in (-1, 48.5, 1e6, 1e9, float("inf"), float("nan")):
-        with pytest.raises(FerError, match="--blur must be a sigma from 0 to 48 pixels"):
+        with pytest.raises(FerError, match="--blur must be auto or a sigma from 0 to 48 pixels"):
             evaluation.blur_images(images, sigma)
 
 
@@ -290,6 +293,50 @@ def test_blur_images_blurs_each_face_as_alone():
         one_by_one = [cv2.GaussianBlur(face[:, :, 0], (0, 0), 2.5) for face in faces]
         expected = np.stack(one_by_one)[..., np.newaxis]
         np.testing.assert_array_equal(evaluation.blur_images(faces, 2.5), expected)
+
+
+def test_blur_argument_takes_auto_or_a_sigma():
+    assert evaluation.blur_argument("auto") == evaluation.AUTO_BLUR
+    assert evaluation.blur_argument("3.5") == 3.5
+    with pytest.raises(argparse.ArgumentTypeError, match="expected auto or a sigma in pixels"):
+        evaluation.blur_argument("strong")
+
+
+def test_matching_blur_makes_faces_as_sharp_as_the_training_faces():
+    images = synthetic_images(400)[0][..., np.newaxis]  # (400, 48, 48, 1)
+    trained = evaluation.sharpness(evaluation.blur_images(images, 2.0))
+    assert evaluation.matching_blur(images, trained) == 2.0
+    # Half as sharp again as the training faces is left alone; so is anything without a record.
+    assert evaluation.matching_blur(images, evaluation.sharpness(images) / 1.4) == 0
+    assert evaluation.matching_blur(images, None) == 0
+
+
+def test_predict_blurs_test_faces_to_the_sharpness_the_run_trained_on(
+    trained_run, tmp_path, monkeypatch, capsys
+):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    test_csv = make_test_csv(tmp_path / "test.csv", count=30)
+    test_images = data.read_csv(test_csv).images
+    config = json.loads((run / "config.json").read_text())
+    # As if it had trained on faces blurred with sigma 1.5: auto blurs the test faces so.
+    trained = evaluation.sharpness(evaluation.blur_images(test_images, 1.5))
+    (run / "config.json").write_text(json.dumps({**config, "train_sharpness": trained}))
+    seen = []
+    predict = evaluation.predict_probabilities
+
+    def recorded(model, images, tta="none", batch_size=None):
+        seen.append(images)
+        return predict(model, images, tta, batch_size)
+
+    monkeypatch.setattr(evaluation, "predict_probabilities", recorded)
+    (tmp_path / "labels.csv").write_text("id,label\n0,3\n")
+    arguments = ["--test", test_csv, "--labels", tmp_path / "labels.csv"]
+    call_script(monkeypatch, "predict.py", run, *arguments)
+    assert "--blur auto: faces of sharpness" in capsys.readouterr().out
+    call_script(monkeypatch, "predict.py", run, *arguments, "--blur", "0")
+    np.testing.assert_array_equal(seen[0], evaluation.blur_images(test_images, 1.5))
+    np.testing.assert_array_equal(seen[1], test_images)
 
 
 def test_predict_cli_predicts_with_its_tta_blur_and_batch_size(trained_run, tmp_path, monkeypatch):

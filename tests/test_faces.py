@@ -15,7 +15,7 @@ from conftest import REPOSITORY, make_test_csv, make_train_csv, synthetic_images
 from test_plots import script_status
 from test_training import tiny_config
 
-from ferkit import data, faces, runs, training
+from ferkit import data, evaluation, faces, runs, training
 from ferkit.errors import FerError
 
 NO_CASCADE = faces.cascade_path() is None
@@ -259,10 +259,10 @@ def test_pasted_real_faces_are_found_and_classified_like_their_crop(real_data, m
         assert iou(boxes[0], FACE_BOX) > 0.5
         crop = faces.to_model_input(faces.crop(picture, boxes[0]))[np.newaxis]
         np.testing.assert_allclose(
-            probabilities, faces.ensemble_probabilities([model], crop), atol=1e-5
+            probabilities, evaluation.predict_probabilities(model, crop), atol=1e-5
         )
         # Detected, re-cropped and resized, the face still looks like the original to the model.
-        original = faces.ensemble_probabilities([model], test.images[index : index + 1])
+        original = evaluation.predict_probabilities(model, test.images[index : index + 1])
         np.testing.assert_allclose(probabilities, original, atol=0.05)
 
 
@@ -292,6 +292,29 @@ def test_detect_writes_rows_and_annotated_copies(real_data, model_dir, tmp_path,
     assert annotated.shape == (320, 480, 3)
 
 
+def test_auto_blur_matches_each_picture_alone_to_the_training_faces(model):
+    sharp, _ = synthetic_images(2)  # (2, 48, 48)
+    smooth = evaluation.blur_images(sharp[..., np.newaxis], 3.0)[..., 0]  # already blurred
+    trained = evaluation.sharpness(evaluation.blur_images(sharp[:1, ..., np.newaxis], 2.0))
+    pictures = [("a.png", None, sharp[0]), ("b.png", None, smooth[1])]
+    sigmas = []
+    results = faces.analyse(
+        pictures, [model], blur="auto", trained_sharpness=[trained], sigmas=sigmas
+    )
+    probabilities = [row for *_, row in results]
+    # The sharp picture is blurred to the training faces' sharpness; the smooth one is not.
+    assert sigmas == [(0, 2.0), (0, 0.0)]
+    alone = list(faces.analyse(pictures[:1], [model], blur="auto", trained_sharpness=[trained]))
+    np.testing.assert_allclose(probabilities[0], alone[0][-1], atol=1e-6)
+    expected = evaluation.predict_probabilities(
+        model, evaluation.blur_images(faces.to_model_input(sharp[0])[np.newaxis], 2.0)
+    )
+    np.testing.assert_allclose(probabilities[0], expected, atol=1e-6)
+    lines = faces.auto_blur_lines(["run", "old"], [trained, None], sigmas)
+    assert lines[0].startswith("--blur auto: 1 of 2 pictures' faces were sharper than")
+    assert lines[1].startswith("Note: old records no sharpness of its training faces")
+
+
 def test_detect_passes_its_tta_margin_and_blur_on(model_dir, tmp_path, monkeypatch):
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -299,9 +322,9 @@ def test_detect_passes_its_tta_margin_and_blur_on(model_dir, tmp_path, monkeypat
     calls = []
     analyse = faces.analyse
 
-    def recorded(pictures, models, detector, tta, margin, blur):
-        calls.append((tta, margin, blur))
-        return analyse(pictures, models, detector, tta, margin, blur=blur)
+    def recorded(pictures, models, detector, tta, margin, **keywords):
+        calls.append((tta, margin, keywords["blur"]))
+        return analyse(pictures, models, detector, tta, margin, **keywords)
 
     monkeypatch.setattr(faces, "analyse", recorded)
     arguments = ["--model", model_dir, "--tta", "flip", "--margin", 0.3, "--blur", 2]
@@ -370,7 +393,7 @@ def test_unreadable_file_exits_2_after_the_others(model_dir, tmp_path):
         (("--margin", "inf"), "--margin must be a finite number of at least 0, got inf"),
         (("--csv", "{existing}"), "already exists"),
         (("--out", "{folder}"), "is the input's folder"),
-        (("--blur", "inf"), "--blur must be a sigma from 0 to 48 pixels, got inf"),
+        (("--blur", "inf"), "--blur must be auto or a sigma from 0 to 48 pixels, got inf"),
         (("--csv", "{folder}", "--force"), "is a folder, expected a file name for --csv"),
         (("--out", "{annotated}"), "0.png: already exists (pass --force to overwrite the"),
         # These wrote over the photo, or failed after the model had run.

@@ -418,6 +418,30 @@ def test_figure_faces_of_a_data_file_are_blurred_with_blur(tmp_path):
     assert described == "faces.csv, blurred (sigma 3.5)"
 
 
+def test_figure_faces_are_blurred_by_auto_to_the_run_s_training_faces_only_from_data(tmp_path):
+    train_path = make_train_csv(tmp_path / "train.csv", count=70)
+    run = _recorded_run(tmp_path, train_path)
+    faces_csv = make_train_csv(tmp_path / "faces.csv", count=7, seed=2)
+    sharp = data.read_csv(faces_csv).images
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    trained = evaluation.sharpness(evaluation.blur_images(sharp, 2.0))
+    (tmp_path / "run" / "config.json").write_text(
+        json.dumps({**config, "train_sharpness": trained})
+    )
+    options = argparse.Namespace(labels=None, usage=None, run_data=[], blur="auto")
+    blurred, _, described = plots.figure_images(
+        run, argparse.Namespace(**vars(options), data=faces_csv)
+    )
+    np.testing.assert_array_equal(blurred, evaluation.blur_images(sharp, 2.0))
+    assert described == "faces.csv, blurred (sigma 2)"
+    # The run's validation faces are its training faces' kind: auto leaves them.
+    validation, _, described = plots.figure_images(
+        run, argparse.Namespace(**vars(options), data=None)
+    )
+    np.testing.assert_array_equal(validation, runs.validation_data(run).images)
+    assert described == "validation split of train.csv"
+
+
 def test_confusion_on_a_fer2013_csv_with_training_rows_needs_usage(dnn_run, folder, monkeypatch):
     # Without it the matrix scored all three splits, the run's own training faces among them.
     images, labels = synthetic_images(6)

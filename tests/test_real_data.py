@@ -3,6 +3,7 @@
 import os
 
 import numpy as np
+from test_plots import call_script
 
 from ferkit import config as configuration
 from ferkit import data, evaluation, runs, training
@@ -48,3 +49,18 @@ def test_the_shipped_cnn_scores_what_the_readme_says_on_the_public_faces(real_da
     images = evaluation.blur_images(test.images[positions], 3.5)
     probabilities = evaluation.predict_probabilities(runs.load_model(runs.PRETRAINED), images)
     assert abs(evaluation.accuracy(probabilities, truth) - 0.5779) < 0.005
+
+
+def test_predict_with_no_options_blurs_the_sharp_test_faces_for_the_shipped_cnn(
+    real_data, tmp_path, monkeypatch, capsys
+):
+    # A user's first command: no model, no --blur. Without the blur it scored 0.18.
+    test_csv = os.path.join(real_data, "test.csv.gz")
+    labels = os.path.join(real_data, "public_test_labels.csv")
+    out = tmp_path / "submission.csv"
+    call_script(monkeypatch, "predict.py", "--test", test_csv, "--labels", labels, "--out", out)
+    printed = capsys.readouterr().out
+    assert "blurred with sigma 3.3" in printed  # bench/RESULTS.md: "--blur auto"
+    accuracy = float(printed.split("public_test_labels.csv: ")[1].split()[0])
+    assert abs(accuracy - 0.5857) < 0.005
+    assert len(out.read_text().splitlines()) == 7179

@@ -116,6 +116,7 @@ def test_a_config_json_that_training_did_not_write_is_refused(tmp_path, text):
         ({"data_sha256": 5}, "data_sha256 must be a SHA-256 or null, got 5"),
         ({"split": "x"}, "split must be a JSON object, got 'x'"),
         ({"train_count": "x"}, "train_count must be a whole number of at least 1, got 'x'"),
+        ({"train_sharpness": 0}, "train_sharpness must be a positive number, got 0"),
     ],
 )
 def test_a_config_json_edited_by_hand_is_refused_naming_it(tmp_path, edit, message):
@@ -123,6 +124,21 @@ def test_a_config_json_edited_by_hand_is_refused_naming_it(tmp_path, edit, messa
     (tmp_path / "config.json").write_text(json.dumps({**config, **edit}))
     with pytest.raises(FerError, match=f"config.json: {re.escape(message)}"):
         runs.run_config(str(tmp_path / "model.keras"))
+
+
+def test_the_recorded_training_sharpness_is_read_for_a_run_or_its_model_file(tmp_path):
+    config = configuration.resolve("cnn", overrides={"data": "train.csv"})
+    model_file = str(tmp_path / "model.keras")
+    assert runs.recorded_sharpness(model_file) is None  # no config.json: a bare model
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert runs.recorded_sharpness(str(tmp_path)) is None  # trained before it was recorded
+    (tmp_path / "config.json").write_text(json.dumps({**config, "train_sharpness": 2.9}))
+    assert runs.recorded_sharpness(str(tmp_path)) == runs.recorded_sharpness(model_file) == 2.9
+    (tmp_path / "config.json").write_text(json.dumps({**config, "train_sharpness": "sharp"}))
+    with pytest.raises(FerError, match="train_sharpness must be a positive number, got 'sharp'"):
+        runs.recorded_sharpness(model_file)
+    (tmp_path / "config.json").write_text("[1, 2]")  # another tool's file beside a model
+    assert runs.recorded_sharpness(model_file) is None
 
 
 @pytest.mark.parametrize("optimizer, loads", [("adam", True), ("adamw", True), ("sgd", False)])

@@ -15,7 +15,7 @@ import keras
 import pytest
 from conftest import REPOSITORY, make_train_csv
 
-from ferkit import checkpoints, data, files, runs, training
+from ferkit import checkpoints, data, evaluation, files, runs, training
 from ferkit import config as configuration
 from ferkit.errors import FerError
 
@@ -53,6 +53,9 @@ def test_two_epochs_write_every_run_file(train_csv, tmp_path):
     config = json.loads(Path(os.path.join(run_dir, "config.json")).read_text())
     assert config["split"]["val_count"] == 7 and len(config["split"]["val_indices_sha256"]) == 16
     assert config["precision_resolved"] == "float32" and "keras" in config["versions"]
+    # What --blur auto matches test faces to: the training faces' sharpness, not validation's.
+    train_set, _, _ = runs.load_training_data(config)
+    assert config["train_sharpness"] == round(evaluation.sharpness(train_set.images), 4)
     # The saved model is the bare network: augmentation belongs to training only.
     saved = runs.load_model(run_dir)
     assert saved.name == "cnn" and saved.count_params() == 3_532_743
