@@ -52,19 +52,21 @@ def main():
     # Every model checked by its first bytes before OpenCV's detector or Keras is started.
     model_files = [runs.checked_model_path(path) for path in args.model or [runs.PRETRAINED]]
     faces.check_outputs(media, root, args.csv, args.out, args.force, model_files, args.cascade)
-    trained_sharpness = [runs.recorded_sharpness(path) for path in model_files]
     detector = None if args.no_detect else faces.load_detector(args.cascade)
     if not args.model:
         print(f"No model given: using the pretrained CNN {runs.PRETRAINED}", file=sys.stderr)
+    blur, known_boxes = args.blur, None
+    if blur == evaluation.AUTO_BLUR:  # a first pass: the faces' sharpness, and their boxes
+        blur, known_boxes = faces.pooled_blur(media, args.every, detector, args.margin, model_files)
     models = [runs.load_model(path, unsafe=args.unsafe) for path in model_files]
 
     table, failed, pictures, found = io.StringIO(), 0, 0, 0
     writer = csv.writer(table, lineterminator="\n")
     writer.writerow(faces.RESULT_COLUMNS)
     stream = faces.read_media(media, args.every)
-    sigmas = []  # with --blur auto: (model, sigma) for each picture
-    blurring = {"blur": args.blur, "trained_sharpness": trained_sharpness, "sigmas": sigmas}
-    results = faces.analyse(stream, models, detector, args.tta, args.margin, **blurring)
+    results = faces.analyse(
+        stream, models, detector, args.tta, args.margin, blur=blur, boxes=known_boxes
+    )
     for file, frame, image, boxes, probabilities in results:
         if image is None:
             failed += 1
@@ -81,9 +83,6 @@ def main():
         print(f"wrote {args.csv}: {found} face(s) in {pictures} picture(s)", file=sys.stderr)
     else:
         sys.stdout.write(table.getvalue())
-    if args.blur == evaluation.AUTO_BLUR:
-        for line in faces.auto_blur_lines(model_files, trained_sharpness, sigmas):
-            print(line, file=sys.stderr)
     if failed:
         raise FerError(f"{failed} of {len(media)} files could not be read (listed above)")
 

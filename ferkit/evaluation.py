@@ -125,24 +125,26 @@ def matching_blur(images, trained_sharpness):
     return round((low + high) / 2, 1)
 
 
-def sigma_for(source, images, blur):
+def sigma_for(source, images, blur, out=None):
     """The sigma the model at ``source`` is to see ``images`` blurred with: --blur's, or with
     --blur auto ``matching_blur``'s, from the training faces' sharpness its run recorded
-    (printed; none recorded: 0, with a note)."""
+    (printed to ``out``, stdout by default; none recorded: 0, with a note)."""
     if blur != AUTO_BLUR:
         return blur or 0.0
     trained = runs.recorded_sharpness(source)
     if trained is None:
         print(
             f"Note: {source} records no sharpness of its training faces, so --blur auto leaves "
-            "the faces as they are (give --blur SIGMA if it trained on blurred faces)"
+            "the faces as they are (give --blur SIGMA if it trained on blurred faces)",
+            file=out,
         )
         return 0.0
     sigma = matching_blur(images, trained)
     if sigma:
         print(
             f"--blur auto: faces of sharpness {sharpness(images):.2f}, {source} trained on "
-            f"{trained:.2f}: blurred with sigma {sigma:g} (--blur 0 leaves them)"
+            f"{trained:.2f}: blurred with sigma {sigma:g} (--blur 0 leaves them)",
+            file=out,
         )
     return sigma
 

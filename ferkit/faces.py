@@ -269,11 +269,12 @@ def find_media(path, skip=None):
     return found
 
 
-def read_media(media, every=1):
+def read_media(media, every=1, quiet=False):
     """Yield (file, frame, image) for ``find_media``'s list: a photo's frame is None.
 
     Videos give every ``every``-th frame. A file that cannot be read is one line on stderr
-    and yields (file, None, None), so that the caller can count it; the others go on.
+    (unless ``quiet``) and yields (file, None, None), so that the caller can count it; the
+    others go on.
     """
     for file, is_video in media:
         try:
@@ -283,7 +284,8 @@ def read_media(media, every=1):
             else:
                 yield file, None, read_image(file)
         except FerError as error:
-            print(error, file=sys.stderr)
+            if not quiet:
+                print(error, file=sys.stderr)
             yield file, None, None
 
 
@@ -295,43 +297,34 @@ def analyse(
     margin=DEFAULT_MARGIN,
     batch=32,
     blur=0.0,
-    trained_sharpness=None,
-    sigmas=None,
+    boxes=None,
 ):
     """Yield (file, frame, image, boxes, probabilities (faces, 7)) for each picture.
 
     ``pictures`` yields (file, frame, image), as ``read_media`` does; an image None (a file
     that could not be read) is passed on with boxes and probabilities None. With
-    ``detector`` None each picture is taken as one face crop. The faces of ``batch``
+    ``detector`` None each picture is taken as one face crop; ``boxes``, {(file, frame):
+    boxes} from ``pooled_blur``, saves finding the faces again. The faces of ``batch``
     pictures are classified together, one prediction per model rather than one per face.
-    ``blur`` Gaussian-blurs the crops first, as ``predict.py --blur`` does; with ``auto``
-    each picture's faces are matched to each model's ``trained_sharpness`` (one per model,
-    None where unknown: not blurred), so that a picture's result does not depend on the
-    pictures beside it, and ``sigmas``, a list, receives (model number, sigma) for each.
+    ``blur`` Gaussian-blurs the crops first, as ``predict.py --blur`` does: one sigma, or a
+    list of one per model.
     """
     pending = []
-    trained_sharpness = trained_sharpness or [None] * len(models)
-
-    def blurred(faces_in, number):
-        sigma = blur
-        if blur == evaluation.AUTO_BLUR:
-            sigma = evaluation.matching_blur(faces_in, trained_sharpness[number])
-            if sigmas is not None:
-                sigmas.append((number, sigma))
-        return evaluation.blur_images(faces_in, sigma)
+    sigmas = blur if isinstance(blur, list) else [blur] * len(models)
 
     def classify_pending():
-        pictures_faces = [
-            np.stack([to_model_input(crop(image, box)) for box in boxes])  # (faces, 48, 48, 1)
-            for _, _, image, boxes in pending
-            if boxes
+        crops = [
+            to_model_input(crop(image, box)) for _, _, image, boxes in pending for box in boxes
         ]
         probabilities = np.zeros((0, data.NUM_CLASSES), dtype=np.float32)
-        if pictures_faces:
-            total = 0
-            for number, model in enumerate(models):
-                faces_in = np.concatenate([blurred(group, number) for group in pictures_faces])
-                total = total + evaluation.predict_probabilities(model, faces_in, tta)
+        if crops:
+            faces_in = np.stack(crops)  # (faces, 48, 48, 1)
+            total = sum(
+                evaluation.predict_probabilities(
+                    model, evaluation.blur_images(faces_in, sigma), tta
+                )
+                for model, sigma in zip(models, sigmas)
+            )
             probabilities = total / len(models)  # the models' average
         start = 0
         for file, frame, image, boxes in pending:
@@ -344,34 +337,42 @@ def analyse(
             yield from classify_pending()  # keeps the rows in the order of the files
             yield file, frame, None, None, None
             continue
-        if detector is None:
-            boxes = [(0, 0, image.shape[1], image.shape[0])]
-        else:
-            boxes = detect_faces(image, detector, margin)
-        pending.append((file, frame, image, boxes))
+        found = boxes.get((file, frame)) if boxes is not None else None
+        if found is None:  # (a file unreadable in the first pass and readable now: searched)
+            found = picture_boxes(image, detector, margin)
+        pending.append((file, frame, image, found))
         if len(pending) >= batch:
             yield from classify_pending()
     yield from classify_pending()
 
 
-def auto_blur_lines(sources, trained_sharpness, sigmas):
-    """detect.py's lines on what --blur auto did with each model (``analyse``'s ``sigmas``)."""
-    lines = []
-    for number, (source, trained) in enumerate(zip(sources, trained_sharpness)):
-        used = [sigma for model, sigma in sigmas if model == number]
-        blurred = [sigma for sigma in used if sigma]
-        if trained is None:
-            lines.append(
-                f"Note: {source} records no sharpness of its training faces, so --blur auto "
-                "left the faces as they are (give --blur SIGMA if it trained on blurred faces)"
-            )
-        elif blurred:
-            lines.append(
-                f"--blur auto: {len(blurred)} of {len(used)} pictures' faces were sharper than "
-                f"the training faces of {source} ({trained:.2f}): blurred with sigma "
-                f"{min(blurred):g} to {max(blurred):g} (--blur 0 leaves them)"
-            )
-    return lines
+def pooled_blur(media, every, detector, margin, sources):
+    """detect.py's --blur auto: one sigma per model (``sources``) for all the faces in
+    ``media``, matched to the training faces' sharpness its run recorded (printed), and the
+    {(file, frame): boxes} found on the way. One sigma for all, as predict.py uses one for a
+    test file: the training set was blurred alike, and a face's own sharpness is a poor
+    guide (a sigma per face, for 600 Kaggle test faces, ranged 1.9 to 4.9 over the middle
+    80% and changed 39% of the shipped CNN's answers; bench/RESULTS.md). One photo of one
+    face is matched alone; a folder of them, or a video, together.
+    """
+    boxes, crops = {}, []
+    for file, frame, image in read_media(media, every, quiet=True):  # named in the next pass
+        if image is None:
+            continue
+        found = boxes[(file, frame)] = picture_boxes(image, detector, margin)
+        crops += [to_model_input(crop(image, box)) for box in found]
+    faces_in = np.stack(crops) if crops else np.zeros((0, data.IMAGE_SIZE, data.IMAGE_SIZE, 1))
+    # On stderr: without --csv, detect.py's rows go to stdout.
+    auto = evaluation.AUTO_BLUR
+    sigmas = [evaluation.sigma_for(source, faces_in, auto, out=sys.stderr) for source in sources]
+    return sigmas, boxes
+
+
+def picture_boxes(image, detector, margin):
+    """The face boxes in a picture, or with ``detector`` None the whole picture as one."""
+    if detector is None:
+        return [(0, 0, image.shape[1], image.shape[0])]
+    return detect_faces(image, detector, margin)
 
 
 def _natural_key(name):

@@ -1,6 +1,7 @@
 """Faces in photos and videos (detect.py), the shared preprocessing, the image-folder form."""
 
 import csv
+import io
 import json
 import os
 import re
@@ -292,27 +293,33 @@ def test_detect_writes_rows_and_annotated_copies(real_data, model_dir, tmp_path,
     assert annotated.shape == (320, 480, 3)
 
 
-def test_auto_blur_matches_each_picture_alone_to_the_training_faces(model):
-    sharp, _ = synthetic_images(2)  # (2, 48, 48)
-    smooth = evaluation.blur_images(sharp[..., np.newaxis], 3.0)[..., 0]  # already blurred
-    trained = evaluation.sharpness(evaluation.blur_images(sharp[:1, ..., np.newaxis], 2.0))
-    pictures = [("a.png", None, sharp[0]), ("b.png", None, smooth[1])]
-    sigmas = []
-    results = faces.analyse(
-        pictures, [model], blur="auto", trained_sharpness=[trained], sigmas=sigmas
-    )
-    probabilities = [row for *_, row in results]
-    # The sharp picture is blurred to the training faces' sharpness; the smooth one is not.
-    assert sigmas == [(0, 2.0), (0, 0.0)]
-    alone = list(faces.analyse(pictures[:1], [model], blur="auto", trained_sharpness=[trained]))
-    np.testing.assert_allclose(probabilities[0], alone[0][-1], atol=1e-6)
-    expected = evaluation.predict_probabilities(
-        model, evaluation.blur_images(faces.to_model_input(sharp[0])[np.newaxis], 2.0)
-    )
-    np.testing.assert_allclose(probabilities[0], expected, atol=1e-6)
-    lines = faces.auto_blur_lines(["run", "old"], [trained, None], sigmas)
-    assert lines[0].startswith("--blur auto: 1 of 2 pictures' faces were sharper than")
-    assert lines[1].startswith("Note: old records no sharpness of its training faces")
+def test_auto_blur_gives_all_the_pictures_one_sigma_for_the_model_s_training_faces(
+    model_dir, tmp_path, monkeypatch, capsys
+):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    sharp, _ = synthetic_images(3)  # (3, 48, 48)
+    for index, image in enumerate(sharp):
+        cv2.imwrite(str(photos / f"{index}.png"), image)
+    crops = sharp[..., np.newaxis]  # each picture is its face: (3, 48, 48, 1)
+    run = tmp_path / "run"
+    shutil.copytree(model_dir, run)
+    config = json.loads((run / "config.json").read_text())
+    trained = evaluation.sharpness(evaluation.blur_images(crops, 2.0))
+    (run / "config.json").write_text(json.dumps({**config, "train_sharpness": trained}))
+    media = faces.find_media(str(photos))
+    sigmas, boxes = faces.pooled_blur(media, 1, None, faces.DEFAULT_MARGIN, [str(run)])
+    assert sigmas == [2.0]  # one sigma for the three, not one each
+    assert boxes == {(file, None): [(0, 0, 48, 48)] for file, _ in media}
+    capsys.readouterr()
+    assert run_detect(monkeypatch, photos, "--no-detect", "--model", run) == 0
+    printed = capsys.readouterr()
+    assert "blurred with sigma 2 " in printed.err  # not among the rows on stdout
+    rows = list(csv.DictReader(io.StringIO(printed.out)))
+    model = runs.load_model(str(run))
+    expected = evaluation.predict_probabilities(model, evaluation.blur_images(crops, 2.0))
+    written = np.array([[float(row[name]) for name in data.CLASS_NAMES] for row in rows])
+    np.testing.assert_allclose(written, expected, atol=1e-5)
 
 
 def test_detect_passes_its_tta_margin_and_blur_on(model_dir, tmp_path, monkeypatch):
