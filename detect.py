@@ -14,8 +14,9 @@ frames become clip.mp4.frame000120.jpg. A file that cannot be read is one line o
 others are still processed, and the exit status is then 2. --margin widens each face box by
 that fraction of its size on every side. Faces are found with OpenCV's Haar cascade, part of
 opencv-python-headless 4.x: OpenCV 5's wheels lack it (install 'opencv-python-headless<5').
---blur auto (the default) blurs each picture's faces as much as makes them as sharp as the
-faces the model trained on, when they are much sharper; --blur 0 leaves them as they are.
+--blur auto (the default) blurs all the faces found, when they are much sharper than the faces
+the model trained on, with the one sigma that makes them as sharp on average (a first pass
+finds them); --blur 0 leaves them as they are.
 """
 
 import csv
@@ -52,6 +53,8 @@ def main():
     # Every model checked by its first bytes before OpenCV's detector or Keras is started.
     model_files = [runs.checked_model_path(path) for path in args.model or [runs.PRETRAINED]]
     faces.check_outputs(media, root, args.csv, args.out, args.force, model_files, args.cascade)
+    for path in model_files:
+        runs.recorded_sharpness(path)  # refused if hand-edited wrong, before faces are found
     detector = None if args.no_detect else faces.load_detector(args.cascade)
     if not args.model:
         print(f"No model given: using the pretrained CNN {runs.PRETRAINED}", file=sys.stderr)

@@ -42,6 +42,7 @@ def main():
         )
     model_source = args.model or runs.PRETRAINED
     runs.checked_model_path(model_source)
+    runs.recorded_sharpness(model_source)  # a hand-edited record is refused now, not later
     test = evaluation.read_test(args)
     labels_by_id = data.read_labels(args.labels) if args.labels else None
     if labels_by_id is not None:

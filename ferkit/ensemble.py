@@ -241,8 +241,9 @@ def score_table(names, member_probabilities, ensemble_probabilities, labels):
 
 
 def check_members(member_paths):
-    """Each member a probability file, or a model checked by its first bytes: a wrong one is
-    refused before the test file is read or Keras is started."""
+    """Each member a probability file, or a model checked by its first bytes (and its run's
+    recorded sharpness): a wrong one is refused before the test file is read or Keras is
+    started."""
     for path in member_paths:
         if is_probability_file(path):
             continue
@@ -252,6 +253,7 @@ def check_members(member_paths):
                 "probability file (.csv) from predict.py --proba"
             )
         runs.checked_model_path(path)
+        runs.recorded_sharpness(path)  # what --blur auto reads, refused if hand-edited wrong
 
 
 def check_run_data(moved, spec, greedy):

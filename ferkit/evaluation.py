@@ -83,6 +83,8 @@ def blur_images(images, sigma):
     closes that gap without looking at any test label.
     """
     check_blur(sigma)
+    if sigma == AUTO_BLUR:
+        raise FerError("blur_images needs a sigma: sigma_for turns --blur auto into one")
     if not sigma or len(images) == 0:
         return images
     import cv2  # imported here: only this option needs OpenCV

@@ -469,6 +469,8 @@ def figure_images(source, args, labelled_only=True):
     if args.run_data:
         raise FerError("--run-data finds the run's validation images: give it without --data")
     table = data.read_any(args.data, usage=args.usage)
+    # From all of its faces, as predict.py's for the same file, not only the labelled ones.
+    sigma = evaluation.sigma_for(source, table.images, blur)
     described = os.path.basename(args.data) + (f" ({args.usage})" if args.usage else "")
     images, labels = table.images, table.labels
     if args.labels:
@@ -485,8 +487,7 @@ def figure_images(source, args, labelled_only=True):
         if labelled_only:
             raise FerError(f"{args.data}: has no labels: give --labels id,label CSV too")
         labels = np.full(len(table), -1, dtype=np.int64)
-    sigma = evaluation.sigma_for(source, images, blur)  # the faces drawn on, once chosen
-    if sigma:
+    if sigma:  # the faces drawn on, once chosen
         images = evaluation.blur_images(images, sigma)
         described += f", blurred (sigma {sigma:g})"
     return images, labels, described

@@ -147,17 +147,21 @@ def recorded_sharpness(path):
     """The mean sharpness of the faces the model at ``path`` (a run folder or a model file)
     trained on, as its run's config.json records it; None where nothing is: a model without
     a run, a run trained before ferkit recorded it, another tool's config.json."""
+    from ferkit import checkpoints  # here: checkpoints imports this module
+
     folder = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+    if os.path.basename(folder) == checkpoints.FOLDER and not os.path.isdir(path):
+        folder = os.path.dirname(folder)  # a checkpoint's model: its run's record
     config_path = os.path.join(folder, CONFIG_FILE)
     try:
         config = read_json(config_path)
     except (FerError, OSError):
         return None
-    value = config.get("train_sharpness") if isinstance(config, dict) else None
-    if value is None:
+    if not isinstance(config, dict) or "train_sharpness" not in config:
         return None
+    value = config["train_sharpness"]
     is_valid, requirement = RECORDED_FACTS["train_sharpness"]
-    if not is_valid(value):
+    if not is_valid(value):  # as read_run_config refuses it
         raise FerError(f"{config_path}: train_sharpness must be {requirement}, got {shown(value)}")
     return float(value)
 
@@ -259,9 +263,10 @@ RECORDED_FACTS = {
     "jit_resolved": (lambda value: isinstance(value, bool), "true or false"),
     "versions": (lambda value: isinstance(value, dict), "a JSON object"),
     # evaluation.sharpness of the training faces, which --blur auto matches test faces to.
+    # 0 for a training set of flat faces, which auto then blurs faces to match.
     "train_sharpness": (
-        lambda value: is_number(value) and 0 < value < math.inf,
-        "a positive number",
+        lambda value: is_number(value) and 0 <= value < math.inf,
+        "a number of at least 0",
     ),
 }
 

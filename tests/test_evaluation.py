@@ -339,6 +339,19 @@ def test_predict_blurs_test_faces_to_the_sharpness_the_run_trained_on(
     np.testing.assert_array_equal(seen[1], test_images)
 
 
+def test_a_hand_edited_training_sharpness_is_refused_before_the_test_file_is_read(
+    trained_run, tmp_path, monkeypatch
+):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "train_sharpness": "abc"}))
+    absent = tmp_path / "absent.csv"  # read first, it would say "no such file"
+    for script in ("predict.py", "ensemble.py"):
+        with pytest.raises(FerError, match="train_sharpness must be a number of at least 0"):
+            call_script(monkeypatch, script, run, "--test", absent, "--labels", absent)
+
+
 def test_predict_cli_predicts_with_its_tta_blur_and_batch_size(trained_run, tmp_path, monkeypatch):
     test_csv = make_test_csv(tmp_path / "test.csv", count=5)
     calls = []

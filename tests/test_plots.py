@@ -231,6 +231,9 @@ def test_confusion_on_a_data_file_with_labels(dnn_run, folder, train_csv, monkey
     call_script(monkeypatch, "confusion.py", dnn_run, *arguments)
     assert "unlabelled.csv labelled by labels.csv, blurred (sigma 3.5)" in capsys.readouterr().out
     assert os.path.exists(os.path.join(dnn_run, "figures", "confusion_unlabelled_blur3.5.png"))
+    # --blur auto, the default, is named too: --blur 0 would otherwise replace its figure.
+    call_script(monkeypatch, "confusion.py", dnn_run, "--data", test, "--labels", labels_file)
+    assert os.path.exists(os.path.join(dnn_run, "figures", "confusion_unlabelled_blur-auto.png"))
 
 
 def test_saliency_script_one_row_per_face(dnn_run, monkeypatch):

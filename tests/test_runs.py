@@ -116,7 +116,7 @@ def test_a_config_json_that_training_did_not_write_is_refused(tmp_path, text):
         ({"data_sha256": 5}, "data_sha256 must be a SHA-256 or null, got 5"),
         ({"split": "x"}, "split must be a JSON object, got 'x'"),
         ({"train_count": "x"}, "train_count must be a whole number of at least 1, got 'x'"),
-        ({"train_sharpness": 0}, "train_sharpness must be a positive number, got 0"),
+        ({"train_sharpness": -1}, "train_sharpness must be a number of at least 0, got -1"),
     ],
 )
 def test_a_config_json_edited_by_hand_is_refused_naming_it(tmp_path, edit, message):
@@ -134,9 +134,14 @@ def test_the_recorded_training_sharpness_is_read_for_a_run_or_its_model_file(tmp
     assert runs.recorded_sharpness(str(tmp_path)) is None  # trained before it was recorded
     (tmp_path / "config.json").write_text(json.dumps({**config, "train_sharpness": 2.9}))
     assert runs.recorded_sharpness(str(tmp_path)) == runs.recorded_sharpness(model_file) == 2.9
-    (tmp_path / "config.json").write_text(json.dumps({**config, "train_sharpness": "sharp"}))
-    with pytest.raises(FerError, match="train_sharpness must be a positive number, got 'sharp'"):
-        runs.recorded_sharpness(model_file)
+    # A checkpoint's model file reads its run's record.
+    assert runs.recorded_sharpness(str(tmp_path / "checkpoint" / "epoch-0003.keras")) == 2.9
+    for value, shown in (("sharp", "'sharp'"), (None, "None")):  # as read_run_config says
+        (tmp_path / "config.json").write_text(json.dumps({**config, "train_sharpness": value}))
+        with pytest.raises(FerError, match=f"train_sharpness must be a number .*, got {shown}"):
+            runs.recorded_sharpness(model_file)
+        with pytest.raises(FerError, match=f"train_sharpness must be a number .*, got {shown}"):
+            runs.run_config(model_file)
     (tmp_path / "config.json").write_text("[1, 2]")  # another tool's file beside a model
     assert runs.recorded_sharpness(model_file) is None
 
