@@ -338,7 +338,7 @@ def analyse(
             yield file, frame, None, None, None
             continue
         found = boxes.get((file, frame)) if boxes is not None else None
-        if found is None:  # (a file unreadable in the first pass and readable now: searched)
+        if found is None:  # no first pass, or the file was unreadable then: searched now
             found = picture_boxes(image, detector, margin)
         pending.append((file, frame, image, found))
         if len(pending) >= batch:
