@@ -39,7 +39,7 @@ def main():
     ensemble.check_weights(args.weights, args.greedy, len(args.members))
     ensemble.check_run_data(args.run_data, args.weights, args.greedy)
     made = [path for path in args.members if ensemble.is_probability_file(path)]
-    if made and (args.tta != "none" or args.blur not in (0, evaluation.AUTO_BLUR)):
+    if made and (args.tta != "none" or evaluation.is_set(args.blur)):
         print(f"Note: --tta and --blur apply to model members only, not to {', '.join(made)}")
     labels_by_id = data.read_labels(args.labels) if args.labels else None
     test = evaluation.read_test(args)
