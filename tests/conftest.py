@@ -1,6 +1,7 @@
 """Shared fixtures: small FER2013-shaped CSVs made on the fly, and the real data if present."""
 
 import gzip
+import json
 import os
 
 import numpy as np
@@ -43,6 +44,16 @@ def make_test_csv(path, count=20, seed=1):
     return write_csv(
         path, ("id", "feature"), [(i, pixels(image)) for i, image in enumerate(images)]
     )
+
+
+def record_sharpness(run, value):
+    """Edit a run's config.json to record ``value`` as its training faces' sharpness, which
+    --blur auto matches faces to (a run of synthetic faces records theirs, which are sharp)."""
+    config_path = os.path.join(run, "config.json")
+    with open(config_path) as file:
+        config = json.load(file)
+    with open(config_path, "w") as file:
+        json.dump({**config, "train_sharpness": value}, file)
 
 
 @pytest.fixture

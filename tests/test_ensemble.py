@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_test_csv, make_train_csv
+from conftest import make_test_csv, make_train_csv, record_sharpness
 from test_plots import script_result
 from test_training import tiny_config
 
@@ -455,9 +455,7 @@ def test_each_model_member_sees_the_test_faces_blurred_for_its_own_training_face
     # The same model, recorded as trained on faces as smooth as the test faces at sigma 1.5.
     smooth = tmp_path / "smooth"
     shutil.copytree(first, smooth)
-    config = json.loads((smooth / "config.json").read_text())
-    trained = evaluation.sharpness(evaluation.blur_images(test.images, 1.5))
-    (smooth / "config.json").write_text(json.dumps({**config, "train_sharpness": trained}))
+    record_sharpness(smooth, evaluation.sharpness(evaluation.blur_images(test.images, 1.5)))
 
     def probabilities(run, blur):
         return ensemble.member_probabilities(str(run), test.images, keys, "none", blur=blur)

@@ -7,7 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import REPOSITORY, make_test_csv, synthetic_images
+from conftest import REPOSITORY, make_test_csv, record_sharpness, synthetic_images
 from test_plots import call_script
 from test_training import run_script, tiny_config
 
@@ -318,10 +318,8 @@ def test_predict_blurs_test_faces_to_the_sharpness_the_run_trained_on(
     shutil.copytree(trained_run, run)
     test_csv = make_test_csv(tmp_path / "test.csv", count=30)
     test_images = data.read_csv(test_csv).images
-    config = json.loads((run / "config.json").read_text())
     # As if it had trained on faces blurred with sigma 1.5: auto blurs the test faces so.
-    trained = evaluation.sharpness(evaluation.blur_images(test_images, 1.5))
-    (run / "config.json").write_text(json.dumps({**config, "train_sharpness": trained}))
+    record_sharpness(run, evaluation.sharpness(evaluation.blur_images(test_images, 1.5)))
     seen = []
     predict = evaluation.predict_probabilities
 
@@ -344,8 +342,7 @@ def test_a_hand_edited_training_sharpness_is_refused_before_the_test_file_is_rea
 ):
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)
-    config = json.loads((run / "config.json").read_text())
-    (run / "config.json").write_text(json.dumps({**config, "train_sharpness": "abc"}))
+    record_sharpness(run, "abc")
     absent = tmp_path / "absent.csv"  # read first, it would say "no such file"
     for script in ("predict.py", "ensemble.py"):
         with pytest.raises(FerError, match="train_sharpness must be a number of at least 0"):

@@ -12,7 +12,13 @@ import sys
 import cv2
 import numpy as np
 import pytest
-from conftest import REPOSITORY, make_test_csv, make_train_csv, synthetic_images
+from conftest import (
+    REPOSITORY,
+    make_test_csv,
+    make_train_csv,
+    record_sharpness,
+    synthetic_images,
+)
 from test_plots import script_status
 from test_training import tiny_config
 
@@ -304,9 +310,7 @@ def test_auto_blur_gives_all_the_pictures_one_sigma_for_the_model_s_training_fac
     crops = sharp[..., np.newaxis]  # each picture is its face: (3, 48, 48, 1)
     run = tmp_path / "run"
     shutil.copytree(model_dir, run)
-    config = json.loads((run / "config.json").read_text())
-    trained = evaluation.sharpness(evaluation.blur_images(crops, 2.0))
-    (run / "config.json").write_text(json.dumps({**config, "train_sharpness": trained}))
+    record_sharpness(run, evaluation.sharpness(evaluation.blur_images(crops, 2.0)))
     media = faces.find_media(str(photos))
     sigmas, boxes = faces.pooled_blur(media, 1, None, faces.DEFAULT_MARGIN, [str(run)])
     assert sigmas == [2.0]  # one sigma for the three, not one each

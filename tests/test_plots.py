@@ -12,7 +12,15 @@ import matplotlib.figure
 import matplotlib.image
 import numpy as np
 import pytest
-from conftest import REPOSITORY, make_test_csv, make_train_csv, pixels, synthetic_images, write_csv
+from conftest import (
+    REPOSITORY,
+    make_test_csv,
+    make_train_csv,
+    pixels,
+    record_sharpness,
+    synthetic_images,
+    write_csv,
+)
 from test_runs import _recorded_run
 from test_training import tiny_config
 
@@ -426,11 +434,7 @@ def test_figure_faces_are_blurred_by_auto_to_the_run_s_training_faces_only_from_
     run = _recorded_run(tmp_path, train_path)
     faces_csv = make_train_csv(tmp_path / "faces.csv", count=7, seed=2)
     sharp = data.read_csv(faces_csv).images
-    config = json.loads((tmp_path / "run" / "config.json").read_text())
-    trained = evaluation.sharpness(evaluation.blur_images(sharp, 2.0))
-    (tmp_path / "run" / "config.json").write_text(
-        json.dumps({**config, "train_sharpness": trained})
-    )
+    record_sharpness(run, evaluation.sharpness(evaluation.blur_images(sharp, 2.0)))
     options = argparse.Namespace(labels=None, usage=None, run_data=[], blur="auto")
     blurred, _, described = plots.figure_images(
         run, argparse.Namespace(**vars(options), data=faces_csv)
