@@ -52,7 +52,13 @@ def main():
     keys = evaluation.submission_keys(test)
     members = [
         ensemble.member_probabilities(
-            path, test.images, keys, args.tta, unsafe=args.unsafe, blur=args.blur
+            path,
+            test.images,
+            keys,
+            args.tta,
+            unsafe=args.unsafe,
+            blur=args.blur,
+            moved=args.run_data,
         )
         for path in args.members
     ]

@@ -203,11 +203,18 @@ def is_probability_file(path):
 
 
 def member_probabilities(
-    path, images, keys, tta, batch_size=configuration.PREDICTION_BATCH_SIZE, unsafe=False, blur=0
+    path,
+    images,
+    keys,
+    tta,
+    batch_size=configuration.PREDICTION_BATCH_SIZE,
+    unsafe=False,
+    blur=0,
+    moved=(),
 ):
     """One member's probabilities for ``images``: from its model, the images blurred for it as
-    ``blur`` says (``evaluation.blurred_for``), or read from its file, whose rows must be
-    ``keys`` (the submission's ids or file names) in order."""
+    ``blur`` says (``evaluation.blurred_for``; ``moved``: --run-data), or read from its file,
+    whose rows must be ``keys`` (the submission's ids or file names) in order."""
     if is_probability_file(path):
         file_keys, probabilities = evaluation.read_probabilities(path)
         if len(file_keys) != len(keys):
@@ -216,7 +223,7 @@ def member_probabilities(
             raise FerError(f"{path}: its ids differ from the test file's (another test file?)")
         return probabilities
     model = runs.load_model(path, unsafe=unsafe)
-    images = evaluation.blurred_for(path, images, blur)
+    images = evaluation.blurred_for(path, images, blur, moved)
     return evaluation.predict_probabilities(model, images, tta, batch_size)
 
 

@@ -127,20 +127,31 @@ def matching_blur(images, trained_sharpness):
     return round((low + high) / 2, 1)
 
 
-def sigma_for(source, images, blur, out=None):
+def sigma_for(source, images, blur, out=None, moved=()):
     """The sigma the model at ``source`` is to see ``images`` blurred with: --blur's, or with
     --blur auto ``matching_blur``'s, from the training faces' sharpness its run recorded
-    (printed to ``out``, stdout by default; none recorded: 0, with a note)."""
+    (printed to ``out``, stdout by default). A run trained before that was recorded has it
+    computed from its training data (``moved``: ``--run-data``), with a note; where that
+    cannot be, 0, with a note saying why."""
     if blur != AUTO_BLUR:
         return blur or 0.0
     trained = runs.recorded_sharpness(source)
     if trained is None:
+        try:
+            trained, read = runs.computed_sharpness(source, moved)
+        except FerError as error:
+            print(
+                f"Note: {source} records no sharpness of its training faces and it cannot be "
+                f"computed ({error}), so --blur auto leaves the faces as they are (give --blur "
+                "SIGMA if it trained on blurred faces)",
+                file=out,
+            )
+            return 0.0
         print(
-            f"Note: {source} records no sharpness of its training faces, so --blur auto leaves "
-            "the faces as they are (give --blur SIGMA if it trained on blurred faces)",
+            f"Note: {source} records no sharpness of its training faces: {trained:.2f}, "
+            f"computed from {read}",
             file=out,
         )
-        return 0.0
     sigma = matching_blur(images, trained)
     if sigma:
         print(
@@ -151,9 +162,9 @@ def sigma_for(source, images, blur, out=None):
     return sigma
 
 
-def blurred_for(source, images, blur):
+def blurred_for(source, images, blur, moved=()):
     """``images`` as the model at ``source`` is to see them (``sigma_for``)."""
-    return blur_images(images, sigma_for(source, images, blur))
+    return blur_images(images, sigma_for(source, images, blur, moved=moved))
 
 
 def is_set(blur):

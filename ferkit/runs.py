@@ -147,12 +147,7 @@ def recorded_sharpness(path):
     """The mean sharpness of the faces the model at ``path`` (a run folder or a model file)
     trained on, as its run's config.json records it; None where nothing is: a model without
     a run, a run trained before ferkit recorded it, another tool's config.json."""
-    from ferkit import checkpoints  # here: checkpoints imports this module
-
-    folder = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
-    if os.path.basename(folder) == checkpoints.FOLDER and not os.path.isdir(path):
-        folder = os.path.dirname(folder)  # a checkpoint's model: its run's record
-    config_path = os.path.join(folder, CONFIG_FILE)
+    config_path = os.path.join(_record_folder(path), CONFIG_FILE)
     try:
         config = read_json(config_path)
     except (FerError, OSError):
@@ -164,6 +159,57 @@ def recorded_sharpness(path):
     if not is_valid(value):  # as read_run_config refuses it
         raise FerError(f"{config_path}: train_sharpness must be {requirement}, got {shown(value)}")
     return float(value)
+
+
+def _record_folder(path):
+    """The run folder whose config.json describes the model at ``path``: a checkpoint's
+    model is described by its run's."""
+    from ferkit import checkpoints  # here: checkpoints imports this module
+
+    folder = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+    if os.path.basename(folder) == checkpoints.FOLDER and not os.path.isdir(path):
+        folder = os.path.dirname(folder)
+    return folder
+
+
+# Computed sharpness by (data file, its recorded SHA-256, limit, split): an ensemble's
+# members trained on one file and split share it, and reading FER2013 takes seconds.
+_COMPUTED_SHARPNESS = {}
+
+
+def computed_sharpness(path, moved=()):
+    """For a run trained before ferkit recorded ``recorded_sharpness``: (the mean sharpness of
+    the faces the model at ``path`` trained on, the data file it was computed from), rebuilt
+    from the run's recorded data file (or its copy in ``moved``, ``--run-data``) and split,
+    as training computes it. A FerError says why it cannot be (no run, the file gone or
+    changed)."""
+    from ferkit import evaluation  # here: evaluation imports this module
+
+    config_path = os.path.join(_record_folder(path), CONFIG_FILE)
+    if not os.path.exists(config_path):
+        raise FerError("no run's config.json beside it")
+    config = read_run_config(config_path)
+    found = relocated({path: config}, moved, keys=("data",), strict=False)[path]
+    source, digest = found["data"], config.get("data_sha256")
+    if not os.path.exists(source):
+        raise FerError(f"its training data {source} is not there")
+    if source == config["data"]:  # a --run-data copy was checked when it was found
+        check_unchanged(source, digest, path)
+    recorded_split = config.get("split")
+    key = (os.path.realpath(source), digest, config.get("limit"), repr(recorded_split))
+    if key not in _COMPUTED_SHARPNESS:
+        if config.get("val_data"):  # it validated on --val-data: it trained on all of --data
+            train_images = labelled_rows(found).images
+        else:
+            train, _, split = load_training_data(found)
+            if split != recorded_split:
+                raise FerError(
+                    f"{source}: the training split rebuilt from it differs from the one "
+                    f"{path} recorded (the file changed, or {CHANGED_READER})"
+                )
+            train_images = train.images
+        _COMPUTED_SHARPNESS[key] = round(float(evaluation.sharpness(train_images)), 4)
+    return _COMPUTED_SHARPNESS[key], source
 
 
 def read_run_config(config_path):

@@ -3,15 +3,24 @@
 import argparse
 import gzip
 import json
+import os
 import shutil
 
 import numpy as np
 import pytest
-from conftest import REPOSITORY, make_test_csv, record_sharpness, synthetic_images
+from conftest import (
+    REPOSITORY,
+    make_test_csv,
+    pixels,
+    record_sharpness,
+    synthetic_images,
+    write_csv,
+)
 from test_plots import call_script
+from test_runs import _recorded_run
 from test_training import run_script, tiny_config
 
-from ferkit import data, evaluation, training
+from ferkit import data, evaluation, runs, training
 from ferkit.errors import FerError
 
 
@@ -335,6 +344,24 @@ def test_predict_blurs_test_faces_to_the_sharpness_the_run_trained_on(
     call_script(monkeypatch, "predict.py", run, *arguments, "--blur", "0")
     np.testing.assert_array_equal(seen[0], evaluation.blur_images(test_images, 1.5))
     np.testing.assert_array_equal(seen[1], test_images)
+
+
+def test_auto_computes_the_training_sharpness_a_run_did_not_record(tmp_path, capsys):
+    images, labels = synthetic_images(70)
+    blurred = evaluation.blur_images(images[..., np.newaxis], 1.5)[..., 0]  # (70, 48, 48)
+    rows = [(label, pixels(image)) for image, label in zip(blurred, labels)]
+    path = write_csv(tmp_path / "train.csv", ("label", "feature"), rows)
+    run = _recorded_run(tmp_path, path)  # recorded before train_sharpness was
+    test_images = synthetic_images(30, seed=1)[0][..., np.newaxis]  # (30, 48, 48, 1)
+    trained = runs.computed_sharpness(run)[0]
+    sigma = evaluation.sigma_for(run, test_images, evaluation.AUTO_BLUR)
+    assert sigma == evaluation.matching_blur(test_images, trained) and sigma > 0
+    assert f"records no sharpness of its training faces: {trained:.2f}, computed from" in (
+        capsys.readouterr().out
+    )
+    os.remove(path)  # nothing to compute it from: left as they are, saying why
+    assert evaluation.sigma_for(run, test_images, evaluation.AUTO_BLUR) == 0
+    assert "cannot be computed (its training data" in capsys.readouterr().out
 
 
 def test_a_hand_edited_training_sharpness_is_refused_before_the_test_file_is_read(

@@ -215,6 +215,52 @@ def test_a_val_data_run_s_validation_images_need_only_that_file(tmp_path):
     assert len(runs.validation_data(run)) == 14
 
 
+def test_a_run_without_a_record_has_its_training_sharpness_computed_as_training_does(tmp_path):
+    from ferkit import evaluation
+
+    path = make_train_csv(tmp_path / "train.csv", count=70)
+    run = _recorded_run(tmp_path, path)
+    train_set, validation, _ = runs.load_training_data(runs.run_config(run))
+    expected = round(evaluation.sharpness(train_set.images), 4)
+    # Of the 63 training faces only, as training records it, not of all 70 rows.
+    everything = np.concatenate([train_set.images, validation.images])
+    assert expected != round(evaluation.sharpness(everything), 4)
+    assert runs.computed_sharpness(run) == (expected, path)
+    # A checkpoint's model file is described by its run's config.json.
+    assert (
+        runs.computed_sharpness(os.path.join(run, "checkpoint", "epoch-0002.keras"))[0] == expected
+    )
+
+
+def test_a_val_data_run_s_training_sharpness_is_that_of_all_of_its_data(tmp_path):
+    from ferkit import evaluation
+
+    path = make_train_csv(tmp_path / "train.csv", count=28)
+    val_path = make_train_csv(tmp_path / "val.csv", count=14, seed=3)
+    run = _recorded_run(tmp_path, path, val_path)
+    everything = data.read_csv(path).images
+    assert runs.computed_sharpness(run) == (round(evaluation.sharpness(everything), 4), path)
+
+
+def test_training_sharpness_is_not_computed_from_a_missing_or_changed_file(tmp_path):
+    path = make_train_csv(tmp_path / "train.csv", count=70)
+    run = _recorded_run(tmp_path, path)
+    expected = runs.computed_sharpness(run)[0]
+    text = Path(path).read_bytes()
+    head, last_pixel = text.decode().rstrip("\n").rsplit(" ", 1)
+    Path(path).write_text(f"{head} {'7' if last_pixel != '7' else '8'}\n")
+    with pytest.raises(FerError, match="train.csv: changed since .*run was trained"):
+        runs.computed_sharpness(run)
+    os.remove(path)
+    with pytest.raises(FerError, match="its training data .*train.csv is not there"):
+        runs.computed_sharpness(run)
+    packed = tmp_path / "fer.csv.gz"  # where --run-data says it is now
+    packed.write_bytes(gzip.compress(text))
+    assert runs.computed_sharpness(run, [str(packed)]) == (expected, str(packed))
+    with pytest.raises(FerError, match="no run's config.json beside it"):
+        runs.computed_sharpness(str(tmp_path / "bare.keras"))
+
+
 def test_a_moved_data_file_is_found_by_the_recorded_hash_gzipped_or_not(tmp_path):
     path = make_train_csv(tmp_path / "train.csv", count=70)
     run = _recorded_run(tmp_path, path)
