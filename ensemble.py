@@ -50,9 +50,11 @@ def main():
         args.members, args.weights, args.greedy, args.tta, args.unsafe, args.run_data
     )
     keys = evaluation.submission_keys(test)
+    # A member weighted 0 (one --greedy never chose) changes nothing: run only to be scored.
+    running = ensemble.weighted(args.members, weights, everyone=labels_by_id is not None)
     members = [
         ensemble.member_probabilities(
-            path,
+            args.members[index],
             test.images,
             keys,
             args.tta,
@@ -60,9 +62,9 @@ def main():
             blur=args.blur,
             moved=args.run_data,
         )
-        for path in args.members
+        for index in running
     ]
-    combined = ensemble.average(members, weights)
+    combined = ensemble.average(members, None if weights is None else weights[running])
     if labels_by_id is not None:
         print(f"On {len(labels)} labelled ids of {args.labels}:")
         scored = [member[positions] for member in members]

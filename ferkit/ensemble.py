@@ -46,6 +46,18 @@ def valid_weights(weights, count):
     )
 
 
+def weighted(member_paths, weights, everyone=False):
+    """Indices of the members the test faces are run through: those of non-zero weight (all
+    with uniform ``weights``, None, or ``everyone``, as --labels scores each), the others
+    named on the way."""
+    if weights is None or everyone:
+        return list(range(len(member_paths)))
+    unused = [path for path, weight in zip(member_paths, weights) if weight == 0]
+    if unused:
+        print(f"Weighted 0, so not run on the test faces: {', '.join(unused)}")
+    return [index for index, weight in enumerate(weights) if weight != 0]
+
+
 def fit_weights(member_probabilities, labels):
     """Non-negative weights summing to 1 that minimise the ensemble's log loss on ``labels``.
 

@@ -446,6 +446,48 @@ def test_ensemble_cli_writes_a_valid_submission_from_runs_and_probability_files(
     assert written == mean.argmax(axis=1).tolist()
 
 
+def test_a_member_weighted_zero_is_not_run_on_the_test_faces_unless_scored(
+    members, tmp_path, monkeypatch, capsys
+):
+    (first, second), _, test_csv = members
+    run = []
+    original = ensemble.member_probabilities
+
+    def recorded(path, *arguments, **options):
+        run.append(path)
+        return original(path, *arguments, **options)
+
+    monkeypatch.setattr(ensemble, "member_probabilities", recorded)
+    out, alone = tmp_path / "sub.csv", tmp_path / "alone.csv"
+    arguments = ["--test", test_csv, "--weights", "1,0", "--out", str(out)]
+    status, stdout, stderr = script_result(
+        monkeypatch, capsys, "ensemble.py", first, second, *arguments
+    )
+    assert status == 0, stderr
+    assert run == [first] and f"Weighted 0, so not run on the test faces: {second}" in stdout
+    status, _, stderr = script_result(
+        monkeypatch, capsys, "ensemble.py", first, "--test", test_csv, "--out", str(alone)
+    )
+    assert status == 0, stderr
+    assert out.read_text() == alone.read_text()  # the same submission as the first alone
+    labels = tmp_path / "labels.csv"
+    labels.write_text("id,label\n0,3\n")
+    run.clear()  # --labels scores every member, so each is run
+    status, _, stderr = script_result(
+        monkeypatch,
+        capsys,
+        "ensemble.py",
+        first,
+        second,
+        *arguments,
+        "--force",
+        "--labels",
+        str(labels),
+    )
+    assert status == 0, stderr
+    assert run == [first, second]
+
+
 def test_each_model_member_sees_the_test_faces_blurred_for_its_own_training_faces(
     members, tmp_path
 ):
