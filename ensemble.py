@@ -38,6 +38,9 @@ def main():
     ensemble.check_members(args.members)
     ensemble.check_weights(args.weights, args.greedy, len(args.members))
     ensemble.check_run_data(args.run_data, args.weights, args.greedy)
+    fitting = args.weights == "fit" or bool(args.greedy)
+    if fitting:  # members that cannot share validation images: refused before the test file
+        ensemble.shared_split(args.members, args.run_data)
     made = [path for path in args.members if ensemble.is_probability_file(path)]
     if made and (args.tta != "none" or evaluation.is_set(args.blur)):
         print(f"Note: --tta and --blur apply to model members only, not to {', '.join(made)}")
@@ -47,7 +50,7 @@ def main():
         positions, labels = evaluation.labelled_subset(test.ids, labels_by_id, args.labels)
 
     weights = ensemble.choose_weights(
-        args.members, args.weights, args.greedy, args.tta, args.unsafe, args.run_data
+        args.members, args.weights, args.greedy, args.tta, args.unsafe, args.run_data, fitting
     )
     keys = evaluation.submission_keys(test)
     # A member weighted 0 (one --greedy never chose) changes nothing: run only to be scored.

@@ -103,7 +103,7 @@ def shared_split(member_paths, moved=()):
         if config is None or not config.get("split"):
             raise FerError(
                 f"{path}: has no recorded validation split (a probability file or a bare "
-                "model), so validation scores would be unsafe; use --labels instead"
+                f"model), so weights cannot be fitted on validation images: {WITHOUT_FITTING}"
             )
         configs[path] = config
     # Runs recorded before hashes were kept have none: their rows are compared instead.
@@ -142,7 +142,7 @@ def shared_split(member_paths, moved=()):
             raise FerError(
                 f"members trained on different rows ({names}, or other --limit values): one "
                 "member's validation images may be another's training images; refusing to "
-                "score on them: use --labels"
+                f"fit on them: {WITHOUT_FITTING}"
             )
         listing = "; ".join(
             f"{path}: validation file {config['split']['val_data']}"
@@ -152,11 +152,32 @@ def shared_split(member_paths, moved=()):
         )
         raise FerError(
             "members were validated on different images, so some validation images were "
-            f"training images of another member ({listing}); refusing to score on them. "
-            "Train members with the same --split-seed and --val-split (or the same --val-data "
-            "file), or use --labels"
+            f"training images of another member ({listing}{_differing_options(configs)}); "
+            "refusing to fit on them. Train members with the same --split-seed, --val-split "
+            f"and --limit (or the same --val-data file), or {WITHOUT_FITTING}"
         )
     return records
+
+
+# What a user whose members cannot share validation images can do instead.
+WITHOUT_FITTING = (
+    "leave out --weights fit and --greedy (uniform or given weights; --labels still scores "
+    "the ensemble)"
+)
+
+
+def _differing_options(configs):
+    """'; --limit: 700 for a, none for b' for the recorded options that choose a validation
+    split and differ between the members, or ''."""
+    parts = []
+    for key in ("split_seed", "val_split", "limit", "val_data"):
+        values = {path: config.get(key) for path, config in configs.items()}
+        if len({repr(value) for value in values.values()}) > 1:
+            listed = ", ".join(
+                f"{'none' if value is None else value} for {path}" for path, value in values.items()
+            )
+            parts.append(f"--{key.replace('_', '-')}: {listed}")
+    return "".join(f"; {part}" for part in parts)
 
 
 def _validation_file(path, config):
@@ -308,15 +329,25 @@ def check_weights(spec, greedy, count):
     return None
 
 
-def choose_weights(member_paths, spec="uniform", greedy=None, tta="none", unsafe=False, moved=()):
+def choose_weights(
+    member_paths,
+    spec="uniform",
+    greedy=None,
+    tta="none",
+    unsafe=False,
+    moved=(),
+    split_checked=False,
+):
     """Weights from ``--weights`` and ``--greedy``: None (uniform), numbers given as
-    'w1,w2,...', or fitted on the members' shared validation images (printed as a table)."""
+    'w1,w2,...', or fitted on the members' shared validation images (printed as a table).
+    ``split_checked``: the caller has called ``shared_split`` (seconds) already."""
     weights = check_weights(spec, greedy, len(member_paths))
     if weights is not None:
         return weights
     if spec == "uniform" and not greedy:
         return None
-    shared_split(member_paths, moved)
+    if not split_checked:
+        shared_split(member_paths, moved)
     # shared_split has refused --run-data files no member recorded; some are other members'.
     validation = runs.validation_data(member_paths[0], moved, strict=False)
     members = [

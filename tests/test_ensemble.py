@@ -137,6 +137,41 @@ def test_leak_guard_refuses_members_with_different_splits(members):
         ensemble.shared_split([first, other])
 
 
+def test_the_leak_guard_names_the_option_that_differs_and_what_works_instead(tmp_path):
+    train_csv = make_train_csv(tmp_path / "train.csv", count=70)
+    whole = _hand_recorded(tmp_path / "whole", train_csv)
+    cut = _hand_recorded(tmp_path / "cut", train_csv, options={"limit": 50})
+    # --limit chose the other split: the message named only --split-seed and --val-split.
+    refused = (
+        f"--limit: none for {whole}, 50 for {cut}\\); refusing to fit on them. Train members "
+        "with the same --split-seed, --val-split and --limit .* or leave out --weights fit "
+        "and --greedy"
+    )
+    with pytest.raises(FerError, match=refused):
+        ensemble.shared_split([whole, cut])
+
+
+def test_members_that_cannot_share_validation_images_are_refused_before_the_test_file(
+    members, tmp_path, monkeypatch, capsys
+):
+    (first, _), other, _ = members
+    absent = tmp_path / "absent.csv"  # read first, it would say "no such file"
+    status, _, stderr = script_result(
+        monkeypatch,
+        capsys,
+        "ensemble.py",
+        first,
+        other,
+        "--weights",
+        "fit",
+        "--test",
+        str(absent),
+        "--out",
+        str(tmp_path / "sub.csv"),
+    )
+    assert status == 2 and "validated on different images" in stderr, stderr
+
+
 def _hand_recorded(folder, data_path, model=None, **changes):
     """A run folder's config.json as training writes it (or as an older ferkit did, with
     ``changes``), without training; ``model``: a model file to copy in as its model."""
