@@ -358,8 +358,9 @@ def choose_weights(
         counts = greedy_selection(members, validation.labels, greedy)
         weights = counts / counts.sum()
         print(
-            f"greedy selection ({greedy} rounds) on {len(validation)} shared validation "
-            f"images: counts {counts.tolist()}"
+            f"greedy selection ({greedy} rounds, each adding the member that lowers the "
+            f"log loss most) on {len(validation)} shared validation images: counts "
+            f"{counts.tolist()}"
         )
     else:
         weights = fit_weights(members, validation.labels)
