@@ -2,16 +2,19 @@
 
 Exit statuses: 0 done; 2 bad input or options (``prog: error: message``, nothing written);
 130 stopped by Ctrl-C (SIGINT), the shell's convention, so that ``a && b`` stops too and
-a wrapper can tell an interruption from a mistake.
+a wrapper can tell an interruption from a mistake; 141 the reader of its output went away
+(``| head``), quietly, as the shell reports a program stopped by SIGPIPE.
 """
 
 import argparse
+import os
 import re
 import sys
 
 from ferkit.errors import FerError
 
 INTERRUPTED = 130
+PIPE_CLOSED = 141
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -57,6 +60,12 @@ def run(main):
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         sys.exit(INTERRUPTED)
+    except BrokenPipeError:
+        # "confusion.py ... | head -1": the figure was written, and the reader wanted no more
+        # lines. Not "error: Broken pipe" (status 2 says nothing was written), and stdout
+        # pointed elsewhere so that Python's flush at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(PIPE_CLOSED)
     except OSError as error:
         # A full disk or a folder without write permission: the system's words, one line.
         where = f"{error.filename}: " if error.filename else ""

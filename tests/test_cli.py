@@ -1,8 +1,10 @@
 """How every script ends: one line on stderr and a documented exit status, never a traceback."""
 
+import subprocess
 import sys
 
 import pytest
+from conftest import REPOSITORY
 
 from ferkit import cli, training
 from ferkit.errors import FerError
@@ -63,3 +65,26 @@ def test_an_empty_value_is_refused_not_taken_for_no_option(capsys, arguments, na
     assert exit_.value.code == 2 and capsys.readouterr().err == (
         f"train_dnn.py: error: {name}: an empty value; give one, or leave the option out\n"
     )
+
+
+def test_a_reader_that_stops_early_ends_the_script_quietly():
+    # "confusion.py ... | head -1" printed "error: Broken pipe" with status 2 ("nothing
+    # written") after writing its figure; with 2>&1, a Python message and status 1.
+    script = (
+        "from ferkit import cli\n"
+        "def main():\n"
+        "    for number in range(10**6):\n"
+        "        print(number)\n"
+        "cli.run(main)\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPOSITORY,
+    )
+    assert process.stdout.readline() == b"0\n"
+    process.stdout.close()  # as head does after its line
+    stderr = process.stderr.read()
+    assert process.wait(timeout=60) == cli.PIPE_CLOSED
+    assert stderr == b""
