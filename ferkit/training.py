@@ -424,6 +424,12 @@ def train(config, run_dir, resume=False, verbose=True, loaded=None):
         _interrupted(run_dir, config, epoch)
 
 
+def _progress_mode():
+    """Keras' progress bar on a terminal; one plain line per epoch where the output goes to a
+    file or a pipe (``> run.log``), which the bar filled with colour codes and redrawings."""
+    return 1 if sys.stdout.isatty() else 2
+
+
 def _train_one_epoch(run_dir, config, state, epoch, models_pair, arrays, verbose):
     """Train, validate and save one epoch; True when early stopping says to stop."""
     from ferkit import backend
@@ -450,7 +456,7 @@ def _train_one_epoch(run_dir, config, state, epoch, models_pair, arrays, verbose
         ),
         epochs=1,
         shuffle=False,
-        verbose=1 if verbose else 0,
+        verbose=_progress_mode() if verbose else 0,
         callbacks=callbacks,
     )
     train_seconds = time.perf_counter() - epoch_start

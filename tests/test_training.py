@@ -5,6 +5,7 @@ import csv
 import gzip
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -60,6 +61,15 @@ def test_two_epochs_write_every_run_file(train_csv, tmp_path):
     saved = runs.load_model(run_dir)
     assert saved.name == "cnn" and saved.count_params() == 3_532_743
     assert not any(layer.name in ("augmentation", "affine") for layer in saved.layers)
+
+
+def test_progress_written_to_a_file_is_one_plain_line_per_epoch(train_csv, tmp_path, capfd):
+    # "train_cnn.py ... > run.log" filled the log with the bar's colour codes and redrawings.
+    config = tiny_config(train_csv, epochs=1, batch_size=16)
+    training.train(config, str(tmp_path / "run"), verbose=True)
+    out = capfd.readouterr().out
+    assert "\x1b[" not in out and "\r" not in out and "\b" not in out
+    assert re.search(r"^4/4 - \d+s - .*loss: ", out, re.MULTILINE), out
 
 
 @pytest.fixture(scope="module")
