@@ -51,6 +51,7 @@ def main():
         print(f"No model given: using the pretrained CNN {runs.PRETRAINED}")
     model = runs.load_model(model_source, unsafe=args.unsafe)
     images = evaluation.blurred_for(model_source, test.images, args.blur)
+    evaluation.say_predicting(model_source, len(images), args.tta)
     probabilities = evaluation.predict_probabilities(model, images, args.tta, args.batch_size)
     if labels_by_id is not None:
         score = evaluation.accuracy(probabilities[positions], labels)

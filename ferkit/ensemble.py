@@ -257,6 +257,7 @@ def member_probabilities(
         return probabilities
     model = runs.load_model(path, unsafe=unsafe)
     images = evaluation.blurred_for(path, images, blur, moved)
+    evaluation.say_predicting(path, len(images), tta)
     return evaluation.predict_probabilities(model, images, tta, batch_size)
 
 

@@ -184,6 +184,18 @@ def tta_views(images, mode="flip"):
     raise FerError(f"unknown --tta {mode!r}: expected one of {', '.join(TTA_MODES)}")
 
 
+# Views per face of each --tta mode (tta_views): what a prediction's time grows with.
+TTA_VIEW_COUNTS = {"none": 1, "flip": 2, "full": 2 * len(TTA_SHIFTS)}
+
+
+def say_predicting(source, count, tta):
+    """One line before a prediction that takes a while (7,178 faces: 25 s on a 2-core CPU,
+    45 s with the mirror, three minutes with ten views), so that the wait is explained."""
+    views = TTA_VIEW_COUNTS.get(tta, 1)
+    each = f", {views} views each (--tta {tta})" if views > 1 else ""
+    print(f"{source}: predicting {count} faces{each}", flush=True)
+
+
 def predict_probabilities(model, images, tta="none", batch_size=PREDICTION_BATCH_SIZE):
     """Class probabilities (N, 7), averaged over the TTA views."""
     from ferkit import backend  # here: the model given means Keras has started

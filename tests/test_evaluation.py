@@ -376,7 +376,9 @@ def test_a_hand_edited_training_sharpness_is_refused_before_the_test_file_is_rea
             call_script(monkeypatch, script, run, "--test", absent, "--labels", absent)
 
 
-def test_predict_cli_predicts_with_its_tta_blur_and_batch_size(trained_run, tmp_path, monkeypatch):
+def test_predict_cli_predicts_with_its_tta_blur_and_batch_size(
+    trained_run, tmp_path, monkeypatch, capsys
+):
     test_csv = make_test_csv(tmp_path / "test.csv", count=5)
     calls = []
     predict = evaluation.predict_probabilities
@@ -391,3 +393,7 @@ def test_predict_cli_predicts_with_its_tta_blur_and_batch_size(trained_run, tmp_
     call_script(monkeypatch, "predict.py", trained_run, *arguments)
     blurred = evaluation.blur_images(data.read_csv(test_csv).images, 2)
     assert calls == [("full", 3, pytest.approx(evaluation.sharpness(blurred)))]
+    # Said before the wait, which for Kaggle's test file and ten views is minutes.
+    assert f"{trained_run}: predicting 5 faces, 10 views each (--tta full)\n" in (
+        capsys.readouterr().out
+    )
