@@ -40,7 +40,8 @@ def main():
                 f" (val_accuracy {history['val_accuracy'][rows[0]]:.4f}, "
                 f"val_loss {history['val_loss'][rows[0]]:.4f})"
             )
-        print(f"{name}: {len(history['epoch'])} epochs, best epoch {best}{scores}")
+        count = len(history["epoch"])
+        print(f"{name}: {count} epoch{'s' if count != 1 else ''}, best epoch {best}{scores}")
     print(f"wrote {path}")
 
 

@@ -37,11 +37,7 @@ def main():
     plots.add_data_arguments(parser)
     plots.add_out_arguments(parser)
     args = parser.parse_args()
-    # not 0 < step_size < inf: nan passes a plain comparison and drew blank panels.
-    if args.filters < 1 or args.steps < 0 or not 0 < args.step_size < float("inf"):
-        raise FerError("--filters must be at least 1, --steps not negative, --step-size positive")
-    if not 0 <= args.seed <= configuration.MAX_SEED:
-        raise FerError(f"--seed must be from 0 to {configuration.MAX_SEED}, got {args.seed}")
+    plots.check_ascent_options(args)
     runs.checked_model_path(args.model)
     saved = runs.saved_layers(args.model)
     if saved is not None:  # a .keras file: its layers are known before Keras starts

@@ -430,6 +430,20 @@ def add_data_arguments(parser, usage_default="all"):
     runs.add_run_data_argument(parser)
 
 
+def check_ascent_options(args):
+    """visualize_filters.py's --filters, --steps, --step-size and --seed, each refused
+    naming its value."""
+    if args.filters < 1:
+        raise FerError(f"--filters must be at least 1, got {args.filters}")
+    if args.steps < 0:
+        raise FerError(f"--steps must be at least 0, got {args.steps}")
+    # not 0 < step_size < inf: nan passes a plain comparison and drew blank panels.
+    if not 0 < args.step_size < float("inf"):
+        raise FerError(f"--step-size must be a positive number, got {args.step_size}")
+    if not 0 <= args.seed <= configuration.MAX_SEED:
+        raise FerError(f"--seed must be from 0 to {configuration.MAX_SEED}, got {args.seed}")
+
+
 def check_face_options(args):
     """visualize_filters.py: the options that choose a face mean nothing without --image."""
     chosen = (args.data, args.labels, args.usage, evaluation.is_set(args.blur), args.run_data)

@@ -268,8 +268,11 @@ def test_filter_script_refuses_a_face_source_without_image(monkeypatch, folder):
     "script, option, message",
     [
         # nan passed the plain comparisons: blank panels, an all-black map, exit 0.
-        ("visualize_filters.py", ("--step-size", "nan"), "--step-size positive"),
-        ("visualize_filters.py", ("--step-size", "inf"), "--step-size positive"),
+        ("visualize_filters.py", ("--step-size", "nan"), "--step-size must be a positive number"),
+        ("visualize_filters.py", ("--step-size", "inf"), "--step-size must be a positive number"),
+        # One message for three options named none of the values.
+        ("visualize_filters.py", ("--filters", "0"), "--filters must be at least 1, got 0"),
+        ("visualize_filters.py", ("--steps", "-1"), "--steps must be at least 0, got -1"),
         ("saliency.py", ("--noise", "nan"), "--noise must be finite and not negative"),
         ("saliency.py", ("--noise", "inf"), "--noise must be finite and not negative"),
         ("visualize_filters.py", ("--seed", 2**32), "--seed must be from 0 to 4294967295"),

@@ -104,7 +104,7 @@ def test_history_two_panels_in_the_run_folder(dnn_run, folder, monkeypatch, caps
     path = os.path.join(dnn_run, "figures", "history.png")
     assert_drawn(path, 12, 4.6, coloured=0.003)
     output = capsys.readouterr().out
-    assert "dnn: 1 epochs, best epoch 1" in output and "running: 10 epochs, best epoch 6" in output
+    assert "dnn: 1 epoch, best epoch 1" in output and "running: 10 epochs, best epoch 6" in output
 
 
 def test_best_epoch_of_a_running_run_skips_nan(folder):
