@@ -46,15 +46,14 @@ def main():
         print(f"Note: --tta and --blur apply to model members only, not to {', '.join(made)}")
     labels_by_id = data.read_labels(args.labels) if args.labels else None
     test = evaluation.read_test(args)
-    if labels_by_id is not None:  # unknown ids are refused before any model runs
-        positions, labels = evaluation.labelled_subset(test.ids, labels_by_id, args.labels)
+    scored = evaluation.scored_faces(test, labels_by_id, args.labels)
 
     weights = ensemble.choose_weights(
         args.members, args.weights, args.greedy, args.tta, args.unsafe, args.run_data, fitting
     )
     keys = evaluation.submission_keys(test)
     # A member weighted 0 (one --greedy never chose) changes nothing: run only to be scored.
-    running = ensemble.weighted(args.members, weights, everyone=labels_by_id is not None)
+    running = ensemble.weighted(args.members, weights, everyone=scored is not None)
     members = [
         ensemble.member_probabilities(
             args.members[index],
@@ -68,10 +67,11 @@ def main():
         for index in running
     ]
     combined = ensemble.average(members, None if weights is None else weights[running])
-    if labels_by_id is not None:
-        print(f"On {len(labels)} labelled ids of {args.labels}:")
-        scored = [member[positions] for member in members]
-        table = ensemble.score_table(args.members, scored, combined[positions], labels)
+    if scored is not None:
+        positions, labels, described = scored
+        print(f"On {described}:")
+        picked = [member[positions] for member in members]
+        table = ensemble.score_table(args.members, picked, combined[positions], labels)
         print("\n".join(table))
     evaluation.write_outputs(args.out, args.proba, test, combined, args.force)
 

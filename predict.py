@@ -45,17 +45,17 @@ def main():
     runs.recorded_sharpness(model_source)  # a hand-edited record is refused now, not later
     test = evaluation.read_test(args)
     labels_by_id = data.read_labels(args.labels) if args.labels else None
-    if labels_by_id is not None:
-        positions, labels = evaluation.labelled_subset(test.ids, labels_by_id, args.labels)
+    scored = evaluation.scored_faces(test, labels_by_id, args.labels)
     if not args.model:
         print(f"No model given: using the pretrained CNN {runs.PRETRAINED}")
     model = runs.load_model(model_source, unsafe=args.unsafe)
     images = evaluation.blurred_for(model_source, test.images, args.blur)
     evaluation.say_predicting(model_source, len(images), args.tta)
     probabilities = evaluation.predict_probabilities(model, images, args.tta, args.batch_size)
-    if labels_by_id is not None:
+    if scored is not None:
+        positions, labels, described = scored
         score = evaluation.accuracy(probabilities[positions], labels)
-        print(f"accuracy on {len(labels)} labelled ids of {args.labels}: {score:.4f}")
+        print(f"accuracy on {described}: {score:.4f}")
     evaluation.write_outputs(args.out, args.proba, test, probabilities, args.force)
 
 

@@ -230,6 +230,19 @@ def labelled_subset(ids, labels_by_id, labels_path):
     return chosen, np.array(list(labels_by_id.values()), dtype=np.int64)
 
 
+def scored_faces(test, labels_by_id, labels_path):
+    """(positions, labels, description) of the test faces a prediction is scored on: those
+    --labels labels by id, else a labelled file's own (fer2013.csv's PublicTest rows, a
+    train.csv), else None. Unknown ids are refused here, before any model runs."""
+    if labels_by_id is not None:
+        positions, labels = labelled_subset(test.ids, labels_by_id, labels_path)
+        return positions, labels, f"{len(labels)} labelled ids of {labels_path}"
+    if test.labels is not None:
+        described = f"the {len(test)} faces of {test.path}, by the file's own labels"
+        return np.arange(len(test)), test.labels, described
+    return None
+
+
 def submission_keys(dataset):
     """The id column of a submission: the file's ids, or for an image folder whose file
     names are not all different numbers (its ids are then row numbers), the file names."""

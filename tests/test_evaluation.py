@@ -11,6 +11,7 @@ import pytest
 from conftest import (
     REPOSITORY,
     make_test_csv,
+    make_train_csv,
     pixels,
     record_sharpness,
     synthetic_images,
@@ -374,6 +375,21 @@ def test_a_hand_edited_training_sharpness_is_refused_before_the_test_file_is_rea
     for script in ("predict.py", "ensemble.py"):
         with pytest.raises(FerError, match="train_sharpness must be a number of at least 0"):
             call_script(monkeypatch, script, run, "--test", absent, "--labels", absent)
+
+
+def test_a_labelled_test_file_is_scored_on_its_own_labels(
+    trained_run, tmp_path, monkeypatch, capsys
+):
+    # fer2013.csv's PublicTest rows carry their labels; --labels wants ids the file has not.
+    labelled = make_train_csv(tmp_path / "labelled.csv", count=14, seed=2)
+    faces = data.read_csv(labelled)
+    call_script(monkeypatch, "predict.py", trained_run, "--test", labelled, "--out", tmp_path / "s")
+    written = [int(line.split(",")[1]) for line in (tmp_path / "s").read_text().splitlines()[1:]]
+    expected = float(np.mean(np.array(written) == faces.labels))
+    assert (
+        f"accuracy on the 14 faces of {labelled}, by the file's own labels: {expected:.4f}"
+        in capsys.readouterr().out
+    )
 
 
 def test_predict_cli_predicts_with_its_tta_blur_and_batch_size(
