@@ -36,7 +36,7 @@ def summary(run):
         finished = "STOPPED"
     train_count = config["train_count"]
     with open(os.path.join(run, runs.COMMAND_FILE)) as file:
-        command = shlex.split(file.read())
+        command = shlex.split(file.readline())  # the command; resumes follow as comments
     script = next(i for i, word in enumerate(command) if word.endswith(".py"))
     options = shlex.join(command[script + 1 :])
     return (

@@ -118,12 +118,12 @@ def resume_state(run_dir, config):
         )
     if state["epoch"] > config["epochs"]:
         raise FerError(
-            f"--epochs {config['epochs']}: {run_dir} has already trained {state['epoch']} epochs"
+            f"--epochs {config['epochs']}: {run_dir} has already trained {_epochs(state['epoch'])}"
         )
     if finished and state["epoch"] >= config["epochs"]:
         raise FerError(
-            f"{run_dir}: already finished its {state['epoch']} epochs (give --epochs with more "
-            "to train it longer)"
+            f"{run_dir}: already finished its {_epochs(state['epoch'])} (give --epochs with "
+            "more to train it longer)"
         )
     # What resuming writes: a folder in the way was found only after config.json had
     # recorded a new --epochs.
@@ -198,3 +198,7 @@ def write_history(run_dir, history):
     lines = [",".join(HISTORY_COLUMNS)]
     lines += [",".join(f"{row[column]:.6g}" for column in HISTORY_COLUMNS) for row in history]
     write_text(os.path.join(run_dir, runs.HISTORY_FILE), "\n".join(lines) + "\n")
+
+
+def _epochs(count):
+    return f"{count} epoch{'s' if count != 1 else ''}"

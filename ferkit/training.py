@@ -204,7 +204,10 @@ def main(args, network):
         else:
             run_dir, made = runs.claim_new_folder(run_dir), True
         try:
-            run_dirs.append(train(config, run_dir, verbose=not args.quiet, loaded=loaded))
+            seeds_run = len(plans) > 1
+            run_dirs.append(
+                train(config, run_dir, verbose=not args.quiet, loaded=loaded, of_seeds=seeds_run)
+            )
         except KeyboardInterrupt:  # before the epochs (Keras starting, the model built)
             error, started = _interrupted_before_training(run_dir, made)
             _name_seeds_not_started(error, plans[number + 1 if started else number :])
@@ -267,7 +270,8 @@ def _refuse_options_given_with_resume(args, network):
             option = "--no-flip" if typed[0] == "horizontal_flip" else "--no-augment"
         raise FerError(
             f"{option} cannot be given with --resume: a resumed run keeps the options in "
-            f"{os.path.join(args.resume, runs.CONFIG_FILE)} (only --epochs may change)"
+            f"{os.path.join(args.resume, runs.CONFIG_FILE)} (only --epochs, --quiet and "
+            "--run-data may be given)"
         )
 
 
@@ -297,11 +301,11 @@ def resume_config(run_dir, args=None):
     return config
 
 
-def train(config, run_dir, resume=False, verbose=True, loaded=None):
+def train(config, run_dir, resume=False, verbose=True, loaded=None, of_seeds=False):
     """Train one run into ``run_dir``; returns ``run_dir``.
 
     ``loaded``: the (train, validation, split) that ``runs.load_training_data(config)`` gives,
-    when the caller has read them already.
+    when the caller has read them already. ``of_seeds``: one of a --seeds command's runs.
     """
     config = dict(config)
     state = checkpoints.resume_state(run_dir, config) if resume else None
@@ -375,6 +379,7 @@ def train(config, run_dir, resume=False, verbose=True, loaded=None):
         # A kill may have left history.csv one row ahead of the checkpoint.
         checkpoints.write_history(run_dir, state["history"])
         print(f"Resuming {run_dir} after epoch {state['epoch']}")
+        _record_command(run_dir, resumed=f"resumed after epoch {state['epoch']}")
         metrics_path = os.path.join(run_dir, runs.METRICS_FILE)
         if os.path.exists(metrics_path) and state["early_wait"] < config["early_stop_patience"]:
             # A finished run trained longer: its metrics are rewritten when it finishes again,
@@ -382,13 +387,11 @@ def train(config, run_dir, resume=False, verbose=True, loaded=None):
             os.remove(metrics_path)
     else:
         if state is None:
-            write_text(
-                os.path.join(run_dir, runs.COMMAND_FILE),
-                shlex.join([sys.executable, *sys.argv]) + "\n",
-            )
+            _record_command(run_dir, config["seed"] if of_seeds else None)
             write_json(os.path.join(run_dir, runs.CONFIG_FILE), config)
         else:
             print(f"Resuming {run_dir}: no epoch had finished, starting at epoch 1")
+            _record_command(run_dir, resumed="resumed before any epoch had finished")
         model, training_model = build_training_model(config)
         state = checkpoints.initial_state(config)
     print(f"Run {run_dir}\n{configuration.describe(config)}")
@@ -422,6 +425,23 @@ def train(config, run_dir, resume=False, verbose=True, loaded=None):
         return _finish(run_dir, config, state, validation)
     except KeyboardInterrupt:
         _interrupted(run_dir, config, epoch)
+
+
+def _record_command(run_dir, seed=None, resumed=None):
+    """command.txt: the command line that started the run (``seed``: which of its --seeds this
+    run is), then a comment line for each --resume, so that the file says how the run was
+    made (its first line stays the command, as tools read it)."""
+    path = os.path.join(run_dir, runs.COMMAND_FILE)
+    command = shlex.join([sys.executable, *sys.argv])
+    if resumed is None:
+        text = command + "\n"
+        if seed is not None:  # one command, several runs
+            text += f"# this run: --seed {seed} of the --seeds above\n"
+        write_text(path, text)
+        return
+    with open(path) as file:
+        before = file.read()
+    write_text(path, f"{before}# {resumed}: {command}\n")
 
 
 def _progress_mode():

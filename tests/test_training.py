@@ -117,6 +117,8 @@ def test_resume_after_interruption_ends_like_an_uninterrupted_run(train_csv, tmp
     assert [row["epoch"] for row in history(resumed_dir)] == ["1"]
     monkeypatch.setattr(keras.Model, "fit", real_fit)
     training.train(training.resume_config(resumed_dir), resumed_dir, resume=True, verbose=False)
+    command = Path(resumed_dir, "command.txt").read_text().splitlines()
+    assert len(command) == 2 and command[1].startswith("# resumed after epoch 1: ")
 
     for expected, got in zip(history(straight), history(resumed_dir), strict=True):
         for column in ("loss", "val_loss", "val_accuracy"):
@@ -413,6 +415,9 @@ def test_seeds_train_one_run_each(train_csv, tmp_path):
         for path in run_dirs
     ]
     assert seeds == [1, 2] and splits[0] == splits[1]
+    # command.txt: the one command that made both, and which of its seeds each run is.
+    second = Path(run_dirs[1], "command.txt").read_text().splitlines()
+    assert second[1:] == ["# this run: --seed 2 of the --seeds above"]
 
 
 def test_the_epochs_within_a_budget_discount_the_first_step_s_tracing():
