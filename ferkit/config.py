@@ -7,6 +7,7 @@ The order is: ``DEFAULTS`` (with the network's own dropout), then the preset fil
 import math
 import numbers
 import os
+import re
 
 from ferkit.data import IMAGE_SIZE
 from ferkit.errors import FerError, shown
@@ -144,9 +145,21 @@ def resolve(network, preset=None, overrides=None):
     except FerError as error:
         key = getattr(error, "option", None)
         if key in values and key not in typed:  # the user did not type it: say where it is
-            raise FerError(f"{error} (from {preset_path(network, preset)})") from None
+            message = _as_written_in_preset(str(error), set(values) - typed)
+            raise FerError(f"{message} (from {preset_path(network, preset)})") from None
         raise
     return config
+
+
+def _as_written_in_preset(message, keys):
+    """``message`` with the options whose values came from a preset file named as the file
+    names them: "horizontal_flip" where the message said --horizontal-flip, an option the
+    command line does not have (it has --no-flip), and "augment": false for --no-augment."""
+    spelled = {"augment": ("--no-augment", '"augment": false')}
+    for key in keys:
+        option, written = spelled.get(key, (f"--{key.replace('_', '-')}", f'"{key}"'))
+        message = re.sub(rf"{re.escape(option)}(?![\w-])", written, message)
+    return message
 
 
 def validate(config, combinations=True):

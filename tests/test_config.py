@@ -43,13 +43,27 @@ def test_unknown_preset_lists_the_available_ones(tmp_path, monkeypatch):
             '{"lr": "0.01"}',
             "odd",
             {},
-            "--lr must be a number, got '0.01' \\(from .*cnn_odd.json\\)",
+            "\"lr\" must be a number, got '0.01' \\(from .*cnn_odd.json\\)",
+        ),
+        # Named as the file writes them: there is no --horizontal-flip, and no --no-augment
+        # was typed.
+        (
+            '{"horizontal_flip": "no"}',
+            "odd",
+            {},
+            "^\"horizontal_flip\" must be true or false, got 'no' \\(from .*cnn_odd.json\\)$",
+        ),
+        (
+            '{"augment": false, "mixup": 0.2}',
+            "odd",
+            {},
+            '^"mixup" is an augmentation, which "augment": false turns off, got 0.2 \\(from ',
         ),
         (
             '{"optimizer": "adamw", "weight_decay": 0.05}',
             "odd",
             {"optimizer": "adam"},
-            "--weight-decay is for --optimizer adamw or sgd .*got 0.05 \\(from .*cnn_odd.json\\)$",
+            '"weight_decay" is for --optimizer adamw or sgd .*got 0.05 \\(from .*cnn_odd.json\\)$',
         ),
     ],
 )
