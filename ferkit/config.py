@@ -203,9 +203,13 @@ def validate(config, combinations=True):
     if budget is not None and (
         isinstance(budget, bool)
         or not isinstance(budget, numbers.Real)
-        or not 0 < budget <= MAX_TIME_BUDGET  # NaN too; 1e307 minutes overflowed as seconds
+        or not 0 <= budget <= MAX_TIME_BUDGET  # NaN too; 1e307 minutes overflowed as seconds
     ):
-        refuse("time_budget", f"must be a positive number of minutes, at most {MAX_TIME_BUDGET}")
+        refuse(
+            "time_budget",
+            f"must be a number of minutes, at most {MAX_TIME_BUDGET} (0: none, as without "
+            "the option)",
+        )
     for key in ("epochs", "batch_size", "limit"):
         if config[key] is not None and int(config[key]) < 1:
             refuse(key, "must be at least 1")

@@ -120,7 +120,8 @@ def add_arguments(parser, network):
     option(
         "--time-budget",
         float,
-        "minutes: after epoch 1, train only as many epochs as fit (the schedule follows)",
+        "minutes: after epoch 1, train only as many epochs as fit (the schedule follows); "
+        "0 turns a preset's budget off",
         metavar="MINUTES",
     )
     parser.add_argument(
@@ -578,6 +579,11 @@ def _steady_step(seconds):
     return float(np.median(between)) if between else None
 
 
+def _where_it_ends(config):
+    # Only a cosine schedule is planned for the epochs: a plateau or constant one has no end.
+    return "the cosine schedule ends" if config["schedule"] == "cosine" else "the run ends"
+
+
 def _fit_epochs_to_budget(run_dir, config, first_epoch_seconds, step_seconds):
     """Lower the run's epochs to what --time-budget allows, recorded in its config.json.
 
@@ -592,7 +598,7 @@ def _fit_epochs_to_budget(run_dir, config, first_epoch_seconds, step_seconds):
         f"{configuration.BUDGET_PLANNED_SHARE:.0%} of it planned: "
         f"epoch 1 took {first_epoch_seconds:.0f} s, "
         f"later epochs about {later_epoch_seconds:.0f} s, so {epochs} of {requested} epochs fit"
-        + (" (the schedule ends there)" if epochs < requested else ""),
+        + (f" ({_where_it_ends(config)} there)" if epochs < requested else ""),
         flush=True,
     )
     if epochs < requested:

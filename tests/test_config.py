@@ -118,14 +118,15 @@ def test_a_value_typed_over_a_preset_is_blamed_on_the_option(tmp_path, monkeypat
         ({"epochs": 2.5}, "--epochs must be a whole number, got 2.5"),
         ({"lr": 1e-7}, "--min-lr must not exceed --lr \\(1e-07\\): give a lower --min-lr"),
         (
-            {"time_budget": 0.0},
-            "--time-budget must be a positive number of minutes, at most 525600, got 0.0",
+            {"time_budget": -1.0},
+            "--time-budget must be a number of minutes, at most 525600 \\(0: none, as without "
+            "the option\\), got -1.0",
         ),
-        ({"time_budget": float("inf")}, "--time-budget must be a positive number of minutes"),
-        ({"time_budget": "45"}, "--time-budget must be a positive .*, got '45'"),
+        ({"time_budget": float("inf")}, "--time-budget must be a number of minutes"),
+        ({"time_budget": "45"}, "--time-budget must be a number .*, got '45'"),
         # Planned as seconds, 1e307 minutes overflowed to infinity after epoch 1.
-        ({"time_budget": 1e307}, "--time-budget must be a positive number of minutes, at most"),
-        ({"time_budget": 10**400}, "--time-budget must be a positive number of minutes, at most"),
+        ({"time_budget": 1e307}, "--time-budget must be a number of minutes, at most"),
+        ({"time_budget": 10**400}, "--time-budget must be a number of minutes, at most"),
         ({"lr": 10**400}, "--lr must be a finite number, got 1000000000"),
     ],
 )
@@ -221,3 +222,9 @@ def test_whole_numbers_from_a_preset_become_ints_and_constant_rates_ignore_min_l
     assert isinstance(resolved["seed"], int)
     # A constant rate never goes down to --min-lr, so a rate below it is no mistake.
     assert config.resolve("cnn", overrides={"lr": 5e-7, "schedule": "constant"})["lr"] == 5e-7
+
+
+def test_a_time_budget_of_0_turns_the_quick_preset_s_budget_off():
+    # Refused before: a user on a slow CPU who wanted all 28 epochs typed a year of minutes.
+    assert config.resolve("cnn", "quick")["time_budget"] == 45
+    assert config.resolve("cnn", "quick", {"time_budget": 0.0})["time_budget"] == 0

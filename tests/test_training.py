@@ -460,6 +460,14 @@ def test_a_time_budget_lowers_the_epochs_and_records_them(train_csv, tmp_path):
     assert json.loads(Path(run_dir, "metrics.json").read_text())["epochs_run"] == 1
 
 
+def test_a_time_budget_of_0_times_and_lowers_nothing(train_csv, tmp_path, monkeypatch):
+    monkeypatch.setattr(training, "_step_timer", lambda: pytest.fail("timed with no budget"))
+    run_dir = training.train(
+        tiny_config(train_csv, epochs=2, time_budget=0.0), str(tmp_path / "run"), verbose=False
+    )
+    assert [row["epoch"] for row in history(run_dir)] == ["1", "2"]
+
+
 def test_a_time_budget_that_holds_every_epoch_changes_nothing(train_csv, tmp_path):
     config = tiny_config(train_csv, epochs=2, time_budget=600.0)
     run_dir = training.train(config, str(tmp_path / "run"), verbose=False)
