@@ -505,8 +505,9 @@ def _train_one_epoch(run_dir, config, state, epoch, models_pair, arrays, verbose
     if not all(math.isfinite(row[key]) for key in ("loss", "val_loss")):
         _diverged(run_dir, state, epoch)
     state["history"].append(row)
+    # The training scores too: --quiet (or a log) has no Keras line to read them from.
     print(
-        f"  val_loss {row['val_loss']:.4f} "
+        f"  loss {row['loss']:.4f} accuracy {row['accuracy']:.4f} val_loss {row['val_loss']:.4f} "
         f"val_accuracy {row['val_accuracy']:.4f} lr {row['lr']:.2g} "
         f"({len(train_set) / train_seconds:.0f} images/s)",
         flush=True,

@@ -72,6 +72,14 @@ def test_progress_written_to_a_file_is_one_plain_line_per_epoch(train_csv, tmp_p
     assert re.search(r"^4/4 - \d+s - .*loss: ", out, re.MULTILINE), out
 
 
+def test_quiet_training_still_prints_the_training_scores_each_epoch(train_csv, tmp_path, capfd):
+    # --quiet dropped Keras' line, the only one that had the training loss and accuracy.
+    training.train(tiny_config(train_csv, epochs=1), str(tmp_path / "run"), verbose=False)
+    row = history(str(tmp_path / "run"))[0]
+    line = f"  loss {float(row['loss']):.4f} accuracy {float(row['accuracy']):.4f} val_loss "
+    assert line in capfd.readouterr().out
+
+
 @pytest.fixture(scope="module")
 def one_epoch_run(tmp_path_factory):
     """A finished one-epoch DNN run, trained once: the tests that change it take a copy."""
