@@ -73,10 +73,17 @@ class FerData:
         return len(self.images)
 
 
+def _gzip_twin(path):
+    """' (there is data/train.csv.gz)' where the file missing is a CSV kept gzipped (or the
+    other way round): the README's commands say data/train.csv, and both are read alike."""
+    twin = path[: -len(".gz")] if path.endswith(".gz") else path + ".gz"
+    return f" (there is {twin})" if os.path.isfile(twin) else ""
+
+
 def _read_bytes(path):
     """The file's bytes, gunzipped where it is gzip (by content, not by name)."""
     if not os.path.exists(path):
-        raise FerError(f"{path}: no such file")
+        raise FerError(f"{path}: no such file{_gzip_twin(path)}")
     if os.path.isdir(path):
         raise FerError(f"{path}: is a directory, expected a CSV file")
     with open(path, "rb") as file:

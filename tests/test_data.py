@@ -268,8 +268,15 @@ def test_empty_files(tmp_path, content, message):
 
 
 def test_missing_file_and_directory(tmp_path):
-    with pytest.raises(FerError, match="no such file"):
+    with pytest.raises(FerError, match="nope.csv: no such file$"):
         data.read_csv(str(tmp_path / "nope.csv"))
+    # The README's data/train.csv where the user kept Kaggle's train.csv.gz, or the reverse.
+    make_train_csv(tmp_path / "train.csv.gz", count=7, compress=True)
+    with pytest.raises(FerError, match=r"train.csv: no such file \(there is .*train.csv.gz\)$"):
+        data.read_csv(str(tmp_path / "train.csv"))
+    make_train_csv(tmp_path / "test.csv", count=7)
+    with pytest.raises(FerError, match=r"test.csv.gz: no such file \(there is .*test.csv\)$"):
+        data.read_csv(str(tmp_path / "test.csv.gz"))
     with pytest.raises(FerError, match="is a directory"):
         data.read_csv(str(tmp_path))
 
