@@ -53,7 +53,9 @@ def add_arguments(parser, network):
 
     def option(name, kind, help_text, **extra):
         key = name.lstrip("-").replace("-", "_")
-        default_text = f" (default {defaults[key]})" if key in defaults else ""
+        # An option off by default (--limit, --time-budget) says nothing, not "(default None)".
+        shown_default = key in defaults and defaults[key] is not None
+        default_text = f" (default {defaults[key]})" if shown_default else ""
         parser.add_argument(name, type=kind, default=None, help=help_text + default_text, **extra)
 
     parser.add_argument(

@@ -670,3 +670,9 @@ def test_the_configuration_reaches_the_model_loss_and_optimizer(train_csv, optio
     moments = 1 if options["optimizer"] == "sgd" else 2
     assert optimizer.built
     assert len(optimizer.variables) >= moments * len(training_model.trainable_variables)
+
+
+def test_help_shows_no_default_for_options_that_are_off():
+    parser = training.add_arguments(argparse.ArgumentParser(), "cnn")
+    help_text = " ".join(parser.format_help().split())  # argparse wraps lines anywhere
+    assert "default None" not in help_text and "(default 300)" in help_text
