@@ -4,6 +4,7 @@ Everything else in ferkit uses ``keras`` and ``keras.ops`` only. Backend librari
 imported inside the functions that need them, so a missing one costs nothing.
 """
 
+import contextlib
 import os
 import platform
 
@@ -12,16 +13,34 @@ import numpy as np
 from ferkit.errors import FerError
 
 
-def _start_quietly():
-    """Import Keras and start its backend with stderr silenced.
+@contextlib.contextmanager
+def quiet_stderr():
+    """Standard error silenced at the file-descriptor level, for what starts TensorFlow.
 
     TensorFlow 2.21 prints several C++ lines at start-up (absl, oneDNN, CUDA probing) that no
-    setting turns off; they would bury the one line a user needs. An import that fails
-    restores stderr before its error is shown.
+    setting turns off; they would bury the one line a user needs. An error raised inside is
+    shown after stderr is restored.
     """
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def seed_everything(seed):
+    """``keras.utils.set_random_seed``, quietly: on JAX and PyTorch it also seeds TensorFlow
+    where that is installed, which imports it, start-up lines and all."""
+    with quiet_stderr():
+        keras.utils.set_random_seed(seed)
+
+
+def _start_quietly():
+    """Import Keras and start its backend with stderr silenced (``quiet_stderr``)."""
+    with quiet_stderr():
         import keras
 
         if keras.config.backend() == "tensorflow":
@@ -35,10 +54,6 @@ def _start_quietly():
                 tf.config.set_logical_device_configuration(
                     cpu, [tf.config.LogicalDeviceConfiguration()] * count
                 )
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 _start_quietly()

@@ -366,7 +366,7 @@ def train(config, run_dir, resume=False, verbose=True, loaded=None, of_seeds=Fal
         source=_source_revision(),
     )
     keras.config.set_dtype_policy(precision)
-    keras.utils.set_random_seed(config["seed"])
+    backend.seed_everything(config["seed"])
     training_model = None
     if state is not None and state["checkpoint"]:
         checkpoint = os.path.join(run_dir, checkpoints.FOLDER, state["checkpoint"])

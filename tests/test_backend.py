@@ -237,3 +237,17 @@ def test_a_malformed_tf_config_is_refused_before_distributed_training(monkeypatc
     monkeypatch.setenv("TF_CONFIG", value)
     with pytest.raises(FerError, match='TF_CONFIG: expected JSON like {"cluster"'):
         backend.check_distribute()
+
+
+def test_seeding_starts_no_tensorflow_lines_on_stderr(monkeypatch, capfd):
+    # On JAX, Keras' set_random_seed imports TensorFlow where it is installed, and its C++
+    # start-up lines (written to file descriptor 2, not sys.stderr) came before "Run ...".
+    seeded = []
+
+    def set_random_seed(seed):
+        os.write(2, b"I0000 oneDNN custom operations are on.\n")
+        seeded.append(seed)
+
+    monkeypatch.setattr(keras.utils, "set_random_seed", set_random_seed)
+    backend.seed_everything(7)
+    assert seeded == [7] and capfd.readouterr().err == ""
