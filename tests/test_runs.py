@@ -193,13 +193,17 @@ def _recorded_run(tmp_path, data_path, val_path=None):
     return str(run)
 
 
+def change_last_pixel(path):
+    """One pixel changed: the same labels, so the same split indices, but another image."""
+    head, last_pixel = Path(path).read_text().rstrip("\n").rsplit(" ", 1)
+    Path(path).write_text(f"{head} {'7' if last_pixel != '7' else '8'}\n")
+
+
 def test_validation_images_are_not_rebuilt_from_a_changed_or_missing_file(tmp_path):
     path = make_train_csv(tmp_path / "train.csv", count=70)
     run = _recorded_run(tmp_path, path)
     assert len(runs.validation_data(run)) == 7
-    # One pixel changed: the same labels, so the same split indices, but another image.
-    head, last_pixel = Path(path).read_text().rstrip("\n").rsplit(" ", 1)
-    Path(path).write_text(f"{head} {'7' if last_pixel != '7' else '8'}\n")
+    change_last_pixel(path)
     with pytest.raises(FerError, match="train.csv: changed since .*run was trained"):
         runs.validation_data(run)
     os.remove(path)
@@ -247,8 +251,7 @@ def test_training_sharpness_is_not_computed_from_a_missing_or_changed_file(tmp_p
     run = _recorded_run(tmp_path, path)
     expected = runs.computed_sharpness(run)[0]
     text = Path(path).read_bytes()
-    head, last_pixel = text.decode().rstrip("\n").rsplit(" ", 1)
-    Path(path).write_text(f"{head} {'7' if last_pixel != '7' else '8'}\n")
+    change_last_pixel(path)
     with pytest.raises(FerError, match="train.csv: changed since .*run was trained"):
         runs.computed_sharpness(run)
     os.remove(path)
