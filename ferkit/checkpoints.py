@@ -127,7 +127,8 @@ def resume_state(run_dir, config):
         )
     # What resuming writes: a folder in the way was found only after config.json had
     # recorded a new --epochs.
-    for name in (runs.MODEL_FILE, runs.CONFIG_FILE, runs.HISTORY_FILE, runs.METRICS_FILE):
+    written = (runs.MODEL_FILE, runs.CONFIG_FILE, runs.HISTORY_FILE, runs.METRICS_FILE)
+    for name in (*written, runs.COMMAND_FILE):
         if os.path.isdir(os.path.join(run_dir, name)):
             raise FerError(f"{os.path.join(run_dir, name)}: is a folder, expected a file")
     best = state["best_epoch"]

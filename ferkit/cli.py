@@ -49,6 +49,24 @@ def run(main):
     An error that carries its own ``exit_status`` (training's interruption, 130) is printed
     as ``prog: message``: it reports what happened, it is not the user's mistake.
     """
+    try:
+        try:
+            _run(main)
+        except SystemExit:  # an error's status, or argparse's --help
+            sys.stdout.flush()
+            raise
+        # Output still buffered (stdout to a pipe is block-buffered) is written here, where
+        # a reader gone away is caught, not in Python's flush at exit ("Exception ignored").
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # "confusion.py ... | head -1": the figure was written, and the reader wanted no more
+        # lines. Not "error: Broken pipe" (status 2 says nothing was written), and stdout
+        # pointed elsewhere so that Python's flush at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(PIPE_CLOSED)
+
+
+def _run(main):
     prog = sys.argv[0].rsplit("/", 1)[-1]
     try:
         main()
@@ -61,11 +79,7 @@ def run(main):
         print(f"{prog}: interrupted", file=sys.stderr)
         sys.exit(INTERRUPTED)
     except BrokenPipeError:
-        # "confusion.py ... | head -1": the figure was written, and the reader wanted no more
-        # lines. Not "error: Broken pipe" (status 2 says nothing was written), and stdout
-        # pointed elsewhere so that Python's flush at exit does not fail again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(PIPE_CLOSED)
+        raise  # run's: not a user's mistake
     except OSError as error:
         # A full disk or a folder without write permission: the system's words, one line.
         where = f"{error.filename}: " if error.filename else ""

@@ -143,9 +143,9 @@ def resolve(network, preset=None, overrides=None):
     try:
         validate(config)
     except FerError as error:
-        key = getattr(error, "option", None)
-        if key in values and key not in typed:  # the user did not type it: say where it is
-            message = _as_written_in_preset(str(error), set(values) - typed)
+        from_preset = set(values) - typed  # values the user did not type: say where they are
+        message = _as_written_in_preset(str(error), from_preset)
+        if getattr(error, "option", None) in from_preset or message != str(error):
             raise FerError(f"{message} (from {preset_path(network, preset)})") from None
         raise
     return config

@@ -47,15 +47,21 @@ def valid_weights(weights, count):
 
 
 def weighted(member_paths, weights, everyone=False):
-    """Indices of the members the test faces are run through: those of non-zero weight (all
-    with uniform ``weights``, None, or ``everyone``, as --labels scores each), the others
-    named on the way."""
+    """Indices of the members the test faces are run through: all but models of weight 0
+    (all with uniform ``weights``, None, or ``everyone``, when the faces are scored), the
+    others named on the way. A probability file costs nothing to read, and is still checked
+    against the test file."""
     if weights is None or everyone:
         return list(range(len(member_paths)))
-    unused = [path for path, weight in zip(member_paths, weights) if weight == 0]
-    if unused:
-        print(f"Weighted 0, so not run on the test faces: {', '.join(unused)}")
-    return [index for index, weight in enumerate(weights) if weight != 0]
+    skipped = [
+        index
+        for index, (path, weight) in enumerate(zip(member_paths, weights))
+        if weight == 0 and not is_probability_file(path)
+    ]
+    if skipped:
+        names = ", ".join(member_paths[index] for index in skipped)
+        print(f"Weighted 0, so not run on the test faces: {names}")
+    return [index for index in range(len(member_paths)) if index not in skipped]
 
 
 def fit_weights(member_probabilities, labels):

@@ -295,7 +295,10 @@ def read_test(args):
 def check_prediction_arguments(args):
     """Refuse a command with nothing to do or outputs that would overwrite something."""
     if not (args.out or args.proba or args.labels):
-        raise FerError("nothing to do: give --out, --proba or --labels")
+        raise FerError(
+            "nothing to do: give --out, --proba or --labels (a test file with its own labels "
+            "is scored on them when --out or --proba is given)"
+        )
     check_blur(args.blur)  # before the test file is read, not after
     inputs = {"the --test file": args.test, "the --labels file": args.labels}
     # predict.py's model (the pretrained CNN when none is given) or ensemble.py's members,

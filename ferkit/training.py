@@ -442,8 +442,10 @@ def _record_command(run_dir, seed=None, resumed=None):
             text += f"# this run: --seed {seed} of the --seeds above\n"
         write_text(path, text)
         return
-    with open(path) as file:
-        before = file.read()
+    before = ""
+    if os.path.exists(path):  # a run folder copied without it still resumes
+        with open(path) as file:
+            before = file.read()
     write_text(path, f"{before}# {resumed}: {command}\n")
 
 

@@ -1,5 +1,6 @@
 """How every script ends: one line on stderr and a documented exit status, never a traceback."""
 
+import os
 import subprocess
 import sys
 
@@ -67,24 +68,29 @@ def test_an_empty_value_is_refused_not_taken_for_no_option(capsys, arguments, na
     )
 
 
-def test_a_reader_that_stops_early_ends_the_script_quietly():
+@pytest.mark.parametrize(
+    "body",
+    [
+        "    for number in range(10**6):\n        print(number)\n",  # while main() runs
+        # Buffered until the script ends (stdout to a pipe is block-buffered): written by
+        # Python's flush at exit, which said "Exception ignored ... BrokenPipeError", status 120.
+        "    time.sleep(1)\n    print('a short answer')\n",
+        "    time.sleep(1)\n    cli.ArgumentParser(description='x').parse_args(['-h'])\n",
+    ],
+)
+def test_a_reader_that_stops_early_ends_the_script_quietly(body):
     # "confusion.py ... | head -1" printed "error: Broken pipe" with status 2 ("nothing
     # written") after writing its figure; with 2>&1, a Python message and status 1.
-    script = (
-        "from ferkit import cli\n"
-        "def main():\n"
-        "    for number in range(10**6):\n"
-        "        print(number)\n"
-        "cli.run(main)\n"
-    )
+    script = f"import time\nfrom ferkit import cli\ndef main():\n{body}cli.run(main)\n"
+    environment = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     process = subprocess.Popen(
         [sys.executable, "-c", script],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=REPOSITORY,
+        env=environment,
     )
-    assert process.stdout.readline() == b"0\n"
-    process.stdout.close()  # as head does after its line
+    process.stdout.close()  # as head does once it has its lines
     stderr = process.stderr.read()
-    assert process.wait(timeout=60) == cli.PIPE_CLOSED
+    assert process.wait(timeout=60) == cli.PIPE_CLOSED, stderr
     assert stderr == b""

@@ -59,6 +59,13 @@ def test_unknown_preset_lists_the_available_ones(tmp_path, monkeypatch):
             {},
             '^"mixup" is an augmentation, which "augment": false turns off, got 0.2 \\(from ',
         ),
+        # --mixup typed over a preset that turns augmentation off: the file is named too.
+        (
+            '{"augment": false}',
+            "odd",
+            {"mixup": 0.2},
+            '^--mixup is an augmentation, which "augment": false turns off, got 0.2 \\(from ',
+        ),
         (
             '{"optimizer": "adamw", "weight_decay": 0.05}',
             "odd",

@@ -523,6 +523,14 @@ def test_a_member_weighted_zero_is_not_run_on_the_test_faces_unless_scored(
     assert run == [first, second]
 
 
+def test_a_probability_file_weighted_zero_is_still_read_and_checked(tmp_path, capsys):
+    proba = tmp_path / "a_proba.csv"
+    proba.write_text("id,Angry\n")  # read cheaply, and refused if its ids are wrong
+    paths = [str(proba), str(tmp_path / "model_run"), str(tmp_path / "other_run")]
+    assert ensemble.weighted(paths, np.array([0.0, 0.0, 1.0])) == [0, 2]
+    assert f"not run on the test faces: {paths[1]}\n" in capsys.readouterr().out
+
+
 def test_each_model_member_sees_the_test_faces_blurred_for_its_own_training_faces(
     members, tmp_path
 ):

@@ -278,7 +278,9 @@ CASES = [
      "which is missing"),
     ("resume after the data changed", "train_dnn.py", ["--resume", f"{IN}/changed_data"],
      f"{IN}/train.csv: changed since the run started; cannot resume {IN}/changed_data"),
-    ("nothing to do", "predict.py", [*PREDICT], "nothing to do: give --out, --proba or --labels"),
+    ("nothing to do", "predict.py", [*PREDICT],
+     "nothing to do: give --out, --proba or --labels (a test file with its own labels is "
+     "scored on them when --out or --proba is given)"),
     ("submission exists", "predict.py", [*PREDICT, "--out", f"{OUT}/existing.csv"],
      f"{OUT}/existing.csv: already exists (pass --force to overwrite it)"),
     # Refused before the model runs: refused when written, new.csv was already there.

@@ -133,6 +133,18 @@ def test_resume_after_interruption_ends_like_an_uninterrupted_run(train_csv, tmp
             assert float(got[column]) == pytest.approx(float(expected[column]), rel=1e-4)
 
 
+def test_a_run_copied_without_its_command_txt_still_resumes_and_records_it(one_epoch_run, tmp_path):
+    # A resume that read command.txt to add its line failed after config.json had recorded
+    # the new --epochs, and so did every resume after it.
+    run_dir = copy_run(one_epoch_run, tmp_path / "run")
+    os.remove(os.path.join(run_dir, "command.txt"))
+    config = training.resume_config(run_dir, argparse.Namespace(epochs=2))
+    training.train(config, run_dir, resume=True, verbose=False)
+    assert [row["epoch"] for row in history(run_dir)] == ["1", "2"]
+    lines = Path(run_dir, "command.txt").read_text().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("# resumed after epoch 1: ")
+
+
 def test_a_run_killed_after_stopping_early_finishes_without_training_more(one_epoch_run, tmp_path):
     run_dir = copy_run(one_epoch_run, tmp_path / "run")
     # As left by a kill after early stopping's last checkpoint, before metrics.json.
