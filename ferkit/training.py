@@ -452,7 +452,8 @@ def _record_command(run_dir, seed=None, resumed=None):
 def _progress_mode():
     """Keras' progress bar on a terminal; one plain line per epoch where the output goes to a
     file or a pipe (``> run.log``), which the bar filled with colour codes and redrawings."""
-    return 1 if sys.stdout.isatty() else 2
+    is_terminal = getattr(sys.stdout, "isatty", None)  # a replaced stdout may not say
+    return 1 if is_terminal and is_terminal() else 2
 
 
 def _train_one_epoch(run_dir, config, state, epoch, models_pair, arrays, verbose):
