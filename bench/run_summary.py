@@ -39,6 +39,8 @@ def summary(run):
         command = shlex.split(file.readline())  # the command; resumes follow as comments
     script = next(i for i, word in enumerate(command) if word.endswith(".py"))
     options = shlex.join(command[script + 1 :])
+    if "--seeds" in command:  # one command made several runs: which one this is
+        options += f" (this run: seed {config['seed']})"
     return (
         f"{plots.run_name(run)}: {len(seconds)} epochs ({finished}) in {seconds.sum():.0f} s "
         f"(first {seconds[0]:.1f} s, then {later:.2f} s each = {train_count / later:.0f} img/s), "
