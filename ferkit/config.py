@@ -151,13 +151,18 @@ def resolve(network, preset=None, overrides=None):
     return config
 
 
+def option_name(key):
+    """The command-line option of a configuration key: --val-split for val_split."""
+    return "--" + key.replace("_", "-")
+
+
 def _as_written_in_preset(message, keys):
     """``message`` with the options whose values came from a preset file named as the file
     names them: "horizontal_flip" where the message said --horizontal-flip, an option the
     command line does not have (it has --no-flip), and "augment": false for --no-augment."""
     spelled = {"augment": ("--no-augment", '"augment": false')}
     for key in keys:
-        option, written = spelled.get(key, (f"--{key.replace('_', '-')}", f'"{key}"'))
+        option, written = spelled.get(key, (option_name(key), f'"{key}"'))
         message = re.sub(rf"{re.escape(option)}(?![\w-])", written, message)
     return message
 
@@ -167,7 +172,7 @@ def validate(config, combinations=True):
     ``combinations`` False, only each value on its own (a recorded run being resumed)."""
 
     def refuse(key, requirement):
-        error = FerError(f"--{key.replace('_', '-')} {requirement}, got {shown(config[key])}")
+        error = FerError(f"{option_name(key)} {requirement}, got {shown(config[key])}")
         error.option = key  # resolve names the preset file where the value came from
         error.requirement = requirement  # train_cnn.py --seeds words it for each seed
         raise error

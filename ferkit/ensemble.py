@@ -182,7 +182,7 @@ def _differing_options(configs):
             listed = ", ".join(
                 f"{'none' if value is None else value} for {path}" for path, value in values.items()
             )
-            parts.append(f"--{key.replace('_', '-')}: {listed}")
+            parts.append(f"{configuration.option_name(key)}: {listed}")
     return "".join(f"; {part}" for part in parts)
 
 

@@ -107,7 +107,7 @@ def add_arguments(parser, network):
         help="no augmentation at all",
     )
     for key in configuration.NETWORK_DEFAULTS[network]:
-        option("--" + key.replace("_", "-"), float, "dropout rate")
+        option(configuration.option_name(key), float, "dropout rate")
     option("--val-split", float, "fraction of the training CSV held out for validation")
     option("--split-seed", int, "seed of the validation split (fixed, so members share it)")
     option("--seed", int, "seed of initialisation, shuffling and augmentation")
@@ -163,7 +163,7 @@ def main(args, network):
         raise FerError("--seed and --seeds: give one or the other")
     for option in ("val_split", "split_seed"):
         if args.val_data and getattr(args, option) is not None:
-            name = "--" + option.replace("_", "-")
+            name = configuration.option_name(option)
             raise FerError(f"{name} splits --data, which --val-data replaces: give one of them")
     overrides = {key: getattr(args, key) for key in _config_keys(network) if hasattr(args, key)}
     overrides["data"] = os.path.abspath(args.data)
@@ -194,7 +194,7 @@ def main(args, network):
             folder = overrides[option]
             inside = folder and os.path.isdir(folder) and is_inside(run_dir, folder)
             if inside:  # read as a class folder that is not one: neither resumed nor read again
-                flag = "--" + option.replace("_", "-")
+                flag = configuration.option_name(option)
                 raise FerError(f"{run_dir}: is inside the {flag} folder; give --out elsewhere")
         plans.append((config, run_dir))
     _check_backend(plans[0][0])
@@ -268,7 +268,7 @@ def _refuse_options_given_with_resume(args, network):
             f"--{typed[0]} cannot be given with --resume: the run stays in {args.resume}"
         )
     if typed:
-        option = "--" + typed[0].replace("_", "-")
+        option = configuration.option_name(typed[0])
         if typed[0] in ("horizontal_flip", "augment"):
             option = "--no-flip" if typed[0] == "horizontal_flip" else "--no-augment"
         raise FerError(
