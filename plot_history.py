@@ -11,7 +11,7 @@ The figure goes to <first run>/figures/history.png unless --out says otherwise.
 import os
 
 from ferkit import cli, plots
-from ferkit.errors import FerError
+from ferkit.errors import FerError, counted
 
 
 def main():
@@ -40,8 +40,8 @@ def main():
                 f" (val_accuracy {history['val_accuracy'][rows[0]]:.4f}, "
                 f"val_loss {history['val_loss'][rows[0]]:.4f})"
             )
-        count = len(history["epoch"])
-        print(f"{name}: {count} epoch{'s' if count != 1 else ''}, best epoch {best}{scores}")
+        epochs = counted(len(history["epoch"]), "epoch")
+        print(f"{name}: {epochs}, best epoch {best}{scores}")
     print(f"wrote {path}")
 
 

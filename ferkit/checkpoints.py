@@ -13,7 +13,7 @@ import os
 import re
 
 from ferkit import runs
-from ferkit.errors import FerError, shown
+from ferkit.errors import FerError, counted, shown
 from ferkit.files import atomic_path, read_json, remove_leftovers, write_json, write_text
 
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
@@ -118,17 +118,24 @@ def resume_state(run_dir, config):
         )
     if state["epoch"] > config["epochs"]:
         raise FerError(
-            f"--epochs {config['epochs']}: {run_dir} has already trained {_epochs(state['epoch'])}"
+            f"--epochs {config['epochs']}: {run_dir} has already trained "
+            f"{counted(state['epoch'], 'epoch')}"
         )
     if finished and state["epoch"] >= config["epochs"]:
         raise FerError(
-            f"{run_dir}: already finished its {_epochs(state['epoch'])} (give --epochs with "
-            "more to train it longer)"
+            f"{run_dir}: already finished its {counted(state['epoch'], 'epoch')} (give "
+            "--epochs with more to train it longer)"
         )
     # What resuming writes: a folder in the way was found only after config.json had
     # recorded a new --epochs.
-    written = (runs.MODEL_FILE, runs.CONFIG_FILE, runs.HISTORY_FILE, runs.METRICS_FILE)
-    for name in (*written, runs.COMMAND_FILE):
+    written = (
+        runs.MODEL_FILE,
+        runs.CONFIG_FILE,
+        runs.HISTORY_FILE,
+        runs.METRICS_FILE,
+        runs.COMMAND_FILE,
+    )
+    for name in written:
         if os.path.isdir(os.path.join(run_dir, name)):
             raise FerError(f"{os.path.join(run_dir, name)}: is a folder, expected a file")
     best = state["best_epoch"]
@@ -199,7 +206,3 @@ def write_history(run_dir, history):
     lines = [",".join(HISTORY_COLUMNS)]
     lines += [",".join(f"{row[column]:.6g}" for column in HISTORY_COLUMNS) for row in history]
     write_text(os.path.join(run_dir, runs.HISTORY_FILE), "\n".join(lines) + "\n")
-
-
-def _epochs(count):
-    return f"{count} epoch{'s' if count != 1 else ''}"

@@ -10,3 +10,8 @@ def shown(value):
     if long, so that the message stays one readable line (10**400 has 401 digits)."""
     text = repr(value)
     return text if len(text) <= 40 else f"{text[:20]}… ({len(text)} characters)"
+
+
+def counted(count, noun):
+    """'1 epoch', '2 epochs': a count as a message says it."""
+    return f"{count} {noun}{'s' if count != 1 else ''}"
