@@ -10,7 +10,8 @@ Members are run folders, .keras files, or probability files from predict.py --pr
 --weights fit and --greedy use the members' shared validation images (never images any
 member trained on) and refuse members whose validation splits differ. A member's data file
 that has moved since it trained is found with --run-data (the shipped model recorded
-/tmp/fer2013/train.csv):
+/tmp/fer2013/train.csv), for those validation images and, with --blur auto, for a member
+whose run recorded no sharpness of its training faces:
 
     python ensemble.py pretrained/ferkit-cnn.keras models/cnn_a --weights fit \\
         --run-data data/train.csv --test data/test.csv --out sub.csv
@@ -37,10 +38,10 @@ def main():
     # Members and weights are checked before the test file is read or Keras is started.
     ensemble.check_members(args.members)
     ensemble.check_weights(args.weights, args.greedy, len(args.members))
-    ensemble.check_run_data(args.run_data, args.weights, args.greedy)
+    ensemble.check_run_data(args.run_data, args.weights, args.greedy, args.blur, args.members)
     fitting = args.weights == "fit" or bool(args.greedy)
     if fitting:  # members that cannot share validation images: refused before the test file
-        ensemble.shared_split(args.members, args.run_data)
+        ensemble.shared_split(args.members, args.run_data, args.blur)
     made = [path for path in args.members if ensemble.is_probability_file(path)]
     if made and (args.tta != "none" or evaluation.is_set(args.blur)):
         print(f"Note: --tta and --blur apply to model members only, not to {', '.join(made)}")

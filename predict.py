@@ -9,7 +9,9 @@
 
 --blur auto (the default) blurs test faces that are much sharper than the faces the model
 trained on until they are alike (the FER2013 copy this project was given has blurred
-training faces and sharp test faces); --blur 0 leaves them as they are.
+training faces and sharp test faces); --blur 0 leaves them as they are. A run trained before
+ferkit recorded its training faces' sharpness has it computed from its data file: --run-data
+says where that file is now, if it moved.
 
 Writes ``id,label`` (one row per test id, in the file's order), atomically, and never over
 an existing file without --force.
@@ -29,6 +31,7 @@ def main():
     )
     evaluation.add_prediction_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=configuration.PREDICTION_BATCH_SIZE)
+    runs.add_run_data_argument(parser)
     args = parser.parse_args()
     evaluation.check_prediction_arguments(args)
     if args.batch_size < 1:
@@ -43,13 +46,14 @@ def main():
     model_source = args.model or runs.PRETRAINED
     runs.checked_model_path(model_source)
     runs.recorded_sharpness(model_source)  # a hand-edited record is refused now, not later
+    evaluation.check_run_data(args.run_data, args.blur, [model_source])
     test = evaluation.read_test(args)
     labels_by_id = data.read_labels(args.labels) if args.labels else None
     scored = evaluation.scored_faces(test, labels_by_id, args.labels)
     if not args.model:
         print(f"No model given: using the pretrained CNN {runs.PRETRAINED}")
     model = runs.load_model(model_source, unsafe=args.unsafe)
-    images = evaluation.blurred_for(model_source, test.images, args.blur)
+    images = evaluation.blurred_for(model_source, test.images, args.blur, args.run_data)
     evaluation.say_predicting(model_source, len(images), args.tta)
     probabilities = evaluation.predict_probabilities(model, images, args.tta, args.batch_size)
     if scored is not None:

@@ -98,8 +98,10 @@ def greedy_selection(member_probabilities, labels, rounds):
     return counts
 
 
-def shared_split(member_paths, moved=()):
-    """The split all run-folder members share; refuses members whose splits differ.
+def shared_split(member_paths, moved=(), blur=evaluation.AUTO_BLUR):
+    """The split all run-folder members share; refuses members whose splits differ, and
+    --run-data files (``moved``) that hold none of the files the command reads (with ``blur``
+    auto, also the training data of a member that recorded no sharpness of its faces).
 
     Members trained on different files holding the same faces (train.csv.gz here, the same
     CSV unpacked on a GPU machine) share it too: their decoded rows are compared."""
@@ -122,6 +124,10 @@ def shared_split(member_paths, moved=()):
     first, first_config = next(iter(configs.items()))
     reads = {path: ("data",) if compare_rows else () for path in configs}
     reads[first] = (*reads[first], "val_data" if first_config.get("val_data") else "data")
+    if blur == evaluation.AUTO_BLUR:  # evaluation.sigma_for computes what a run left out
+        for path, config in configs.items():
+            if "train_sharpness" not in config and "data" not in reads[path]:
+                reads[path] = (*reads[path], "data")
     found = runs.relocated(configs, moved, keys=reads)
     contents = _data_contents(found, configs, moved) if compare_rows else {}
     validation_files = {path: _validation_file(path, found[path]) for path in configs}
@@ -303,14 +309,15 @@ def check_members(member_paths):
         runs.recorded_sharpness(path)  # what --blur auto reads, refused if hand-edited wrong
 
 
-def check_run_data(moved, spec, greedy):
-    """--run-data locates the members' validation images, which only fitting uses."""
-    if moved and spec != "fit" and not greedy:
-        raise FerError(
-            "--run-data finds the data members trained on, for their validation images: "
-            "only --weights fit and --greedy use them"
-        )
-    runs.check_run_data_exist(moved)  # before the test file is read or Keras is started
+def check_run_data(moved, spec, greedy, blur=evaluation.AUTO_BLUR, member_paths=()):
+    """--run-data locates the data members trained on: their validation images, which only
+    fitting uses, and with --blur auto the training faces of a member whose run recorded no
+    sharpness of them. Checked before the test file is read or Keras is started."""
+    if spec == "fit" or greedy:
+        runs.check_run_data_exist(moved)  # shared_split matches them to the members' files
+        return
+    models = [path for path in member_paths if not is_probability_file(path)]
+    evaluation.check_run_data(moved, blur, models)
 
 
 def check_weights(spec, greedy, count):

@@ -131,19 +131,21 @@ def sigma_for(source, images, blur, out=None, moved=()):
     """The sigma the model at ``source`` is to see ``images`` blurred with: --blur's, or with
     --blur auto ``matching_blur``'s, from the training faces' sharpness its run recorded
     (printed to ``out``, stdout by default). A run trained before that was recorded has it
-    computed from its training data (``moved``: ``--run-data``), with a note; where that
-    cannot be, 0, with a note saying why."""
+    computed from its training data (``moved``: ``--run-data``; None where the command has
+    no such option), with a note; where that cannot be, 0, with a note saying why."""
     if blur != AUTO_BLUR:
         return blur or 0.0
     trained = runs.recorded_sharpness(source)
     if trained is None:
         try:
-            trained, read = runs.computed_sharpness(source, moved)
+            trained, read = runs.computed_sharpness(source, moved or ())
         except FerError as error:
+            remedy = "--blur SIGMA if it trained on blurred faces"
+            if moved is not None and isinstance(error, runs.DataGoneError):
+                remedy = f"where it is now as --run-data, or {remedy}"
             print(
                 f"Note: {source} records no sharpness of its training faces and it cannot be "
-                f"computed ({error}), so --blur auto leaves the faces as they are (give --blur "
-                "SIGMA if it trained on blurred faces)",
+                f"computed ({error}), so --blur auto leaves the faces as they are (give {remedy})",
                 file=out,
             )
             return 0.0
@@ -160,6 +162,18 @@ def sigma_for(source, images, blur, out=None, moved=()):
             file=out,
         )
     return sigma
+
+
+def check_run_data(moved, blur, sources):
+    """``--run-data`` where only ``--blur auto`` reads it (predict.py, ensemble.py without
+    fitting, a figure of --data faces): the training data of a model at ``sources`` whose run
+    recorded no sharpness of its faces, refused with any other --blur or matching no run."""
+    if moved and blur != AUTO_BLUR:
+        raise FerError(
+            "--run-data finds the data a run trained on, which here only --blur auto reads: "
+            f"give it without --blur {blur or 0:g}"
+        )
+    runs.check_run_data_for_blur(sources, moved)
 
 
 def blurred_for(source, images, blur, moved=()):

@@ -364,7 +364,10 @@ def pooled_blur(media, every, detector, margin, sources):
     faces_in = np.stack(crops) if crops else np.zeros((0, data.IMAGE_SIZE, data.IMAGE_SIZE, 1))
     # On stderr: without --csv, detect.py's rows go to stdout.
     auto = evaluation.AUTO_BLUR
-    sigmas = [evaluation.sigma_for(source, faces_in, auto, out=sys.stderr) for source in sources]
+    sigmas = [
+        evaluation.sigma_for(source, faces_in, auto, out=sys.stderr, moved=None)  # no --run-data
+        for source in sources
+    ]
     return sigmas, boxes
 
 

@@ -480,11 +480,11 @@ def figure_images(source, args, labelled_only=True):
             if data.has_usage_column(validation.path):
                 described += " (PublicTest)"
         return validation.images, validation.labels, described
-    if args.run_data:
-        raise FerError("--run-data finds the run's validation images: give it without --data")
+    # With --data, the run's data is read only for --blur auto (predict.py's rule).
+    evaluation.check_run_data(args.run_data, blur, [source])
     table = data.read_any(args.data, usage=args.usage)
     # From all of its faces, as predict.py's for the same file, not only the labelled ones.
-    sigma = evaluation.sigma_for(source, table.images, blur)
+    sigma = evaluation.sigma_for(source, table.images, blur, moved=args.run_data)
     described = os.path.basename(args.data) + (f" ({args.usage})" if args.usage else "")
     images, labels = table.images, table.labels
     if args.labels:

@@ -172,6 +172,10 @@ def _record_folder(path):
     return folder
 
 
+class DataGoneError(FerError):
+    """A data file a run recorded is not where it was (``--run-data`` can say where it is)."""
+
+
 # Computed sharpness by (data file, its recorded SHA-256, limit, split): an ensemble's
 # members trained on one file and split share it, and reading FER2013 takes seconds.
 _COMPUTED_SHARPNESS = {}
@@ -192,7 +196,7 @@ def computed_sharpness(path, moved=()):
     found = relocated({path: config}, moved, keys=("data",), strict=False)[path]
     source, digest = found["data"], config.get("data_sha256")
     if not os.path.exists(source):
-        raise FerError(f"its training data {source} is not there")
+        raise DataGoneError(f"its training data {source} is not there")
     if source == config["data"]:  # a --run-data copy was checked when it was found
         check_unchanged(source, digest, path)
     recorded_split = config.get("split")
@@ -573,6 +577,27 @@ def check_run_data_exist(moved):
     for path in moved:
         if not os.path.exists(path):
             raise FerError(f"--run-data {path}: no such file")
+
+
+def check_run_data_for_blur(sources, moved):
+    """``--run-data`` where only ``--blur auto`` reads it (for a run that recorded no sharpness
+    of its training faces): each file must hold the training data one of the models at
+    ``sources`` recorded, checked by SHA-256 before the test file is read or Keras is started,
+    so a mistyped file is refused rather than left unused."""
+    check_run_data_exist(moved)
+    if not moved:
+        return
+    configs = {}
+    for source in sources:
+        config_path = os.path.join(_record_folder(source), CONFIG_FILE)
+        if os.path.exists(config_path):
+            configs[source] = read_run_config(config_path)
+    if not configs:
+        raise FerError(
+            f"--run-data {moved[0]}: finds the data a run trained on, and no model given has "
+            "a run's config.json recording one"
+        )
+    relocated(configs, moved, keys=("data",))
 
 
 def add_run_data_argument(parser):

@@ -320,12 +320,18 @@ def test_fitting_reads_the_first_member_s_validation_file_where_run_data_found_i
 
 
 def test_run_data_that_fitting_would_not_read_is_refused(tmp_path):
-    # --val-data members with the same training data: only the validation file is read.
+    # --val-data members with the same training data: only the validation file is read...
     train_csv = make_train_csv(tmp_path / "train.csv", count=28)
     options = {"val_data": make_train_csv(tmp_path / "val.csv", count=14, seed=3)}
     made = [_hand_recorded(tmp_path / name, train_csv, options=options) for name in "pq"]
     copy = shutil.copy(train_csv, tmp_path / "copy.csv")
     with pytest.raises(FerError, match="copy.csv: not a file this command reads for .*p .val.csv"):
+        ensemble.shared_split(made, moved=[str(copy)], blur=0)
+    # ...and with --blur auto the training data of a member that recorded no sharpness.
+    ensemble.shared_split(made, moved=[str(copy)])
+    record_sharpness(made[0], 3.0)
+    record_sharpness(made[1], 3.0)
+    with pytest.raises(FerError, match="copy.csv: not a file this command reads"):
         ensemble.shared_split(made, moved=[str(copy)])
 
 
@@ -378,12 +384,22 @@ def test_members_validated_on_one_moved_gzip_file_share_it(tmp_path):
     ensemble.shared_split(made, moved)
 
 
-def test_run_data_is_refused_where_no_validation_images_are_used(tmp_path):
-    with pytest.raises(FerError, match="only --weights fit and --greedy use them"):
-        ensemble.check_run_data([str(tmp_path)], "uniform", None)
+def test_run_data_is_refused_where_nothing_reads_it(tmp_path):
+    train_csv = make_train_csv(tmp_path / "train.csv", count=70)
+    made = [_hand_recorded(tmp_path / name, train_csv) for name in "pq"]
+    moved = [str(shutil.move(train_csv, tmp_path / "moved.csv"))]
+    # Uniform weights read no validation images; only --blur auto reads the training data.
+    with pytest.raises(FerError, match="only --blur auto reads: give it without --blur 2"):
+        ensemble.check_run_data(moved, "uniform", None, 2.0, made)
+    ensemble.check_run_data(moved, "uniform", None, evaluation.AUTO_BLUR, made)
+    with pytest.raises(FerError, match="--run-data .*: finds the data a run trained on, and no"):
+        ensemble.check_run_data(moved, "uniform", None, evaluation.AUTO_BLUR, ["a_proba.csv"])
+    other = make_train_csv(tmp_path / "other.csv", count=70, seed=4)
+    with pytest.raises(FerError, match="other.csv: not a file this command reads for .*p, .*q "):
+        ensemble.check_run_data([other], "uniform", None, evaluation.AUTO_BLUR, made)
     with pytest.raises(FerError, match="--run-data .*nothing.csv: no such file"):
         ensemble.check_run_data([str(tmp_path / "nothing.csv")], "fit", None)
-    ensemble.check_run_data([str(tmp_path)], "uniform", 3)
+    ensemble.check_run_data([other], "uniform", 3, 2.0, made)  # --greedy: shared_split checks
 
 
 def test_ensemble_cli_writes_a_valid_submission_from_runs_and_probability_files(

@@ -362,7 +362,36 @@ def test_auto_computes_the_training_sharpness_a_run_did_not_record(tmp_path, cap
     )
     os.remove(path)  # nothing to compute it from: left as they are, saying why
     assert evaluation.sigma_for(run, test_images, evaluation.AUTO_BLUR) == 0
-    assert "cannot be computed (its training data" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "cannot be computed (its training data" in said and "as --run-data" in said
+    # detect.py has no --run-data: its note does not offer one.
+    assert evaluation.sigma_for(run, test_images, evaluation.AUTO_BLUR, moved=None) == 0
+    assert "--run-data" not in capsys.readouterr().out
+
+
+def test_predict_finds_a_moved_training_file_for_auto_with_run_data(
+    trained_run, tmp_path, monkeypatch, capsys
+):
+    images, labels = synthetic_images(70)
+    blurred = evaluation.blur_images(images[..., np.newaxis], 1.5)[..., 0]  # (70, 48, 48)
+    rows = [(label, pixels(image)) for image, label in zip(blurred, labels)]
+    path = write_csv(tmp_path / "train.csv", ("label", "feature"), rows)
+    run = _recorded_run(tmp_path, path)  # recorded before train_sharpness was
+    shutil.copy(os.path.join(trained_run, "model.keras"), run)
+    moved = shutil.move(path, tmp_path / "kaggle.csv")
+    test_csv = make_test_csv(tmp_path / "test.csv", count=30)
+    arguments = [run, "--test", test_csv, "--proba", tmp_path / "p.csv", "--force"]
+    call_script(monkeypatch, "predict.py", *arguments)
+    said = capsys.readouterr().out
+    assert "give where it is now as --run-data, or --blur SIGMA" in said
+    assert "--blur auto: faces of sharpness" not in said
+    call_script(monkeypatch, "predict.py", *arguments, "--run-data", moved)
+    said = capsys.readouterr().out
+    assert f"computed from {moved}" in said and "blurred with sigma" in said
+    with pytest.raises(FerError, match="only --blur auto reads: give it without --blur 0"):
+        call_script(monkeypatch, "predict.py", *arguments, "--run-data", moved, "--blur", "0")
+    with pytest.raises(FerError, match="--run-data .*test.csv: not a file this command reads"):
+        call_script(monkeypatch, "predict.py", *arguments, "--run-data", test_csv)
 
 
 def test_a_hand_edited_training_sharpness_is_refused_before_the_test_file_is_read(

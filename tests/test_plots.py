@@ -405,15 +405,20 @@ def test_figures_describe_a_val_data_run_s_validation_faces_by_their_file(tmp_pa
     assert len(images) == 14 and described == "validation data faces.csv"
 
 
-def test_figures_draw_a_run_s_validation_faces_from_its_moved_data_file(tmp_path):
+def test_figures_draw_a_run_s_validation_faces_from_its_moved_data_file(tmp_path, capsys):
     train_path = make_train_csv(tmp_path / "train.csv", count=70)
     run = _recorded_run(tmp_path, train_path)
     moved = shutil.move(train_path, tmp_path / "kaggle.csv")
     options = argparse.Namespace(labels=None, data=None, usage=None, blur=None, run_data=[moved])
     images, _, described = plots.figure_images(run, options)
     assert len(images) == 7 and described == "validation split of kaggle.csv"
-    with pytest.raises(FerError, match="--run-data finds the run's validation images: give it"):
-        plots.figure_images(run, argparse.Namespace(**{**vars(options), "data": moved}))
+    # With --data, only --blur auto reads it: for a run that recorded no training sharpness.
+    faces_csv = make_train_csv(tmp_path / "faces.csv", count=7, seed=2)
+    with pytest.raises(FerError, match="--run-data .* only --blur auto reads: give it without"):
+        plots.figure_images(run, argparse.Namespace(**{**vars(options), "data": faces_csv}))
+    auto = argparse.Namespace(**{**vars(options), "data": faces_csv, "blur": "auto"})
+    plots.figure_images(run, auto)
+    assert f"computed from {moved}" in capsys.readouterr().out
 
 
 def test_figure_faces_of_a_data_file_are_blurred_with_blur(tmp_path):
