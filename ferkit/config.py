@@ -280,5 +280,10 @@ def recorded(config):
 
 def describe(config):
     """The configuration as aligned 'key  value' lines, printed at the start of a run."""
-    width = max(len(key) for key in config)
-    return "\n".join(f"  {key:<{width}}  {value}" for key, value in config.items())
+    shown = dict(config)
+    if config.get("val_data"):  # recorded as resolved, but --val-data replaces the split
+        for key in ("val_split", "split_seed"):
+            if key in shown:
+                shown[key] = f"{shown[key]} (not used: validates on val_data)"
+    width = max(len(key) for key in shown)
+    return "\n".join(f"  {key:<{width}}  {value}" for key, value in shown.items())

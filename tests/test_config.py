@@ -235,3 +235,12 @@ def test_a_time_budget_of_0_turns_the_quick_preset_s_budget_off():
     # Refused before: a user on a slow CPU who wanted all 28 epochs typed a year of minutes.
     assert config.resolve("cnn", "quick")["time_budget"] == 45
     assert config.resolve("cnn", "quick", {"time_budget": 0.0})["time_budget"] == 0
+
+
+def test_a_run_validating_on_val_data_says_its_split_options_are_unused():
+    # It printed "val_split 0.1" for a run that --val-data validated: no split was drawn.
+    resolved = config.resolve("dnn", overrides={"val_data": "faces.csv"})
+    lines = [" ".join(line.split()) for line in config.describe(resolved).splitlines()]
+    assert "val_split 0.1 (not used: validates on val_data)" in lines
+    assert "split_seed 0 (not used: validates on val_data)" in lines
+    assert "not used" not in config.describe(config.resolve("dnn"))
