@@ -424,9 +424,11 @@ def with_mixup(model, augmentation, alpha, seed=None):
     mixed_images, mixed_labels = MixUp(alpha, seed=seed, name="mixup")([images, labels])
     probabilities = model(mixed_images)
     output = layers.Concatenate(dtype="float32", name="with_targets")([probabilities, mixed_labels])
-    return keras.Model([pixels, labels], output, name=f"{model.name}_training")
+    return keras.Model([pixels, labels], output, name=f"{model.name}{TRAINING_SUFFIX}")
 
 
+# A training model's name: the saved model's, then this.
+TRAINING_SUFFIX = "_training"
 CUSTOM_OBJECTS = {
     "RandomAffine": RandomAffine,
     "RandomErasing": RandomErasing,
@@ -434,6 +436,17 @@ CUSTOM_OBJECTS = {
     "MixedTargetCrossentropy": MixedTargetCrossentropy,
     "own_label_accuracy": own_label_accuracy,
 }
+
+
+def inner_model(training_model):
+    """The model that is saved inside a training model (``with_augmentation``,
+    ``with_mixup``), as a checkpoint holds one; any other model as it is."""
+    if not training_model.name.endswith(TRAINING_SUFFIX):
+        return training_model
+    try:
+        return training_model.get_layer(training_model.name.removesuffix(TRAINING_SUFFIX))
+    except ValueError:
+        return training_model
 
 
 def with_augmentation(model, augmentation):
@@ -444,7 +457,7 @@ def with_augmentation(model, augmentation):
     if augmentation is None:
         return model
     inputs = keras.Input(shape=INPUT_SHAPE, name="pixels")
-    return keras.Model(inputs, model(augmentation(inputs)), name=f"{model.name}_training")
+    return keras.Model(inputs, model(augmentation(inputs)), name=f"{model.name}{TRAINING_SUFFIX}")
 
 
 def speed_up_prelu(model):

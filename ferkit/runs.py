@@ -332,8 +332,14 @@ def load_model(path, unsafe=False, keep_precision=False):
     file = checked_model_path(path)  # a wrong path or file without waiting for Keras
     import keras
 
+    from ferkit import models  # here: it imports Keras
+
     try:
-        model = keras.saving.load_model(file, compile=False, safe_mode=not unsafe)
+        # ferkit's layers: a checkpoint (checkpoint/epoch-NNNN.keras) holds the training
+        # model, augmentation around the model, whose weights are the epoch's.
+        model = keras.saving.load_model(
+            file, compile=False, safe_mode=not unsafe, custom_objects=models.CUSTOM_OBJECTS
+        )
     except Exception as error:  # Keras raises many types for a file that is not a model.
         if "safe_mode" in str(error) or "Lambda" in str(error):
             raise FerError(
@@ -341,6 +347,7 @@ def load_model(path, unsafe=False, keep_precision=False):
                 "only if you trust where this file came from"
             ) from None
         raise FerError(f"{file}: not a Keras model ({_first_line(error)})") from None
+    model = models.inner_model(model)
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise FerError(
             f"{file}: model has {len(model.inputs)} inputs and {len(model.outputs)} outputs, "

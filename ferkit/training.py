@@ -348,7 +348,7 @@ def train(config, run_dir, resume=False, verbose=True, loaded=None, of_seeds=Fal
     # Everything is checked: only from here on is Keras needed.
     import keras
 
-    from ferkit import backend
+    from ferkit import backend, models
 
     precision = recorded.get("precision_resolved") or backend.resolve_precision(config["precision"])
     jit = recorded.get("jit_resolved")
@@ -378,7 +378,7 @@ def train(config, run_dir, resume=False, verbose=True, loaded=None, of_seeds=Fal
             _record_epochs(run_dir, config["epochs"])
     if training_model is not None:
         _train_faster(training_model)
-        model = _inner_model(training_model, config["network"])
+        model = models.inner_model(training_model)
         # A kill may have left history.csv one row ahead of the checkpoint.
         checkpoints.write_history(run_dir, state["history"])
         print(f"Resuming {run_dir} after epoch {state['epoch']}")
@@ -635,7 +635,7 @@ def _load_checkpoint(checkpoint, config, saved_on=None):
         raise FerError(f"{checkpoint}: cannot be loaded ({error}){hint}") from None
     # Another run's checkpoint copied in: a CNN's trained on as this DNN run and replaced
     # its model.keras.
-    network = loaded.name.removesuffix("_training")  # models.with_augmentation's name
+    network = loaded.name.removesuffix(models.TRAINING_SUFFIX)  # models.with_augmentation's
     inputs = 2 if config["mixup"] else 1  # with mixup the labels are an input too
     if network != config["network"] or len(loaded.inputs) != inputs:
         mixup = " with mixup" if config["mixup"] else " without mixup"
@@ -767,14 +767,6 @@ def _optimizer(config):
     if config["optimizer"] == "adamw":
         return keras.optimizers.AdamW(config["lr"], weight_decay=config["weight_decay"])
     return keras.optimizers.Adam(config["lr"])
-
-
-def _inner_model(training_model, network):
-    """The saved model inside a training model (they are the same without augmentation)."""
-    try:
-        return training_model.get_layer(network)
-    except ValueError:
-        return training_model
 
 
 def _reseed(training_model, seed, epoch):

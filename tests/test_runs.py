@@ -461,3 +461,25 @@ def test_a_model_that_cannot_be_rebuilt_in_float32_is_used_as_saved(
     monkeypatch.setattr(keras.Model, "set_weights", refuse)  # loading itself does not call it
     model = runs.load_model(bfloat16_model_file)  # no traceback: slower, still right
     assert "mixed_bfloat16" in {layer.dtype_policy.name for layer in model.layers}
+
+
+@pytest.mark.parametrize("mixup", [0.0, 0.2])
+def test_a_checkpoint_loads_as_the_model_it_trains(tmp_path, mixup):
+    # predict.py given checkpoint/epoch-0003.keras said "not a Keras model": Keras knew
+    # nothing of ferkit's augmentation layers, and the model inside them was not taken out.
+    from ferkit import models
+
+    model = models.build_dnn()
+    augmentation = models.build_augmentation()
+    if mixup:
+        training_model = models.with_mixup(model, augmentation, mixup)
+    else:
+        training_model = models.with_augmentation(model, augmentation)
+    path = str(tmp_path / "epoch-0003.keras")
+    training_model.save(path)
+    loaded = runs.load_model(path)
+    assert loaded.name == "dnn" and len(loaded.inputs) == 1
+    images = synthetic_images(4)[0][..., None]  # (4, 48, 48, 1)
+    np.testing.assert_allclose(
+        loaded.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-6
+    )
