@@ -141,8 +141,8 @@ def sigma_for(source, images, blur, out=None, moved=()):
             trained, read = runs.computed_sharpness(source, moved or ())
         except FerError as error:
             remedy = "--blur SIGMA if it trained on blurred faces"
-            if moved is not None and isinstance(error, runs.DataGoneError):
-                remedy = f"where it is now as --run-data, or {remedy}"
+            if moved is not None and isinstance(error, runs.MovedDataError):
+                remedy = f"the file it trained on, wherever it is now, as --run-data, or {remedy}"
             print(
                 f"Note: {source} records no sharpness of its training faces and it cannot be "
                 f"computed ({error}), so --blur auto leaves the faces as they are (give {remedy})",
@@ -167,13 +167,24 @@ def sigma_for(source, images, blur, out=None, moved=()):
 def check_run_data(moved, blur, sources):
     """``--run-data`` where only ``--blur auto`` reads it (predict.py, ensemble.py without
     fitting, a figure of --data faces): the training data of a model at ``sources`` whose run
-    recorded no sharpness of its faces, refused with any other --blur or matching no run."""
-    if moved and blur != AUTO_BLUR:
+    recorded no sharpness of its faces. Refused where nothing would read it (no such model,
+    another --blur) and where it holds none of those runs' data, checked by SHA-256 before
+    the test file is read or Keras is started."""
+    runs.check_run_data_exist(moved)
+    if not moved:
+        return
+    computing = runs.without_sharpness(sources)
+    if not computing:
+        raise FerError(
+            f"--run-data {moved[0]}: nothing here reads it (it finds the training data of a "
+            "run that recorded no sharpness of its faces, for --blur auto; no model given is one)"
+        )
+    if blur != AUTO_BLUR:
         raise FerError(
             "--run-data finds the data a run trained on, which here only --blur auto reads: "
             f"give it without --blur {blur or 0:g}"
         )
-    runs.check_run_data_for_blur(sources, moved)
+    runs.relocated(computing, moved, keys=("data",))
 
 
 def blurred_for(source, images, blur, moved=()):

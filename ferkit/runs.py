@@ -172,8 +172,9 @@ def _record_folder(path):
     return folder
 
 
-class DataGoneError(FerError):
-    """A data file a run recorded is not where it was (``--run-data`` can say where it is)."""
+class MovedDataError(FerError):
+    """A data file a run recorded is gone or changed where it was, and the run recorded its
+    SHA-256: ``--run-data`` can say where a file with those contents is now."""
 
 
 # Computed sharpness by (data file, its recorded SHA-256, limit, split): an ensemble's
@@ -196,7 +197,12 @@ def computed_sharpness(path, moved=()):
     found = relocated({path: config}, moved, keys=("data",), strict=False)[path]
     source, digest = found["data"], config.get("data_sha256")
     if not os.path.exists(source):
-        raise DataGoneError(f"its training data {source} is not there")
+        if not digest:  # nothing to find a copy by
+            raise FerError(
+                f"its training data {source} is not there, and with no SHA-256 of it "
+                "recorded, only that file can be used: put it back"
+            )
+        raise MovedDataError(f"its training data {source} is not there")
     if source == config["data"]:  # a --run-data copy was checked when it was found
         check_unchanged(source, digest, path)
     recorded_split = config.get("split")
@@ -508,7 +514,7 @@ def check_unchanged(source, digest, run):
     """Refuse a data file whose SHA-256 is no longer the ``digest`` recorded when ``run`` was
     trained on it (runs recorded before hashes were kept have none, and pass)."""
     if digest and not data.holds_sha256(source, digest):
-        raise FerError(f"{source}: changed since {run} was trained on it")
+        raise MovedDataError(f"{source}: changed since {run} was trained on it")
 
 
 def relocated(configs, moved, keys=("data", "val_data"), strict=True):
@@ -557,9 +563,12 @@ def _unmatched(candidate, recorded, gzipped):
     if unhashed and len(unhashed) == len(recorded):
         # The file that is gone, if one is: that is the one a --run-data was meant for.
         run, path = next(((r, p) for r, p in unhashed if not os.path.exists(p)), unhashed[0])
+        remedy = "put that file back where it was"
+        if os.path.exists(path):
+            remedy = "it is where it was, and is read there: leave out --run-data"
         return FerError(
             f"--run-data {candidate}: {run} recorded no SHA-256 of {path}, so no file can be "
-            "checked to hold its rows: put that file back where it was"
+            f"checked to hold its rows: {remedy}"
         )
     runs = ", ".join(dict.fromkeys(run for run, _, _ in recorded))
     names = ", ".join(
@@ -574,7 +583,11 @@ def _unmatched(candidate, recorded, gzipped):
             f"; {', '.join(path for _, path in unhashed)} was recorded without a SHA-256, so "
             "only the file where it was can be used"
         )
-    if not gzipped and any(path.endswith(".gz") for _, path, _ in recorded):
+    if (
+        not gzipped
+        and not os.path.isdir(candidate)
+        and any(path.endswith(".gz") for _, path, _ in recorded)
+    ):
         # Only a gzip file's text is hashed as well: a plain copy cannot match one.
         message += "; for a run trained on a .gz file, give that .gz file"
     return FerError(message)
@@ -586,25 +599,17 @@ def check_run_data_exist(moved):
             raise FerError(f"--run-data {path}: no such file")
 
 
-def check_run_data_for_blur(sources, moved):
-    """``--run-data`` where only ``--blur auto`` reads it (for a run that recorded no sharpness
-    of its training faces): each file must hold the training data one of the models at
-    ``sources`` recorded, checked by SHA-256 before the test file is read or Keras is started,
-    so a mistyped file is refused rather than left unused."""
-    check_run_data_exist(moved)
-    if not moved:
-        return
+def without_sharpness(sources):
+    """{source: its run's config} of the models at ``sources`` whose run recorded no
+    sharpness of its training faces: those ``--blur auto`` computes it for, from their data."""
     configs = {}
     for source in sources:
         config_path = os.path.join(_record_folder(source), CONFIG_FILE)
         if os.path.exists(config_path):
-            configs[source] = read_run_config(config_path)
-    if not configs:
-        raise FerError(
-            f"--run-data {moved[0]}: finds the data a run trained on, and no model given has "
-            "a run's config.json recording one"
-        )
-    relocated(configs, moved, keys=("data",))
+            config = read_run_config(config_path)
+            if "train_sharpness" not in config:
+                configs[source] = config
+    return configs
 
 
 def add_run_data_argument(parser):
@@ -614,7 +619,7 @@ def add_run_data_argument(parser):
         default=[],
         metavar="FILE",
         help="where the data a run trained on is now, if it moved: found by the SHA-256 the "
-        "run recorded (a gzipped copy of it too); repeat for several",
+        "run recorded (a gzipped copy of a plain file too); repeat for several",
     )
 
 

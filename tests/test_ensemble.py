@@ -392,14 +392,21 @@ def test_run_data_is_refused_where_nothing_reads_it(tmp_path):
     with pytest.raises(FerError, match="only --blur auto reads: give it without --blur 2"):
         ensemble.check_run_data(moved, "uniform", None, 2.0, made)
     ensemble.check_run_data(moved, "uniform", None, evaluation.AUTO_BLUR, made)
-    with pytest.raises(FerError, match="--run-data .*: finds the data a run trained on, and no"):
-        ensemble.check_run_data(moved, "uniform", None, evaluation.AUTO_BLUR, ["a_proba.csv"])
     other = make_train_csv(tmp_path / "other.csv", count=70, seed=4)
     with pytest.raises(FerError, match="other.csv: not a file this command reads for .*p, .*q "):
         ensemble.check_run_data([other], "uniform", None, evaluation.AUTO_BLUR, made)
     with pytest.raises(FerError, match="--run-data .*nothing.csv: no such file"):
         ensemble.check_run_data([str(tmp_path / "nothing.csv")], "fit", None)
     ensemble.check_run_data([other], "uniform", 3, 2.0, made)  # --greedy: shared_split checks
+    # Probability files only: nothing reads it, whatever --blur says.
+    for blur in (evaluation.AUTO_BLUR, 0):
+        with pytest.raises(FerError, match="moved.csv: nothing here reads it .*no model given"):
+            ensemble.check_run_data(moved, "uniform", None, blur, ["a_proba.csv"])
+    # Nor for members that recorded their training faces' sharpness: none is computed.
+    for member in made:
+        record_sharpness(member, 3.0)
+    with pytest.raises(FerError, match="moved.csv: nothing here reads it"):
+        ensemble.check_run_data(moved, "uniform", None, evaluation.AUTO_BLUR, made)
 
 
 def test_ensemble_cli_writes_a_valid_submission_from_runs_and_probability_files(

@@ -383,7 +383,7 @@ def test_predict_finds_a_moved_training_file_for_auto_with_run_data(
     arguments = [run, "--test", test_csv, "--proba", tmp_path / "p.csv", "--force"]
     call_script(monkeypatch, "predict.py", *arguments)
     said = capsys.readouterr().out
-    assert "give where it is now as --run-data, or --blur SIGMA" in said
+    assert "give the file it trained on, wherever it is now, as --run-data, or --blur SIGMA" in said
     assert "--blur auto: faces of sharpness" not in said
     call_script(monkeypatch, "predict.py", *arguments, "--run-data", moved)
     said = capsys.readouterr().out

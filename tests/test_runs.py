@@ -260,6 +260,8 @@ def test_training_sharpness_is_computed_from_a_moved_data_file_or_not_at_all(tmp
     expected = runs.computed_sharpness(run)[0]
     text = Path(path).read_bytes()
     os.remove(path)
+    with pytest.raises(runs.MovedDataError, match="its training data .*train.csv is not there"):
+        runs.computed_sharpness(run)
     packed = tmp_path / "fer.csv.gz"  # where --run-data says it is now
     packed.write_bytes(gzip.compress(text))
     assert runs.computed_sharpness(run, [str(packed)]) == (expected, str(packed))
@@ -325,8 +327,22 @@ def test_run_data_for_a_run_that_recorded_no_hash_says_so(tmp_path):
     config_path = Path(run, "config.json")
     config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "data_sha256": None}))
     copy = shutil.copy(path, tmp_path / "copy.csv")
-    with pytest.raises(FerError, match="copy.csv: .*run recorded no SHA-256 of .*train.csv, so"):
+    # The file is still where it was: it is read there, and the option is not needed.
+    with pytest.raises(FerError, match="SHA-256 of .*train.csv, so .*: it is where it was, and"):
         runs.validation_data(run, [str(copy)])
+    os.remove(path)
+    with pytest.raises(
+        FerError,
+        match="copy.csv: .*run recorded no SHA-256 of .*train.csv, so.*"
+        "put that file back where it was",
+    ):
+        runs.validation_data(run, [str(copy)])
+    # Nor is one offered for --blur auto: only that file can be used.
+    with pytest.raises(
+        FerError, match="train.csv is not there, and with no SHA-256 of it"
+    ) as found:
+        runs.computed_sharpness(run)
+    assert not isinstance(found.value, runs.MovedDataError)
 
 
 def test_an_unmatched_run_data_file_names_the_file_recorded_without_a_hash(tmp_path):
@@ -348,6 +364,10 @@ def test_a_plain_copy_of_a_gzipped_training_file_is_refused_with_the_reason(tmp_
     run = _recorded_run(tmp_path, str(packed))
     with pytest.raises(FerError, match="for a run trained on a .gz file, give that .gz file"):
         runs.validation_data(run, [str(tmp_path / "plain.csv")])
+    faces = tmp_path / "faces"  # an image folder: no gzipped file is meant
+    (faces / "happy").mkdir(parents=True)
+    with pytest.raises(FerError, match="the SHA-256 differs\)$"):
+        runs.validation_data(run, [str(faces)])
 
 
 def test_a_val_data_run_s_moved_validation_file_is_found_by_run_data(tmp_path):
