@@ -344,8 +344,8 @@ def model_inputs(source, role, outputs):
     folder or a model file, named ``role``): the model, the files training wrote beside it
     and the data files its config.json records. Refuses any of ``outputs`` ({option: path})
     that would go into its checkpoint folder."""
-    folder = source if os.path.isdir(source) else os.path.dirname(source)
-    inputs = {role: runs.model_path(source) if folder == source else source}
+    folder = runs.model_run_folder(source)  # a checkpoint's epoch-NNNN.keras: its run's
+    inputs = {role: runs.model_path(source) if os.path.isdir(source) else source}
     inputs[f"the configuration of {role}"] = os.path.join(folder, runs.CONFIG_FILE)
     # The rest of what training wrote beside it: replacing one broke a later --resume.
     for name in (runs.COMMAND_FILE, runs.HISTORY_FILE, runs.METRICS_FILE):

@@ -349,14 +349,25 @@ def square_rows(panels):
 
 
 def run_folder(source):
-    """The run folder of a run folder or of a model file (the file's own folder)."""
-    return source if os.path.isdir(source) else os.path.dirname(os.path.abspath(source))
+    """The run folder of a run folder or of a model file (the file's own folder, or for a
+    checkpoint's epoch-NNNN.keras its run's)."""
+    return runs.model_run_folder(source)
+
+
+def checkpoint_name(source):
+    """'epoch-0040' for a checkpoint's model file, else None: its figures and titles say so,
+    apart from the run's best model's."""
+    if os.path.isdir(source) or run_folder(source) == os.path.dirname(os.path.abspath(source)):
+        return None
+    return os.path.splitext(os.path.basename(source))[0]
 
 
 def run_name(source):
-    """How titles name a model: its run folder's name, or the file name for a loose file."""
+    """How titles name a model: its run folder's name (and a checkpoint's epoch), or the file
+    name for a loose file."""
     if os.path.isdir(source) or runs.run_config(source) is not None:
-        return os.path.basename(os.path.normpath(os.path.abspath(run_folder(source))))
+        name = os.path.basename(os.path.normpath(os.path.abspath(run_folder(source))))
+        return f"{name} {checkpoint_name(source)}" if checkpoint_name(source) else name
     return os.path.basename(source)
 
 
@@ -380,6 +391,8 @@ def figure_path(source, name, out=None, force=False, data_path=None, labels_path
         inputs = {"the --data file": data_path, "the --labels file": labels_path}
         evaluation.check_outputs(out, None, force, inputs=inputs)
         return out
+    if checkpoint_name(source):  # beside the best model's figures, not over them
+        name += f"_{checkpoint_name(source)}"
     path = os.path.join(run_folder(source), "figures", f"{name}.png")
     check_outside_data(path, data_path)
     check_writable(path)  # a file named figures was found only after the model had run

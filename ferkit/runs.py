@@ -137,9 +137,9 @@ def saved_layers(path):
 
 
 def run_config(path):
-    """The config.json beside a model (run folder or model file inside one), or None."""
-    folder = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
-    config_path = os.path.join(folder, CONFIG_FILE)
+    """The config.json of a model's run (a run folder, a model file inside one or in its
+    checkpoint folder), or None."""
+    config_path = os.path.join(model_run_folder(path), CONFIG_FILE)
     return read_run_config(config_path) if os.path.exists(config_path) else None
 
 
@@ -147,7 +147,7 @@ def recorded_sharpness(path):
     """The mean sharpness of the faces the model at ``path`` (a run folder or a model file)
     trained on, as its run's config.json records it; None where nothing is: a model without
     a run, a run trained before ferkit recorded it, another tool's config.json."""
-    config_path = os.path.join(_record_folder(path), CONFIG_FILE)
+    config_path = os.path.join(model_run_folder(path), CONFIG_FILE)
     try:
         config = read_json(config_path)
     except (FerError, OSError):
@@ -161,9 +161,9 @@ def recorded_sharpness(path):
     return float(value)
 
 
-def _record_folder(path):
-    """The run folder whose config.json describes the model at ``path``: a checkpoint's
-    model is described by its run's."""
+def model_run_folder(path):
+    """The run folder whose config.json describes the model at ``path`` (a run folder, or a
+    model file: its own folder's, or for a checkpoint's epoch-NNNN.keras its run's)."""
     from ferkit import checkpoints  # here: checkpoints imports this module
 
     folder = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
@@ -190,7 +190,7 @@ def computed_sharpness(path, moved=()):
     changed)."""
     from ferkit import evaluation  # here: evaluation imports this module
 
-    config_path = os.path.join(_record_folder(path), CONFIG_FILE)
+    config_path = os.path.join(model_run_folder(path), CONFIG_FILE)
     if not os.path.exists(config_path):
         raise FerError("no run's config.json beside it")
     config = read_run_config(config_path)
@@ -604,7 +604,7 @@ def without_sharpness(sources):
     sharpness of its training faces: those ``--blur auto`` computes it for, from their data."""
     configs = {}
     for source in sources:
-        config_path = os.path.join(_record_folder(source), CONFIG_FILE)
+        config_path = os.path.join(model_run_folder(source), CONFIG_FILE)
         if os.path.exists(config_path):
             config = read_run_config(config_path)
             if "train_sharpness" not in config:

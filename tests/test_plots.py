@@ -221,6 +221,34 @@ def test_confusion_script_figure_and_report(dnn_run, monkeypatch, capsys):
     assert len(figure.axes) == 2  # the matrix and its colour bar
 
 
+def test_a_checkpoint_s_figure_is_drawn_on_its_run_s_validation_faces_under_its_name(
+    dnn_run, monkeypatch, capsys
+):
+    # Its run's config.json was not found beside it ("give --data CSV"), and its figure
+    # would have gone into the checkpoint folder, named like the best model's.
+    checkpoint = os.path.join(dnn_run, "checkpoint", "epoch-0001.keras")
+    call_script(monkeypatch, "confusion.py", checkpoint)
+    assert os.path.exists(os.path.join(dnn_run, "figures", "confusion_epoch-0001.png"))
+    assert (
+        f"{os.path.basename(dnn_run)} epoch-0001 on validation split of train.csv: 14 images"
+        in (capsys.readouterr().out)
+    )
+    # Nor may an output replace its run's files.
+    with pytest.raises(FerError, match="is the configuration of the model"):
+        evaluation.check_prediction_arguments(
+            argparse.Namespace(
+                model=checkpoint,
+                out=os.path.join(dnn_run, "config.json"),
+                proba=None,
+                labels=None,
+                blur="auto",
+                test="t.csv",
+                force=True,
+                run_data=[],
+            )
+        )
+
+
 def test_confusion_on_a_data_file_with_labels(dnn_run, folder, train_csv, monkeypatch, capsys):
     # An id,feature file labelled by an id,label file, as the public test set comes.
     images, labels = data.read_csv(train_csv).images[:20], data.read_csv(train_csv).labels[:20]

@@ -366,7 +366,7 @@ def test_a_plain_copy_of_a_gzipped_training_file_is_refused_with_the_reason(tmp_
         runs.validation_data(run, [str(tmp_path / "plain.csv")])
     faces = tmp_path / "faces"  # an image folder: no gzipped file is meant
     (faces / "happy").mkdir(parents=True)
-    with pytest.raises(FerError, match="the SHA-256 differs\)$"):
+    with pytest.raises(FerError, match=r"the SHA-256 differs\)$"):
         runs.validation_data(run, [str(faces)])
 
 
