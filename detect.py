@@ -19,12 +19,10 @@ the model trained on, with the one sigma that makes them as sharp on average (a 
 finds them); --blur 0 leaves them as they are.
 """
 
-import csv
-import io
 import os
 import sys
 
-from ferkit import cli, data, evaluation, faces, files, runs
+from ferkit import cli, evaluation, faces, files, runs
 from ferkit.errors import FerError
 
 
@@ -63,29 +61,16 @@ def main():
         blur, known_boxes = faces.pooled_blur(media, args.every, detector, args.margin, model_files)
     models = [runs.load_model(path, unsafe=args.unsafe) for path in model_files]
 
-    table, failed, pictures, found = io.StringIO(), 0, 0, 0
-    writer = csv.writer(table, lineterminator="\n")
-    writer.writerow(faces.RESULT_COLUMNS)
     stream = faces.read_media(media, args.every)
     results = faces.analyse(
         stream, models, detector, args.tta, args.margin, blur=blur, boxes=known_boxes
     )
-    for file, frame, image, boxes, probabilities in results:
-        if image is None:
-            failed += 1
-            continue
-        pictures, found = pictures + 1, found + len(boxes)
-        writer.writerows(faces.result_rows(file, frame, boxes, probabilities))
-        if args.out:
-            labels = [data.CLASS_NAMES[row.argmax()] for row in probabilities]
-            captions = [f"{label} {row.max():.0%}" for label, row in zip(labels, probabilities)]
-            path = os.path.join(args.out, faces.annotated_name(file, frame, root))
-            faces.write_image(path, faces.annotate(image, boxes, captions))
+    table, pictures, found, failed = faces.record_results(results, args.out, root)
     if args.csv:
-        files.write_text(args.csv, table.getvalue(), force=True)
+        files.write_text(args.csv, table, force=True)
         print(f"wrote {args.csv}: {found} face(s) in {pictures} picture(s)", file=sys.stderr)
     else:
-        sys.stdout.write(table.getvalue())
+        sys.stdout.write(table)
     if failed:
         raise FerError(f"{failed} of {len(media)} files could not be read (listed above)")
 

@@ -15,6 +15,8 @@ The image-folder form is the one the popular Kaggle copy of FER2013 uses::
 """
 
 import concurrent.futures
+import csv
+import io
 import math
 import os
 import re
@@ -578,6 +580,29 @@ def result_rows(file, frame, boxes, probabilities):
         for box, row in zip(boxes, probabilities)
     ]
     return rows or [[file, frame_text, "", "", "", "", "no face"] + [""] * data.NUM_CLASSES]
+
+
+def record_results(results, out, root):
+    """detect.py's table for ``analyse``'s results, and with ``out`` an annotated copy of
+    each picture written there as it comes (a video's frames are not all kept). Returns (the
+    CSV text, pictures read, faces found, files that could not be read)."""
+    table, pictures, found, failed = io.StringIO(), 0, 0, 0
+    writer = csv.writer(table, lineterminator="\n")
+    writer.writerow(RESULT_COLUMNS)
+    for file, frame, image, boxes, probabilities in results:
+        if image is None:
+            failed += 1
+            continue
+        pictures, found = pictures + 1, found + len(boxes)
+        writer.writerows(result_rows(file, frame, boxes, probabilities))
+        if out:
+            labels = [data.CLASS_NAMES[row.argmax()] for row in probabilities]
+            captions = [f"{label} {row.max():.0%}" for label, row in zip(labels, probabilities)]
+            write_image(
+                os.path.join(out, annotated_name(file, frame, root)),
+                annotate(image, boxes, captions),
+            )
+    return table.getvalue(), pictures, found, failed
 
 
 def check_outputs(media, root, csv_path, out, force, model_files=(), cascade=None):
