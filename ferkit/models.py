@@ -17,6 +17,7 @@ from keras import layers
 
 from ferkit.config import DEFAULTS, NETWORK_DEFAULTS
 from ferkit.data import IMAGE_SIZE, NUM_CLASSES
+from ferkit.runs import TRAINING_SUFFIX
 
 INPUT_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 1)
 
@@ -427,8 +428,6 @@ def with_mixup(model, augmentation, alpha, seed=None):
     return keras.Model([pixels, labels], output, name=f"{model.name}{TRAINING_SUFFIX}")
 
 
-# A training model's name: the saved model's, then this.
-TRAINING_SUFFIX = "_training"
 CUSTOM_OBJECTS = {
     "RandomAffine": RandomAffine,
     "RandomErasing": RandomErasing,

@@ -26,6 +26,9 @@ CONFIG_FILE = "config.json"
 HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"  # written when a run finishes: its absence means still training
 COMMAND_FILE = "command.txt"
+# A training model's name is its model's and this (models.with_augmentation): a checkpoint's
+# epoch-NNNN.keras holds one, and is read as the model inside it.
+TRAINING_SUFFIX = "_training"
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PRETRAINED = os.path.join(REPOSITORY, "pretrained", "ferkit-cnn.keras")
 
@@ -120,18 +123,21 @@ def checked_model_path(path):
 
 
 def saved_layers(path):
-    """[(class name, layer name)] of a .keras file's network, read from the config.json in its
-    zip archive without starting Keras (so that a mistyped layer is refused at once); None
-    for an .h5 file, whose layers only Keras reads."""
+    """[(class name, layer name)] of a .keras file's network (of a checkpoint, the model's
+    inside its training model), read from the config.json in its zip archive without
+    starting Keras (so that a mistyped layer is refused at once); None for an .h5 file, whose
+    layers only Keras reads."""
     path = model_path(path)
     if not path.lower().endswith(".keras"):
         return None
     try:
         with zipfile.ZipFile(path) as archive:
-            saved = json.loads(archive.read("config.json"))
-        return [
-            (layer["class_name"], layer["config"]["name"]) for layer in saved["config"]["layers"]
-        ]
+            saved = json.loads(archive.read("config.json"))["config"]
+        inner = saved["name"].removesuffix(TRAINING_SUFFIX)
+        for layer in saved["layers"] if saved["name"].endswith(TRAINING_SUFFIX) else ():
+            if layer["class_name"] == "Functional" and layer["config"]["name"] == inner:
+                saved = layer["config"]
+        return [(layer["class_name"], layer["config"]["name"]) for layer in saved["layers"]]
     except (OSError, KeyError, TypeError, ValueError, zipfile.BadZipFile):
         return None  # Keras, loading it, will say what is wrong
 

@@ -635,7 +635,7 @@ def _load_checkpoint(checkpoint, config, saved_on=None):
         raise FerError(f"{checkpoint}: cannot be loaded ({error}){hint}") from None
     # Another run's checkpoint copied in: a CNN's trained on as this DNN run and replaced
     # its model.keras.
-    network = loaded.name.removesuffix(models.TRAINING_SUFFIX)  # models.with_augmentation's
+    network = loaded.name.removesuffix(runs.TRAINING_SUFFIX)  # models.with_augmentation's
     inputs = 2 if config["mixup"] else 1  # with mixup the labels are an input too
     if network != config["network"] or len(loaded.inputs) != inputs:
         mixup = " with mixup" if config["mixup"] else " without mixup"

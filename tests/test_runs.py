@@ -499,6 +499,9 @@ def test_a_checkpoint_loads_as_the_model_it_trains(tmp_path, mixup):
     training_model.save(path)
     loaded = runs.load_model(path)
     assert loaded.name == "dnn" and len(loaded.inputs) == 1
+    # visualize_filters.py read the training model's layers: "no Conv2D layers (a DNN?)".
+    expected = [(type(layer).__name__, layer.name) for layer in model.layers]
+    assert runs.saved_layers(path) == expected
     images = synthetic_images(4)[0][..., None]  # (4, 48, 48, 1)
     np.testing.assert_allclose(
         loaded.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-6
