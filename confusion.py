@@ -7,12 +7,10 @@ its percentage and count; print scikit-learn's report and the three most confuse
     python confusion.py models/cnn_a --data data/fer2013.csv --usage PrivateTest --out cm.pdf
 
 The validation images are rebuilt from the split recorded in the run's config.json. The
-figure goes to <run>/figures/confusion[_<data>][_blur<sigma>|_blur-auto][_tta-<mode>].png unless
---out says otherwise (--data faces are blurred with --blur auto unless --blur 0 or a sigma is
-given).
+figure goes to <run>/figures/confusion[<data>][_tta-<mode>].png unless --out says otherwise,
+<data> naming --data's faces: _<file>[_<usage>][_blur<sigma>|_blur-auto] (they are blurred
+with --blur auto unless --blur 0 or a sigma is given).
 """
-
-import os
 
 from sklearn import metrics
 
@@ -39,13 +37,7 @@ def main():
             f"{args.data}: holds Training rows: choose the rows with --usage (PublicTest or "
             "PrivateTest to score on test faces)"
         )
-    name = "confusion"
-    if args.data:
-        name += "_" + os.path.basename(os.path.normpath(args.data)).split(".")[0]
-    if evaluation.is_set(args.blur):
-        name += f"_blur{args.blur:g}"
-    elif args.data and args.blur == evaluation.AUTO_BLUR:  # its sigma is in the title
-        name += "_blur-auto"
+    name = "confusion" + plots.data_suffix(args)
     if args.tta != "none":
         name += f"_tta-{args.tta}"
     path = plots.figure_path(args.model, name, args.out, args.force, args.data, args.labels)

@@ -44,6 +44,7 @@ def main():
     name = f"saliency_per-class-{args.per_class}" if args.index is None else "saliency_"
     name += "-".join(map(str, (args.index or [])[:6]))
     name += f"_smoothgrad-{args.smoothgrad}" if args.smoothgrad else ""
+    name += plots.data_suffix(args)  # index 3 of --data is another face than the run's own
     path = plots.figure_path(args.model, name, args.out, args.force, args.data, args.labels)
     images, labels, described = plots.figure_images(args.model, args, labelled_only=False)
     for index in args.index or []:

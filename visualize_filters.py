@@ -80,7 +80,7 @@ def main():
             for number, activation in zip(filters, maps)
         ]
         title = f"{run}: {layer.name} activation maps of face {args.image} of {described}"
-        name = f"activations_{layer.name}_{args.image}"
+        name = f"activations_{layer.name}_{args.image}{plots.data_suffix(args)}"
     path = plots.figure_path(args.model, name, args.out, args.force, args.data, args.labels)
     plots.save(plots.grid_figure(plots.square_rows(panels), title), path)
     print(f"wrote {path}")

@@ -11,7 +11,7 @@ import zlib
 
 import numpy as np
 
-from ferkit import checkpoints, data, runs
+from ferkit import data, runs
 from ferkit.config import PREDICTION_BATCH_SIZE
 from ferkit.data import CLASS_NAMES, NUM_CLASSES
 from ferkit.errors import FerError
@@ -347,16 +347,12 @@ def model_inputs(source, role, outputs):
     folder = runs.model_run_folder(source)  # a checkpoint's epoch-NNNN.keras: its run's
     inputs = {role: runs.model_path(source) if os.path.isdir(source) else source}
     inputs[f"the configuration of {role}"] = os.path.join(folder, runs.CONFIG_FILE)
-    # The rest of what training wrote beside it: replacing one broke a later --resume.
-    for name in (runs.COMMAND_FILE, runs.HISTORY_FILE, runs.METRICS_FILE):
+    # The rest of what training wrote beside it (a checkpoint's run's best model too):
+    # replacing one broke a later --resume.
+    for name in (runs.MODEL_FILE, runs.COMMAND_FILE, runs.HISTORY_FILE, runs.METRICS_FILE):
         inputs[f"the {name} of {role}"] = os.path.join(folder, name)
-    checkpoint_folder = os.path.realpath(os.path.join(folder, checkpoints.FOLDER))
     for option, path in outputs.items():
-        if path and os.path.dirname(os.path.realpath(path)) == checkpoint_folder:
-            raise FerError(
-                f"{path}: is in the checkpoint folder of {role}, which --resume reads; "
-                f"write {option} elsewhere"
-            )
+        runs.check_outside_checkpoints(path, source, option, role)
     # The files it trained and validated on: fitted weights rebuild its validation images
     # from them, and so does every later script that reads the run.
     for key, path in _recorded_data(os.path.join(folder, runs.CONFIG_FILE)).items():

@@ -36,7 +36,7 @@ if "OPENCV_LOG_LEVEL" not in os.environ:
     # bad file; errors are still shown. A user's OPENCV_LOG_LEVEL wins.
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
-from ferkit import data, evaluation
+from ferkit import data, evaluation, runs
 from ferkit.errors import FerError
 from ferkit.files import atomic_path, check_writable, is_inside
 
@@ -635,6 +635,8 @@ def check_outputs(media, root, csv_path, out, force, model_files=(), cascade=Non
         raise FerError(f"--out {out}: is a file, expected a folder for the annotated copies")
     if os.path.realpath(out) == os.path.realpath(root):
         raise FerError(f"--out {out}: is the input's folder; annotating would overwrite it")
+    for path in model_files:
+        runs.check_outside_checkpoints(out, path, "--out", f"the model {path}")
     # x.pgm is annotated as x.pgm.png (a PNG shows colour): beside an x.pgm.png, one copy
     # would silently replace the other. So would a photo clip.mp4.frame000000.jpg beside
     # clip.mp4, whose first frame is annotated under that name.

@@ -48,6 +48,7 @@ def read_history(source):
     """history.csv of a run (folder or a model file inside it) as {column: float array}."""
     if not os.path.exists(source):  # else a mistyped run would be looked for in its parent
         raise FerError(f"{source}: no such run folder or model file")
+    runs.refuse_checkpoint_folder(source)
     path = os.path.join(run_folder(source), runs.HISTORY_FILE)
     try:
         with open(path, encoding="utf-8") as file:
@@ -377,6 +378,22 @@ def add_out_arguments(parser):
     parser.add_argument("--force", action="store_true", help="overwrite an existing --out")
 
 
+def data_suffix(args):
+    """'_<data>[_<usage>][_blur<sigma>|_blur-auto]' naming a figure of --data faces, so that it
+    does not replace the same figure of the run's validation faces, nor of another file's;
+    '' for those."""
+    if not args.data:
+        return ""
+    suffix = "_" + os.path.basename(os.path.normpath(args.data)).split(".")[0]
+    if args.usage:
+        suffix += f"_{args.usage}"
+    if evaluation.is_set(args.blur):
+        suffix += f"_blur{args.blur:g}"
+    elif args.blur == evaluation.AUTO_BLUR:  # its sigma is in the title
+        suffix += "_blur-auto"
+    return suffix
+
+
 def figure_path(source, name, out=None, force=False, data_path=None, labels_path=None):
     """``--out`` when given (an existing file only with ``force``, checked before any work),
     else ``<run folder>/figures/<name>.png``, which is drawn afresh each time; never one of
@@ -387,6 +404,7 @@ def figure_path(source, name, out=None, force=False, data_path=None, labels_path
         if extension not in FORMATS:
             raise FerError(f"{out}: figures are written as {', '.join(FORMATS)}")
         check_outside_data(out, data_path)
+        runs.check_outside_checkpoints(out, source, "--out")
         # An existing file may be a figure for a report.
         inputs = {"the --data file": data_path, "the --labels file": labels_path}
         evaluation.check_outputs(out, None, force, inputs=inputs)

@@ -16,7 +16,7 @@ import numpy as np
 from ferkit import config as configuration
 from ferkit import data
 from ferkit.errors import FerError, shown
-from ferkit.files import read_json
+from ferkit.files import is_inside, read_json
 
 # Keras is imported inside load_model only: checking a path, reading a config or the data
 # must not wait ~5 s for TensorFlow, so that scripts refuse bad input at once.
@@ -70,6 +70,7 @@ HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 def model_path(path):
     """The model file of a run folder or a model file given directly (it exists)."""
     if os.path.isdir(path):
+        refuse_checkpoint_folder(path)
         candidate = os.path.join(path, MODEL_FILE)
         if os.path.exists(candidate):
             return candidate
@@ -173,9 +174,46 @@ def model_run_folder(path):
     from ferkit import checkpoints  # here: checkpoints imports this module
 
     folder = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
-    if os.path.basename(folder) == checkpoints.FOLDER and not os.path.isdir(path):
-        folder = os.path.dirname(folder)
+    run = os.path.dirname(folder)
+    # Only a checkpoint's name, in a run's checkpoint folder: a run may itself be named
+    # "checkpoint", and a copied file be kept in a folder of that name.
+    if (
+        not os.path.isdir(path)
+        and os.path.basename(folder) == checkpoints.FOLDER
+        and checkpoints.CHECKPOINT_NAME.match(os.path.basename(path))
+        and os.path.exists(os.path.join(run, CONFIG_FILE))
+    ):
+        return run
     return folder
+
+
+def check_outside_checkpoints(path, source, option, role=None):
+    """Refuse an output ``path`` (``option``'s) in the checkpoint folder of the model at
+    ``source`` (named ``role``), which --resume reads and tidies."""
+    from ferkit import checkpoints  # here: checkpoints imports this module
+
+    if path and is_inside(path, os.path.join(model_run_folder(source), checkpoints.FOLDER)):
+        raise FerError(
+            f"{path}: is in the checkpoint folder of {role or source}, which --resume reads; "
+            f"write {option} elsewhere"
+        )
+
+
+def refuse_checkpoint_folder(path):
+    """A run's checkpoint folder given where a model or a run is meant: said so, not that
+    it lacks the run's files."""
+    from ferkit import checkpoints  # here: checkpoints imports this module
+
+    folder = os.path.normpath(os.path.abspath(path))
+    if (
+        os.path.isdir(path)
+        and os.path.basename(folder) == checkpoints.FOLDER
+        and os.path.exists(os.path.join(os.path.dirname(folder), CONFIG_FILE))
+    ):
+        raise FerError(
+            f"{path}: is a run's checkpoint folder: give the run folder (its best model) or "
+            "the epoch-NNNN.keras in it (its last epoch)"
+        )
 
 
 class MovedDataError(FerError):

@@ -471,6 +471,15 @@ def test_csv_never_replaces_a_run_its_data_the_cascade_or_a_copy(
     assert {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == before
 
 
+def test_annotated_copies_never_go_into_a_model_s_checkpoint_folder(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoint").mkdir(parents=True)
+    (run / "config.json").write_text("{}")
+    media = [(str(tmp_path / "0.png"), False)]
+    with pytest.raises(FerError, match="is in the checkpoint folder of the model .*write --out"):
+        faces.check_outputs(media, str(tmp_path), None, str(run / "checkpoint"), True, [str(run)])
+
+
 def test_a_huge_photo_is_searched_shrunk_and_its_boxes_mapped_back(monkeypatch):
     class Detector:
         def detectMultiScale(self, image, *arguments, **options):  # noqa: N802 (OpenCV's name)

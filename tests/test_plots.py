@@ -233,20 +233,51 @@ def test_a_checkpoint_s_figure_is_drawn_on_its_run_s_validation_faces_under_its_
         f"{os.path.basename(dnn_run)} epoch-0001 on validation split of train.csv: 14 images"
         in (capsys.readouterr().out)
     )
-    # Nor may an output replace its run's files.
-    with pytest.raises(FerError, match="is the configuration of the model"):
-        evaluation.check_prediction_arguments(
-            argparse.Namespace(
-                model=checkpoint,
-                out=os.path.join(dnn_run, "config.json"),
-                proba=None,
-                labels=None,
-                blur="auto",
-                test="t.csv",
-                force=True,
-                run_data=[],
+    # Nor may an output replace its run's files (its best model too), nor go into its
+    # checkpoint folder.
+    for name, said in (("config.json", "the configuration"), ("model.keras", "the model.keras")):
+        with pytest.raises(FerError, match=f"{name}: is {said} of the model"):
+            evaluation.check_prediction_arguments(
+                argparse.Namespace(
+                    model=checkpoint,
+                    out=os.path.join(dnn_run, name),
+                    proba=None,
+                    labels=None,
+                    blur="auto",
+                    test="t.csv",
+                    force=True,
+                    run_data=[],
+                )
             )
-        )
+    with pytest.raises(FerError, match="cm.png: is in the checkpoint folder of .*write --out"):
+        out = os.path.join(os.path.dirname(checkpoint), "cm.png")
+        call_script(monkeypatch, "confusion.py", checkpoint, "--out", out)
+    # The checkpoint folder itself is no model: said so.
+    with pytest.raises(FerError, match="is a run's checkpoint folder: give the run folder"):
+        call_script(monkeypatch, "confusion.py", os.path.dirname(checkpoint))
+
+
+def test_a_file_is_a_checkpoint_only_by_its_name_in_a_run_s_checkpoint_folder(tmp_path):
+    # A run named "checkpoint" was read as its parent's checkpoint, and so was a copy.
+    run = tmp_path / "models" / "checkpoint"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text("{}")
+    assert runs.model_run_folder(str(run / "model.keras")) == str(run)
+    loose = tmp_path / "copies" / "checkpoint"
+    loose.mkdir(parents=True)
+    assert runs.model_run_folder(str(loose / "epoch-0001.keras")) == str(loose)
+    assert runs.model_run_folder(str(run / "checkpoint" / "epoch-0001.keras")) == str(run)
+    assert runs.model_run_folder(str(run / "checkpoint" / "mine.keras")) == str(run / "checkpoint")
+
+
+def test_figures_of_data_faces_are_named_after_them(tmp_path):
+    # saliency.py --data x.csv --index 3 replaced the figure of the run's validation face 3.
+    given = {"data": None, "usage": None, "blur": "auto"}
+    assert plots.data_suffix(argparse.Namespace(**given)) == ""
+    given["data"] = "data/fer2013.csv"
+    assert plots.data_suffix(argparse.Namespace(**given)) == "_fer2013_blur-auto"
+    given.update(usage="PrivateTest", blur=2.0)
+    assert plots.data_suffix(argparse.Namespace(**given)) == "_fer2013_PrivateTest_blur2"
 
 
 def test_confusion_on_a_data_file_with_labels(dnn_run, folder, train_csv, monkeypatch, capsys):
@@ -272,7 +303,7 @@ def test_confusion_on_a_data_file_with_labels(dnn_run, folder, train_csv, monkey
     assert os.path.exists(os.path.join(dnn_run, "figures", "confusion_unlabelled_blur-auto.png"))
 
 
-def test_saliency_script_one_row_per_face(dnn_run, monkeypatch):
+def test_saliency_script_one_row_per_face(dnn_run, train_csv, monkeypatch):
     call_script(monkeypatch, "saliency.py", dnn_run, "--index", 0, 5, 9)
     # Three rows of face, map and masked face, plus the row labels and the title.
     assert_drawn(
@@ -281,6 +312,9 @@ def test_saliency_script_one_row_per_face(dnn_run, monkeypatch):
         3 * 1.7 + 0.7,
         variance=0.05,
     )
+    # Faces of --data are other faces: their figure does not replace that one.
+    call_script(monkeypatch, "saliency.py", dnn_run, "--index", 0, "--data", train_csv)
+    assert os.path.exists(os.path.join(dnn_run, "figures", "saliency_0_train_blur-auto.png"))
 
 
 def test_saliency_script_passes_its_target_noise_and_keep_on(dnn_run, monkeypatch):
