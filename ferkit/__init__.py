@@ -1,10 +1,13 @@
 """ferkit: train, evaluate, explain and ensemble facial-expression classifiers on FER2013."""
 
+import contextlib
 import importlib
 import importlib.util
 import json
 import os
+import signal
 import sys
+import threading
 
 # On a 2-core CPU, TensorFlow's default of running independent ops in parallel on top of
 # 2 intra-op threads oversubscribes the cores: one inter-op thread trained the CNN 1.6x faster
@@ -102,18 +105,41 @@ class _QuietLoader:
     def exec_module(self, module):
         if _HOOK in sys.meta_path:
             sys.meta_path.remove(_HOOK)
-        saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        try:
-            self._loader.exec_module(module)
-        except (ImportError, ValueError):
-            check_keras_backend()  # a missing or unknown backend, said in one line
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            os.close(devnull)
-        importlib.import_module("ferkit.backend")  # starts the backend, also quietly
+        with _interrupts_after():
+            saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
+            try:
+                self._loader.exec_module(module)
+            except (ImportError, ValueError):
+                check_keras_backend()  # a missing or unknown backend, said in one line
+                raise
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+                os.close(devnull)
+            importlib.import_module("ferkit.backend")  # starts the backend, also quietly
+
+
+@contextlib.contextmanager
+def _interrupts_after():
+    """Hold back a Ctrl-C until the block has run, then raise it. TensorFlow imports JAX
+    where it is installed, and JAX's garbage-collection callback swallows a KeyboardInterrupt
+    raised inside it ("Exception ignored"): a Ctrl-C during those seconds was lost and the
+    run trained to its end."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread receives signals
+        return
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield  # someone else's handler: theirs to keep
+        return
+    received = []
+    signal.signal(signal.SIGINT, lambda number, frame: received.append(number))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if received:
+        raise KeyboardInterrupt
 
 
 def __getattr__(name):

@@ -251,3 +251,23 @@ def test_seeding_starts_no_tensorflow_lines_on_stderr(monkeypatch, capfd):
     monkeypatch.setattr(keras.utils, "set_random_seed", set_random_seed)
     backend.seed_everything(7)
     assert seeded == [7] and capfd.readouterr().err == ""
+
+
+def test_a_ctrl_c_while_keras_imports_is_raised_after_it():
+    # JAX's garbage-collection callback, run while TensorFlow imported JAX, swallowed the
+    # KeyboardInterrupt ("Exception ignored"): the run then trained to its end.
+    import contextlib
+    import signal
+
+    import ferkit
+
+    def swallowing_callback():
+        # As Python ignores an exception raised in a gc callback.
+        with contextlib.suppress(BaseException):
+            signal.raise_signal(signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt), ferkit._interrupts_after():
+        swallowing_callback()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with ferkit._interrupts_after():  # nothing received: nothing raised
+        pass
