@@ -213,7 +213,8 @@ def main(args, network):
             )
         except KeyboardInterrupt:  # before the epochs (Keras starting, the model built)
             error, started = _interrupted_before_training(run_dir, made)
-            _name_seeds_not_started(error, plans[number + 1 if started else number :])
+            if started or number:  # else nothing is left: the same command runs again
+                _name_seeds_not_started(error, plans[number + 1 if started else number :])
             raise error from None
         except TrainingInterruptedError as error:
             _name_seeds_not_started(error, plans[number + 1 :])

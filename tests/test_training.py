@@ -364,6 +364,26 @@ def test_ctrl_c_before_a_later_seed_started_names_it_too(train_csv, tmp_path, mo
     assert os.listdir(tmp_path / "o") == ["r_seed1"]
 
 
+@pytest.mark.parametrize("seeds", [[], ["--seeds", "1", "2"]])
+def test_ctrl_c_before_the_first_run_started_names_no_seeds(
+    seeds, train_csv, tmp_path, monkeypatch
+):
+    # It said "seed 1 did not start: give each ... --seed N --name FOLDER" of a single run,
+    # though nothing was left and the same command runs again.
+    def train(config, run_dir, **keywords):
+        raise KeyboardInterrupt  # Keras starting
+
+    monkeypatch.setattr(training, "train", train)
+    parser = argparse.ArgumentParser()
+    training.add_arguments(parser, "dnn")
+    arguments = ["--data", train_csv, *seeds, "--name", "r", "--out", str(tmp_path / "o")]
+    with pytest.raises(training.TrainingInterruptedError) as error:
+        training.main(parser.parse_args(arguments), "dnn")
+    first = "r_seed1" if seeds else "r"
+    assert str(error.value) == f"interrupted before {tmp_path / 'o' / first} started"
+    assert os.listdir(tmp_path / "o") == []
+
+
 def test_ctrl_c_during_seeds_names_the_seeds_not_started(train_csv, tmp_path, monkeypatch):
     def interrupted(*arguments, **keywords):
         raise KeyboardInterrupt
