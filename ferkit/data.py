@@ -274,8 +274,9 @@ def _read_csv(path, usage, require_labels, early):
             raise FerError(f"{path}: the label column must come first, found {_listed(columns)}")
         bad = np.flatnonzero((labels < 0) | (labels >= NUM_CLASSES))
         if bad.size:
+            line = _line_of_row(raw[text_start:], bad[0])
             raise FerError(
-                f"{path}: line {bad[0] + 2}: label {labels[bad[0]]} is outside 0-{NUM_CLASSES - 1}"
+                f"{path}: line {line}: label {labels[bad[0]]} is outside 0-{NUM_CLASSES - 1}"
             )
         ids = np.arange(len(images), dtype=np.int64)
     elif first_name == "id":
@@ -284,7 +285,8 @@ def _read_csv(path, usage, require_labels, early):
         if (counts > 1).any():
             duplicate = unique_ids[counts > 1][0]
             second = np.flatnonzero(ids == duplicate)[1]
-            raise FerError(f"{path}: line {second + 2}: duplicate id {duplicate}")
+            line = _line_of_row(raw[text_start:], second)
+            raise FerError(f"{path}: line {line}: duplicate id {duplicate}")
     else:
         ids = np.arange(len(images), dtype=np.int64)
 
@@ -299,6 +301,18 @@ def _read_csv(path, usage, require_labels, early):
         images, ids = images[keep], ids[keep]
         labels = labels[keep] if labels is not None else None
     return FerData(images=images, labels=labels, ids=ids, path=str(path))
+
+
+def _line_of_row(body, row):
+    """The line number (the header's is 1) of data row ``row`` (0 first) of ``body``, the text
+    after the header: the parsers skip blank lines, which a row's index does not count."""
+    rows = -1
+    for line_number, line in enumerate(body.split(b"\n"), start=2):
+        if line.strip():
+            rows += 1
+            if rows == row:
+                return line_number
+    return row + 2
 
 
 def _blank(text):

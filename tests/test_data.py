@@ -250,6 +250,25 @@ def test_duplicate_test_ids(tmp_path):
         data.read_csv(path)
 
 
+@pytest.mark.parametrize("quoted", [False, True])  # the fast parser, and the careful one
+def test_a_row_s_line_counts_the_blank_lines_before_it(tmp_path, quoted):
+    # Both said "line 4" of a label on line 6: a row's index does not count blank lines.
+    images, labels = synthetic_images(3)
+    lines = [
+        f'{label},"{pixels(image)}"' if quoted else f"{label},{pixels(image)}"
+        for image, label in zip(images, labels)
+    ]
+    lines[2] = "7" + lines[2][1:]
+    path = tmp_path / "train.csv"
+    path.write_text("label,feature\n\n" + lines[0] + "\n\r\n" + "\n".join(lines[1:]) + "\n")
+    with pytest.raises(FerError, match="train.csv: line 6: label 7 is outside 0-6"):
+        data.read_csv(str(path))
+    test_lines = [line.replace(line.split(",")[0], "1", 1) for line in lines]
+    path.write_text("id,feature\n" + test_lines[0] + "\n\n\n" + test_lines[1] + "\n")
+    with pytest.raises(FerError, match="line 5: duplicate id 1"):
+        data.read_csv(str(path))
+
+
 def test_test_file_where_labels_are_needed(tmp_path):
     path = write_csv(tmp_path / "test.csv", ("id", "feature"), [(0, GOOD + " 1")])
     with pytest.raises(FerError, match="this looks like a test file"):
