@@ -160,10 +160,11 @@ def _as_written_in_preset(message, keys):
     """``message`` with the options whose values came from a preset file named as the file
     names them: "horizontal_flip" where the message said --horizontal-flip, an option the
     command line does not have (it has --no-flip), and "augment": false for --no-augment."""
-    spelled = {"augment": ("--no-augment", '"augment": false')}
+    # augment's value of the wrong type is named "--augment", which is no option either.
+    spelled = {"augment": [("--no-augment", '"augment": false'), ("--augment", '"augment"')]}
     for key in keys:
-        option, written = spelled.get(key, (option_name(key), f'"{key}"'))
-        message = re.sub(rf"{re.escape(option)}(?![\w-])", written, message)
+        for option, written in spelled.get(key, [(option_name(key), f'"{key}"')]):
+            message = re.sub(rf"{re.escape(option)}(?![\w-])", written, message)
     return message
 
 
@@ -281,9 +282,15 @@ def recorded(config):
 def describe(config):
     """The configuration as aligned 'key  value' lines, printed at the start of a run."""
     shown = dict(config)
-    if config.get("val_data"):  # recorded as resolved, but --val-data replaces the split
-        for key in ("val_split", "split_seed"):
-            if key in shown:
-                shown[key] = f"{shown[key]} (not used: validates on val_data)"
+    # Recorded as resolved, but another option makes them mean nothing.
+    unused = {}
+    if config.get("val_data"):
+        unused.update(dict.fromkeys(("val_split", "split_seed"), "validates on val_data"))
+    if config.get("augment") is False:
+        geometric = ("rotation_range", "width_shift_range", "height_shift_range", "zoom_range")
+        unused.update(dict.fromkeys((*geometric, "horizontal_flip"), "augment is off"))
+    for key, reason in unused.items():
+        if key in shown:
+            shown[key] = f"{shown[key]} (not used: {reason})"
     width = max(len(key) for key in shown)
     return "\n".join(f"  {key:<{width}}  {value}" for key, value in shown.items())

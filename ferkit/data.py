@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ferkit.errors import FerError
+from ferkit.errors import FerError, counted
 
 IMAGE_SIZE = 48
 NUM_PIXELS = IMAGE_SIZE * IMAGE_SIZE
@@ -619,7 +619,8 @@ def stratified_split(labels, fraction, seed):
     if validation.size == 0 or validation.size == len(labels):
         raise FerError(
             f"--val-split {fraction} leaves no images for "
-            f"{'validation' if validation.size == 0 else 'training'} ({len(labels)} images)"
+            f"{'validation' if validation.size == 0 else 'training'} "
+            f"({counted(len(labels), 'image')})"
         )
     train = np.setdiff1d(np.arange(len(labels)), validation)
     return train, validation

@@ -484,9 +484,15 @@ def load_training_data(config):
         validation_indices = None
         split = {"val_data": config["val_data"], "val_count": len(validation)}
     else:
-        train_indices, validation_indices = data.stratified_split(
-            everything.labels, config["val_split"], config["split_seed"]
-        )
+        try:
+            train_indices, validation_indices = data.stratified_split(
+                everything.labels, config["val_split"], config["split_seed"]
+            )
+        except FerError as error:
+            if config.get("limit") is None:
+                raise
+            # It blamed --val-split alone for the rows --limit kept.
+            raise FerError(f"{error}: --limit {config['limit']} keeps too few") from None
         validation = _subset(everything, validation_indices)
         split = {
             "val_split": config["val_split"],

@@ -54,6 +54,12 @@ def test_unknown_preset_lists_the_available_ones(tmp_path, monkeypatch):
             "^\"horizontal_flip\" must be true or false, got 'no' \\(from .*cnn_odd.json\\)$",
         ),
         (
+            '{"augment": "no"}',
+            "odd",
+            {},
+            "^\"augment\" must be true or false, got 'no' \\(from .*cnn_odd.json\\)$",
+        ),
+        (
             '{"augment": false, "mixup": 0.2}',
             "odd",
             {},
@@ -244,3 +250,8 @@ def test_a_run_validating_on_val_data_says_its_split_options_are_unused():
     assert "val_split 0.1 (not used: validates on val_data)" in lines
     assert "split_seed 0 (not used: validates on val_data)" in lines
     assert "not used" not in config.describe(config.resolve("dnn"))
+    # Nor are the augmentation's ranges with --no-augment.
+    lines = config.describe(config.resolve("dnn", overrides={"augment": False})).splitlines()
+    lines = [" ".join(line.split()) for line in lines]
+    assert "zoom_range 0.1 (not used: augment is off)" in lines
+    assert "horizontal_flip True (not used: augment is off)" in lines

@@ -415,6 +415,10 @@ def test_limit_and_val_split_choose_the_rows_and_the_validation_share(tmp_path):
     assert sorted(used) == sorted(image.tobytes() for image in first_rows)
     counts = np.bincount(data.read_csv(train_csv).labels[:42])
     assert len(validation) == split["val_count"] == sum(round(count * 0.3) for count in counts)
+    # Too few rows kept: --limit is named, not --val-split alone.
+    config = configuration.resolve("dnn", overrides={**overrides, "limit": 1})
+    with pytest.raises(FerError, match=r"validation \(1 image\): --limit 1 keeps too few$"):
+        runs.load_training_data(config)
 
 
 def save_dnn_in(policy_name, path):
