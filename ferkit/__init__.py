@@ -122,24 +122,26 @@ class _QuietLoader:
 
 @contextlib.contextmanager
 def _interrupts_after():
-    """Hold back a Ctrl-C until the block has run, then raise it. TensorFlow imports JAX
-    where it is installed, and JAX's garbage-collection callback swallows a KeyboardInterrupt
-    raised inside it ("Exception ignored"): a Ctrl-C during those seconds was lost and the
-    run trained to its end."""
+    """Hold back a Ctrl-C (or a SIGTERM that cli.run stops on) until the block has run, then
+    deliver it. TensorFlow imports JAX where it is installed, and JAX's garbage-collection
+    callback swallows a KeyboardInterrupt raised inside it ("Exception ignored"): a Ctrl-C
+    during those seconds was lost and the run trained to its end."""
     if threading.current_thread() is not threading.main_thread():
         yield  # only the main thread receives signals
         return
-    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        yield  # someone else's handler: theirs to keep
-        return
+    # Python's own handlers only: the default ones (numbers) stop the process themselves.
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    held = {number: handler for number, handler in handlers.items() if callable(handler)}
     received = []
-    signal.signal(signal.SIGINT, lambda number, frame: received.append(number))
+    for number in held:
+        signal.signal(number, lambda number, frame: received.append(number))
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for number, handler in held.items():
+            signal.signal(number, handler)
     if received:
-        raise KeyboardInterrupt
+        held[received[0]](received[0], None)
 
 
 def __getattr__(name):

@@ -2,19 +2,31 @@
 
 Exit statuses: 0 done; 2 bad input or options (``prog: error: message``, nothing written);
 130 stopped by Ctrl-C (SIGINT), the shell's convention, so that ``a && b`` stops too and
-a wrapper can tell an interruption from a mistake; 141 the reader of its output went away
-(``| head``), quietly, as the shell reports a program stopped by SIGPIPE.
+a wrapper can tell an interruption from a mistake; 143 stopped by SIGTERM (``kill``, a job
+scheduler's time limit), which stops a run as Ctrl-C does, saying how to resume it; 141 the
+reader of its output went away (``| head``), quietly, as the shell reports a program stopped
+by SIGPIPE.
 """
 
 import argparse
 import os
 import re
+import signal
 import sys
+import threading
 
 from ferkit.errors import FerError
 
 INTERRUPTED = 130
+TERMINATED = 143
 PIPE_CLOSED = 141
+# The SIGTERMs received, which end a run as a Ctrl-C does, with their own status.
+_terminations = []
+
+
+def _terminate(number, frame):
+    _terminations.append(number)
+    raise KeyboardInterrupt  # training keeps the last epoch and says how to resume
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -49,6 +61,11 @@ def run(main):
     An error that carries its own ``exit_status`` (training's interruption, 130) is printed
     as ``prog: message``: it reports what happened, it is not the user's mistake.
     """
+    _terminations.clear()
+    catching = threading.current_thread() is threading.main_thread()
+    catching = catching and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    if catching:
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         try:
             _run(main)
@@ -64,6 +81,9 @@ def run(main):
         # pointed elsewhere so that Python's flush at exit does not fail again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(PIPE_CLOSED)
+    finally:
+        if catching:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _run(main):
@@ -74,10 +94,10 @@ def _run(main):
         status = getattr(error, "exit_status", 2)
         prefix = "error: " if status == 2 else ""
         print(f"{prog}: {prefix}{error}", file=sys.stderr)
-        sys.exit(status)
+        sys.exit(TERMINATED if status == INTERRUPTED and _terminations else status)
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        sys.exit(INTERRUPTED)
+        print(f"{prog}: {'terminated' if _terminations else 'interrupted'}", file=sys.stderr)
+        sys.exit(TERMINATED if _terminations else INTERRUPTED)
     except BrokenPipeError:
         raise  # run's: not a user's mistake
     except OSError as error:

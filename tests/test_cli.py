@@ -34,6 +34,38 @@ def test_scripts_end_in_one_line_and_a_documented_status(monkeypatch, capsys, ra
     assert capsys.readouterr().err.splitlines() == [line]
 
 
+@pytest.mark.parametrize(
+    "then, line",
+    [
+        (None, "x.py: terminated"),
+        # Training's own message (where to resume), with SIGTERM's status.
+        (training.TrainingInterruptedError("interrupted during epoch 2; resume with: …"),
+         "x.py: interrupted during epoch 2; resume with: …"),
+    ],
+)  # fmt: skip
+def test_sigterm_stops_a_script_as_ctrl_c_does_with_status_143(monkeypatch, capsys, then, line):
+    # A job scheduler's time limit (SIGTERM) ended a run silently, its resume command unsaid.
+    import signal
+
+    def main():
+        try:
+            signal.raise_signal(signal.SIGTERM)
+        except KeyboardInterrupt:
+            if then is None:
+                raise
+            raise then from None
+
+    monkeypatch.setattr(sys, "argv", ["/somewhere/x.py"])
+    with pytest.raises(SystemExit) as exit_:
+        cli.run(main)
+    assert exit_.value.code == 143
+    assert capsys.readouterr().err.splitlines() == [line]
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # as it was
+    with pytest.raises(SystemExit) as exit_:  # a later Ctrl-C is a Ctrl-C again
+        cli.run(lambda: signal.raise_signal(signal.SIGINT))
+    assert exit_.value.code == 130
+
+
 def test_a_value_starting_with_a_dash_is_shown_how_to_give_it(monkeypatch, capsys):
     parser = cli.ArgumentParser(prog="ensemble.py")
     parser.add_argument("--weights")
