@@ -199,6 +199,22 @@ def check_outside_checkpoints(path, source, option, role=None):
         )
 
 
+def checkpoint_folder_around(path):
+    """The run's checkpoint folder that ``path`` is (or is below), or None."""
+    from ferkit import checkpoints  # here: checkpoints imports this module
+
+    folder = os.path.realpath(path)
+    while True:
+        parent = os.path.dirname(folder)
+        if os.path.basename(folder) == checkpoints.FOLDER and os.path.exists(
+            os.path.join(parent, CONFIG_FILE)
+        ):
+            return folder
+        if parent == folder:
+            return None
+        folder = parent
+
+
 def refuse_checkpoint_folder(path):
     """A run's checkpoint folder given where a model or a run is meant: said so, not that
     it lacks the run's files."""

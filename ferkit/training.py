@@ -196,6 +196,12 @@ def main(args, network):
             if inside:  # read as a class folder that is not one: neither resumed nor read again
                 flag = configuration.option_name(option)
                 raise FerError(f"{run_dir}: is inside the {flag} folder; give --out elsewhere")
+        checkpoint_folder = runs.checkpoint_folder_around(run_dir)
+        if checkpoint_folder:  # --resume tidies that folder, and its tools read it
+            raise FerError(
+                f"{run_dir}: is inside {checkpoint_folder}, a run's checkpoint folder; give "
+                "--out elsewhere"
+            )
         plans.append((config, run_dir))
     _check_backend(plans[0][0])
     loaded = runs.load_training_data(plans[0][0])  # the seeds share the data and the split
