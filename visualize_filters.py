@@ -8,7 +8,8 @@ filter's mean activation, or (--image) the filters' activation maps for one face
     python visualize_filters.py models/cnn_a --data data/test.csv --image 3 --out maps.pdf
 
 --layer takes a conv layer's name or its position among the conv layers (0 first, -1 last).
-The figure goes to <run>/figures/filters_<layer>.png (or activations_<layer>_<image>.png).
+The figure goes to <run>/figures/filters_<layer>.png (or activations_<layer>_<image>.png,
+with --data's file name, usage and blur after <image>; a checkpoint's epoch-NNNN at the end).
 """
 
 import numpy as np

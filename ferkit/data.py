@@ -307,7 +307,8 @@ def _line_of_row(body, row):
     """The line number (the header's is 1) of data row ``row`` (0 first) of ``body``, the text
     after the header: the parsers skip blank lines, which a row's index does not count."""
     rows = -1
-    for line_number, line in enumerate(body.split(b"\n"), start=2):
+    # Decoded, as the careful parser reads it: a line of a no-break space is blank there.
+    for line_number, line in enumerate(body.decode("utf-8", "replace").split("\n"), start=2):
         if line.strip():
             rows += 1
             if rows == row:

@@ -380,8 +380,8 @@ def add_out_arguments(parser):
 
 def data_suffix(args):
     """'_<data>[_<usage>][_blur<sigma>|_blur-auto]' naming a figure of --data faces, so that it
-    does not replace the same figure of the run's validation faces, nor of another file's;
-    '' for those."""
+    does not replace the same figure of the run's validation faces, nor of a file named
+    otherwise; '' for those."""
     if not args.data:
         return ""
     suffix = "_" + os.path.basename(os.path.normpath(args.data)).split(".")[0]

@@ -168,22 +168,39 @@ def recorded_sharpness(path):
     return float(value)
 
 
+def is_checkpoint_folder(folder):
+    """Whether ``folder`` is a run's checkpoint folder: named so, beside the run's
+    config.json, and holding its state.json or beside its history.csv (a folder of that name
+    beside another tool's config.json is not one)."""
+    from ferkit import checkpoints  # here: checkpoints imports this module
+
+    folder = os.path.normpath(os.path.abspath(folder))
+    run = os.path.dirname(folder)
+    return (
+        os.path.basename(folder) == checkpoints.FOLDER
+        and os.path.isdir(folder)
+        and os.path.exists(os.path.join(run, CONFIG_FILE))
+        and (
+            os.path.exists(os.path.join(folder, checkpoints.STATE_FILE))
+            or os.path.exists(os.path.join(run, HISTORY_FILE))
+        )
+    )
+
+
 def model_run_folder(path):
     """The run folder whose config.json describes the model at ``path`` (a run folder, or a
     model file: its own folder's, or for a checkpoint's epoch-NNNN.keras its run's)."""
     from ferkit import checkpoints  # here: checkpoints imports this module
 
     folder = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
-    run = os.path.dirname(folder)
     # Only a checkpoint's name, in a run's checkpoint folder: a run may itself be named
     # "checkpoint", and a copied file be kept in a folder of that name.
     if (
         not os.path.isdir(path)
-        and os.path.basename(folder) == checkpoints.FOLDER
         and checkpoints.CHECKPOINT_NAME.match(os.path.basename(path))
-        and os.path.exists(os.path.join(run, CONFIG_FILE))
+        and is_checkpoint_folder(folder)
     ):
-        return run
+        return os.path.dirname(folder)
     return folder
 
 
@@ -192,7 +209,8 @@ def check_outside_checkpoints(path, source, option, role=None):
     ``source`` (named ``role``), which --resume reads and tidies."""
     from ferkit import checkpoints  # here: checkpoints imports this module
 
-    if path and is_inside(path, os.path.join(model_run_folder(source), checkpoints.FOLDER)):
+    folder = os.path.join(model_run_folder(source), checkpoints.FOLDER)
+    if path and is_checkpoint_folder(folder) and is_inside(path, folder):
         raise FerError(
             f"{path}: is in the checkpoint folder of {role or source}, which --resume reads; "
             f"write {option} elsewhere"
@@ -201,15 +219,11 @@ def check_outside_checkpoints(path, source, option, role=None):
 
 def checkpoint_folder_around(path):
     """The run's checkpoint folder that ``path`` is (or is below), or None."""
-    from ferkit import checkpoints  # here: checkpoints imports this module
-
     folder = os.path.realpath(path)
     while True:
-        parent = os.path.dirname(folder)
-        if os.path.basename(folder) == checkpoints.FOLDER and os.path.exists(
-            os.path.join(parent, CONFIG_FILE)
-        ):
+        if is_checkpoint_folder(folder):
             return folder
+        parent = os.path.dirname(folder)
         if parent == folder:
             return None
         folder = parent
@@ -218,14 +232,7 @@ def checkpoint_folder_around(path):
 def refuse_checkpoint_folder(path):
     """A run's checkpoint folder given where a model or a run is meant: said so, not that
     it lacks the run's files."""
-    from ferkit import checkpoints  # here: checkpoints imports this module
-
-    folder = os.path.normpath(os.path.abspath(path))
-    if (
-        os.path.isdir(path)
-        and os.path.basename(folder) == checkpoints.FOLDER
-        and os.path.exists(os.path.join(os.path.dirname(folder), CONFIG_FILE))
-    ):
+    if is_checkpoint_folder(path):
         raise FerError(
             f"{path}: is a run's checkpoint folder: give the run folder (its best model) or "
             "the epoch-NNNN.keras in it (its last epoch)"
@@ -505,10 +512,12 @@ def load_training_data(config):
                 everything.labels, config["val_split"], config["split_seed"]
             )
         except FerError as error:
-            if config.get("limit") is None:
+            # It blamed --val-split alone for the rows --limit kept (where it kept fewer
+            # than the file has: a file of five rows is too small with or without it).
+            limit = config.get("limit")
+            if limit is None or len(_read_labelled(config["data"], "Training")) <= limit:
                 raise
-            # It blamed --val-split alone for the rows --limit kept.
-            raise FerError(f"{error}: --limit {config['limit']} keeps too few") from None
+            raise FerError(f"{error}: --limit {limit} keeps too few") from None
         validation = _subset(everything, validation_indices)
         split = {
             "val_split": config["val_split"],

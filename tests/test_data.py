@@ -260,8 +260,10 @@ def test_a_row_s_line_counts_the_blank_lines_before_it(tmp_path, quoted):
     ]
     lines[2] = "7" + lines[2][1:]
     path = tmp_path / "train.csv"
-    path.write_text("label,feature\n\n" + lines[0] + "\n\r\n" + "\n".join(lines[1:]) + "\n")
-    with pytest.raises(FerError, match="train.csv: line 6: label 7 is outside 0-6"):
+    # A no-break space is blank to the parsers too.
+    body = lines[0] + "\n\r\n\u00a0\n" + "\n".join(lines[1:]) + "\n"
+    path.write_text("label,feature\n\n" + body, encoding="utf-8")
+    with pytest.raises(FerError, match="train.csv: line 7: label 7 is outside 0-6"):
         data.read_csv(str(path))
     test_lines = [line.replace(line.split(",")[0], "1", 1) for line in lines]
     path.write_text("id,feature\n" + test_lines[0] + "\n\n\n" + test_lines[1] + "\n")

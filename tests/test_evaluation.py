@@ -254,6 +254,7 @@ def test_an_input_reached_through_a_linked_folder_is_not_overwritten(tmp_path):
 def test_force_does_not_overwrite_what_training_wrote(tmp_path, out, message):
     run = tmp_path / "run"
     (run / "checkpoint").mkdir(parents=True)
+    (run / "checkpoint" / "state.json").write_text("{}")
     (run / "model.keras").write_bytes(b"")
     (run / "config.json").write_text("{}")
     args = argparse.Namespace(

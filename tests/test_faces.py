@@ -475,6 +475,7 @@ def test_annotated_copies_never_go_into_a_model_s_checkpoint_folder(tmp_path):
     run = tmp_path / "run"
     (run / "checkpoint").mkdir(parents=True)
     (run / "config.json").write_text("{}")
+    (run / "checkpoint" / "state.json").write_text("{}")
     media = [(str(tmp_path / "0.png"), False)]
     with pytest.raises(FerError, match="is in the checkpoint folder of the model .*write --out"):
         faces.check_outputs(media, str(tmp_path), None, str(run / "checkpoint"), True, [str(run)])

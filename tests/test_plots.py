@@ -260,14 +260,21 @@ def test_a_checkpoint_s_figure_is_drawn_on_its_run_s_validation_faces_under_its_
 def test_a_file_is_a_checkpoint_only_by_its_name_in_a_run_s_checkpoint_folder(tmp_path):
     # A run named "checkpoint" was read as its parent's checkpoint, and so was a copy.
     run = tmp_path / "models" / "checkpoint"
-    run.mkdir(parents=True)
+    (run / "checkpoint").mkdir(parents=True)
     (run / "config.json").write_text("{}")
+    (run / "checkpoint" / "state.json").write_text("{}")
     assert runs.model_run_folder(str(run / "model.keras")) == str(run)
     loose = tmp_path / "copies" / "checkpoint"
     loose.mkdir(parents=True)
     assert runs.model_run_folder(str(loose / "epoch-0001.keras")) == str(loose)
     assert runs.model_run_folder(str(run / "checkpoint" / "epoch-0001.keras")) == str(run)
     assert runs.model_run_folder(str(run / "checkpoint" / "mine.keras")) == str(run / "checkpoint")
+    # Beside another tool's config.json, a folder of that name is no run's: written into.
+    (tmp_path / "copies" / "config.json").write_text("{}")
+    assert runs.model_run_folder(str(loose / "epoch-0001.keras")) == str(loose)
+    runs.check_outside_checkpoints(str(loose / "s.png"), str(tmp_path / "copies"), "--out")
+    with pytest.raises(FerError, match="is in the checkpoint folder of"):
+        runs.check_outside_checkpoints(str(run / "checkpoint" / "s.png"), str(run), "--out")
 
 
 def test_figures_of_data_faces_are_named_after_them(tmp_path):

@@ -135,6 +135,8 @@ def test_the_recorded_training_sharpness_is_read_for_a_run_or_its_model_file(tmp
     (tmp_path / "config.json").write_text(json.dumps({**config, "train_sharpness": 2.9}))
     assert runs.recorded_sharpness(str(tmp_path)) == runs.recorded_sharpness(model_file) == 2.9
     # A checkpoint's model file reads its run's record.
+    (tmp_path / "checkpoint").mkdir()
+    (tmp_path / "checkpoint" / "state.json").write_text("{}")
     assert runs.recorded_sharpness(str(tmp_path / "checkpoint" / "epoch-0003.keras")) == 2.9
     for value, shown in (("sharp", "'sharp'"), (None, "None")):  # as read_run_config says
         (tmp_path / "config.json").write_text(json.dumps({**config, "train_sharpness": value}))
@@ -239,6 +241,8 @@ def test_a_run_without_a_record_has_its_training_sharpness_computed_as_training_
     assert expected != round(evaluation.sharpness(everything), 4)
     assert runs.computed_sharpness(run) == (expected, path)
     # A checkpoint's model file is described by its run's config.json.
+    os.makedirs(os.path.join(run, "checkpoint"))
+    Path(run, "checkpoint", "state.json").write_text("{}")  # as a run's checkpoint folder holds
     assert (
         runs.computed_sharpness(os.path.join(run, "checkpoint", "epoch-0002.keras"))[0] == expected
     )
@@ -418,6 +422,10 @@ def test_limit_and_val_split_choose_the_rows_and_the_validation_share(tmp_path):
     # Too few rows kept: --limit is named, not --val-split alone.
     config = configuration.resolve("dnn", overrides={**overrides, "limit": 1})
     with pytest.raises(FerError, match=r"validation \(1 image\): --limit 1 keeps too few$"):
+        runs.load_training_data(config)
+    # A file too small with or without it: --limit is not blamed.
+    config = configuration.resolve("dnn", overrides={**overrides, "limit": 1000, "val_split": 0.01})
+    with pytest.raises(FerError, match=r"validation \(70 images\)$"):
         runs.load_training_data(config)
 
 

@@ -298,12 +298,13 @@ def test_run_data_without_resume_is_refused(train_csv, tmp_path):
 def test_a_run_is_never_made_inside_another_run_s_checkpoint_folder(train_csv, tmp_path):
     (tmp_path / "base" / "checkpoint").mkdir(parents=True)
     (tmp_path / "base" / "config.json").write_text("{}")
+    (tmp_path / "base" / "checkpoint" / "state.json").write_text("{}")
     parser = training.add_arguments(argparse.ArgumentParser(), "dnn")
     out = str(tmp_path / "base" / "checkpoint" / "runs")
     arguments = ["--data", train_csv, "--out", out, "--name", "x"]
     with pytest.raises(FerError, match="is inside .*base/checkpoint, a run's checkpoint folder"):
         training.main(parser.parse_args(arguments), "dnn")
-    assert os.listdir(tmp_path / "base" / "checkpoint") == []
+    assert os.listdir(tmp_path / "base" / "checkpoint") == ["state.json"]
 
 
 def test_ctrl_c_before_epoch_one_says_how_to_resume(train_csv, tmp_path, monkeypatch):
