@@ -385,6 +385,10 @@ def _parse_numeric_chunk(text):
     last_row = text[text.rindex(b",") + 1 :].split() if rows else []
     if len(last_row) != NUM_PIXELS or not last_row[-1].isdigit():
         return None
+    # One line per row: numbers read as one stream took a row whose pixels wrapped onto a
+    # second line for a whole row (the careful parser refuses it). Blank lines go there too.
+    if text.count(b"\n", 0, len(text.rstrip())) != rows - 1:
+        return None
     row_length = NUM_PIXELS + 2
     # int64, not int32: numpy wraps a number too large for its type without a word, so an
     # id of 3,000,000,000 came back negative and a 10-digit pixel could wrap into 0-255.

@@ -250,6 +250,20 @@ def test_duplicate_test_ids(tmp_path):
         data.read_csv(path)
 
 
+def test_a_row_whose_pixels_wrap_onto_a_second_line_is_refused(tmp_path):
+    # The fast parser read the numbers as one stream and took the two lines for one row.
+    images, labels = synthetic_images(2)
+    first, second = (f"{label},{pixels(image)}" for image, label in zip(images, labels))
+    head, tail = first[:2000], first[2000:]
+    wrapped = head[: head.rindex(" ")] + "\n" + head[head.rindex(" ") + 1 :] + tail
+    path = tmp_path / "train.csv"
+    path.write_text(f"label,feature\n{wrapped}\n{second}\n")
+    with pytest.raises(FerError, match="train.csv: line 2: expected 2304 pixels, found"):
+        data.read_csv(str(path))
+    path.write_text(f"label,feature\n{first}\n{second}\n\n \n")  # blank lines at the end
+    assert len(data.read_csv(str(path))) == 2
+
+
 @pytest.mark.parametrize("quoted", [False, True])  # the fast parser, and the careful one
 def test_a_row_s_line_counts_the_blank_lines_before_it(tmp_path, quoted):
     # Both said "line 4" of a label on line 6: a row's index does not count blank lines.
