@@ -387,7 +387,10 @@ def _parse_numeric_chunk(text):
         return None
     # One line per row: numbers read as one stream took a row whose pixels wrapped onto a
     # second line for a whole row (the careful parser refuses it). Blank lines go there too.
-    if text.count(b"\n", 0, len(text.rstrip())) != rows - 1:
+    end = len(text)
+    while end and text[end - 1 : end].isspace():  # not rstrip(): that copies the text
+        end -= 1
+    if text.count(b"\n", 0, end) != rows - 1:
         return None
     row_length = NUM_PIXELS + 2
     # int64, not int32: numpy wraps a number too large for its type without a word, so an
