@@ -368,7 +368,8 @@ def run_name(source):
     name for a loose file."""
     if os.path.isdir(source) or runs.run_config(source) is not None:
         name = os.path.basename(os.path.normpath(os.path.abspath(run_folder(source))))
-        return f"{name} {checkpoint_name(source)}" if checkpoint_name(source) else name
+        epoch = checkpoint_name(source)
+        return f"{name} {epoch}" if epoch else name
     return os.path.basename(source)
 
 
@@ -409,8 +410,9 @@ def figure_path(source, name, out=None, force=False, data_path=None, labels_path
         inputs = {"the --data file": data_path, "the --labels file": labels_path}
         evaluation.check_outputs(out, None, force, inputs=inputs)
         return out
-    if checkpoint_name(source):  # beside the best model's figures, not over them
-        name += f"_{checkpoint_name(source)}"
+    epoch = checkpoint_name(source)
+    if epoch:  # beside the best model's figures, not over them
+        name += f"_{epoch}"
     path = os.path.join(run_folder(source), "figures", f"{name}.png")
     check_outside_data(path, data_path)
     check_writable(path)  # a file named figures was found only after the model had run

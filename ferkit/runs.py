@@ -677,14 +677,12 @@ def check_run_data_exist(moved):
 def without_sharpness(sources):
     """{source: its run's config} of the models at ``sources`` whose run recorded no
     sharpness of its training faces: those ``--blur auto`` computes it for, from their data."""
-    configs = {}
-    for source in sources:
-        config_path = os.path.join(model_run_folder(source), CONFIG_FILE)
-        if os.path.exists(config_path):
-            config = read_run_config(config_path)
-            if "train_sharpness" not in config:
-                configs[source] = config
-    return configs
+    configs = {source: run_config(source) for source in sources}
+    return {
+        source: config
+        for source, config in configs.items()
+        if config is not None and "train_sharpness" not in config
+    }
 
 
 def add_run_data_argument(parser):
