@@ -55,6 +55,8 @@ def main():
     keys = evaluation.submission_keys(test)
     # A member weighted 0 (one --greedy never chose) changes nothing: run only to be scored.
     running = ensemble.weighted(args.members, weights, everyone=scored is not None)
+    if not fitting:
+        ensemble.check_run_data_read(args.run_data, args.members, running, args.blur)
     members = [
         ensemble.member_probabilities(
             args.members[index],

@@ -320,6 +320,20 @@ def check_run_data(moved, spec, greedy, blur=evaluation.AUTO_BLUR, member_paths=
     evaluation.check_run_data(moved, blur, models)
 
 
+def check_run_data_read(moved, member_paths, running, blur=evaluation.AUTO_BLUR):
+    """--run-data once the weights are known: ``check_run_data`` let it through for a member
+    of weight 0, which is not run (unless the faces are scored), so nothing would read it."""
+    models = [member_paths[index] for index in running]
+    models = [path for path in models if not is_probability_file(path)]
+    if moved and blur == evaluation.AUTO_BLUR and not runs.without_sharpness(models):
+        raise FerError(
+            f"--run-data {moved[0]}: nothing reads it: the members whose runs recorded no "
+            "sharpness of their faces have weight 0, and a member of weight 0 is not run "
+            "(unless --labels scores it)"
+        )
+    evaluation.check_run_data(moved, blur, models)
+
+
 def check_weights(spec, greedy, count):
     """--weights and --greedy checked before any data is read: the weights given as numbers,
     or None (uniform, fit or greedy: chosen later)."""

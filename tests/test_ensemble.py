@@ -409,6 +409,30 @@ def test_run_data_is_refused_where_nothing_reads_it(tmp_path):
         ensemble.check_run_data(moved, "uniform", None, evaluation.AUTO_BLUR, made)
 
 
+def test_run_data_only_a_member_of_weight_0_would_read_is_refused(
+    members, tmp_path, monkeypatch, capsys
+):
+    (first, _), _, test_csv = members
+    train_csv = make_train_csv(tmp_path / "train.csv", count=70)
+    model = os.path.join(first, "model.keras")
+    unsharp = _hand_recorded(tmp_path / "unsharp", train_csv, model=model)
+    moved = str(shutil.move(train_csv, tmp_path / "moved.csv"))
+    arguments = [first, unsharp, "--test", test_csv, "--run-data", moved]
+    out = str(tmp_path / "sub.csv")
+    # Weighted 0, the member without a recorded sharpness is not run: nothing reads the file.
+    status, stdout, stderr = script_result(
+        monkeypatch, capsys, "ensemble.py", *arguments, "--weights", "1,0", "--out", out
+    )
+    assert status == 2 and "Traceback" not in stderr
+    assert f"--run-data {moved}: nothing reads it: the members whose runs" in stderr
+    assert not os.path.exists(out)
+    status, _, stderr = script_result(
+        monkeypatch, capsys, "ensemble.py", *arguments, "--weights", "1,1", "--out", out
+    )
+    assert status == 0, stderr
+    assert os.path.exists(out)
+
+
 def test_ensemble_cli_writes_a_valid_submission_from_runs_and_probability_files(
     members, tmp_path, monkeypatch, capsys
 ):
