@@ -151,6 +151,11 @@ def resolve(network, preset=None, overrides=None):
     return config
 
 
+# The command line's switches that turn a key true by default off (--no-flip sets
+# horizontal_flip false): named here for training's parser and for messages about them.
+SWITCHES_OFF = {"horizontal_flip": "--no-flip", "augment": "--no-augment"}
+
+
 def option_name(key):
     """The command-line option of a configuration key: --val-split for val_split."""
     return "--" + key.replace("_", "-")
@@ -160,8 +165,11 @@ def _as_written_in_preset(message, keys):
     """``message`` with the options whose values came from a preset file named as the file
     names them: "horizontal_flip" where the message said --horizontal-flip, an option the
     command line does not have (it has --no-flip), and "augment": false for --no-augment."""
-    # augment's value of the wrong type is named "--augment", which is no option either.
-    spelled = {"augment": [("--no-augment", '"augment": false'), ("--augment", '"augment"')]}
+    # A switch's value of the wrong type is named "--augment", which is no option either.
+    spelled = {
+        key: [(switch, f'"{key}": false'), (option_name(key), f'"{key}"')]
+        for key, switch in SWITCHES_OFF.items()
+    }
     for key in keys:
         for option, written in spelled.get(key, [(option_name(key), f'"{key}"')]):
             message = re.sub(rf"{re.escape(option)}(?![\w-])", written, message)
@@ -268,7 +276,7 @@ def validate(config, combinations=True):
         # --no-augment means none at all: erasing used to be dropped silently, mixup kept.
         for key in ("random_erasing", "mixup"):
             if config[key]:
-                refuse(key, "is an augmentation, which --no-augment turns off")
+                refuse(key, f"is an augmentation, which {SWITCHES_OFF['augment']} turns off")
 
 
 def recorded(config):

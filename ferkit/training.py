@@ -93,14 +93,14 @@ def add_arguments(parser, network):
     option("--random-erasing", float, "probability of erasing a random rectangle of a face")
     option("--mixup", float, "mixup's alpha: blend faces and labels in pairs (0: off)")
     parser.add_argument(
-        "--no-flip",
+        configuration.SWITCHES_OFF["horizontal_flip"],
         dest="horizontal_flip",
         action="store_const",
         const=False,
         help="no random horizontal flip",
     )
     parser.add_argument(
-        "--no-augment",
+        configuration.SWITCHES_OFF["augment"],
         dest="augment",
         action="store_const",
         const=False,
@@ -275,9 +275,7 @@ def _refuse_options_given_with_resume(args, network):
             f"--{typed[0]} cannot be given with --resume: the run stays in {args.resume}"
         )
     if typed:
-        option = configuration.option_name(typed[0])
-        if typed[0] in ("horizontal_flip", "augment"):
-            option = "--no-flip" if typed[0] == "horizontal_flip" else "--no-augment"
+        option = configuration.SWITCHES_OFF.get(typed[0]) or configuration.option_name(typed[0])
         raise FerError(
             f"{option} cannot be given with --resume: a resumed run keeps the options in "
             f"{os.path.join(args.resume, runs.CONFIG_FILE)} (only --epochs, --quiet and "

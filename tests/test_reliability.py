@@ -255,6 +255,9 @@ CASES = [
      ["--resume", f"{IN}/finished", "--lr", "0.1"],
      f"--lr cannot be given with --resume: a resumed run keeps the options in "
      f"{IN}/finished/config.json (only --epochs, --quiet and --run-data may be given)"),
+    ("resume with a switch", "train_dnn.py", ["--resume", f"{IN}/finished", "--no-flip"],
+     f"--no-flip cannot be given with --resume: a resumed run keeps the options in "
+     f"{IN}/finished/config.json (only --epochs, --quiet and --run-data may be given)"),
     ("resume a finished run", "train_dnn.py", ["--resume", f"{IN}/finished"],
      f"{IN}/finished: already finished its 2 epochs (give --epochs with more to train it longer)"),
     ("resume with fewer epochs", "train_dnn.py", ["--resume", f"{IN}/finished", "--epochs", "1"],
