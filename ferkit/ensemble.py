@@ -126,7 +126,7 @@ def shared_split(member_paths, moved=(), blur=evaluation.AUTO_BLUR):
     reads[first] = (*reads[first], "val_data" if first_config.get("val_data") else "data")
     if blur == evaluation.AUTO_BLUR:  # evaluation.sigma_for computes what a run left out
         for path, config in configs.items():
-            if "train_sharpness" not in config and "data" not in reads[path]:
+            if runs.lacks_sharpness(config) and "data" not in reads[path]:
                 reads[path] = (*reads[path], "data")
     found = runs.relocated(configs, moved, keys=reads)
     contents = _data_contents(found, configs, moved) if compare_rows else {}

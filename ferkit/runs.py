@@ -678,11 +678,13 @@ def without_sharpness(sources):
     """{source: its run's config} of the models at ``sources`` whose run recorded no
     sharpness of its training faces: those ``--blur auto`` computes it for, from their data."""
     configs = {source: run_config(source) for source in sources}
-    return {
-        source: config
-        for source, config in configs.items()
-        if config is not None and "train_sharpness" not in config
-    }
+    return {source: config for source, config in configs.items() if lacks_sharpness(config)}
+
+
+def lacks_sharpness(config):
+    """Whether a run's config (None: no run) is of a run trained before ferkit recorded the
+    sharpness of its training faces, which ``--blur auto`` computes from its data instead."""
+    return config is not None and "train_sharpness" not in config
 
 
 def add_run_data_argument(parser):
