@@ -387,12 +387,15 @@ def _natural_key(name):
 
 
 def _image_files(folder):
-    """The image files' names, in no particular order (read_image_folder sorts them once)."""
+    """The image files' names, in no particular order (read_image_folder sorts them once).
+    Hidden files are no one's images: macOS leaves a ``._5.png`` beside each ``5.png``."""
     with os.scandir(folder) as entries:
         return [
             entry.name
             for entry in entries
-            if entry.is_file() and entry.name.lower().endswith(IMAGE_EXTENSIONS)
+            if entry.is_file()
+            and entry.name.lower().endswith(IMAGE_EXTENSIONS)
+            and not entry.name.startswith(".")
         ]
 
 
@@ -497,6 +500,14 @@ def read_image_folder(path, workers=None):
         names = [name for name, keep in zip(names, readable.tolist()) if keep]
         images = images[readable]
         labels = labels[readable] if labels is not None else None
+    # Ids from the images read: a skipped thumbs.png beside 5.png and 6.png made them row
+    # numbers, while a submission took the names left for ids (and wrote 0, 1 for 5, 6).
+    if not numbered and data.numbered_names(names):
+        numbered = True
+        order = np.argsort(np.array([int(data.file_stem(name)) for name in names]), kind="stable")
+        names = [names[index] for index in order.tolist()]
+        images = images[order]
+        labels = labels[order] if labels is not None else None
     if numbered:
         ids = np.array([int(data.file_stem(name)) for name in names], dtype=np.int64)
     else:

@@ -201,6 +201,20 @@ def test_bad_file_is_one_line_and_the_rest_are_read(tmp_path, capsys):
     assert "3.png: cannot read" in errors[0] and "4.jpg: cannot read" in errors[1]
 
 
+def test_numbered_images_keep_their_ids_when_a_named_file_is_skipped(tmp_path, capsys):
+    images, _ = synthetic_images(3)
+    for name, image in zip(("10.png", "5.png", "6.png"), images):
+        cv2.imwrite(str(tmp_path / name), image)
+    (tmp_path / "thumbs.png").write_text("not an image")  # skipped, with a line on stderr
+    cv2.imwrite(str(tmp_path / "._5.png"), images[0])  # macOS's copy: hidden, not read
+    loaded = faces.read_image_folder(str(tmp_path))
+    # The names left are numbers: ids 0, 1, 2 (row numbers) went into the submission.
+    assert loaded.names == ["5.png", "6.png", "10.png"] and loaded.ids.tolist() == [5, 6, 10]
+    assert evaluation.submission_keys(loaded).tolist() == [5, 6, 10]
+    np.testing.assert_array_equal(loaded.images[2, :, :, 0], images[0])
+    assert capsys.readouterr().err.count("skipped") == 1
+
+
 @pytest.mark.parametrize(
     "layout, message",
     [
