@@ -15,7 +15,7 @@ from ferkit import data, runs
 from ferkit.config import PREDICTION_BATCH_SIZE
 from ferkit.data import CLASS_NAMES, NUM_CLASSES
 from ferkit.errors import FerError
-from ferkit.files import check_writable, read_json, write_text
+from ferkit.files import check_writable, is_inside, read_json, write_text
 
 TTA_MODES = ("none", "flip", "full")
 # --blur's default: match the faces' sharpness to the model's training faces'.
@@ -391,6 +391,17 @@ def check_outputs(out, proba, force, inputs):
             # realpath: the same file reached through a linked folder is still the input.
             if input_path and os.path.realpath(path) == os.path.realpath(input_path):
                 raise FerError(f"{path}: is {what}; {option} must not overwrite it")
+            # An image folder's 5.png was replaced by a CSV with --force, or joined by one.
+            if (
+                input_path
+                and os.path.isdir(input_path)
+                and path.lower().endswith(data.IMAGE_EXTENSIONS)
+                and is_inside(path, input_path)
+            ):
+                raise FerError(
+                    f"{path}: is inside {what} {input_path}, whose images it would replace or "
+                    f"join; give {option} a name outside it"
+                )
         if os.path.exists(path) and not force:
             raise FerError(f"{path}: already exists (pass --force to overwrite it)")
         check_writable(path)

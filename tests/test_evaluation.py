@@ -242,6 +242,17 @@ def test_an_input_reached_through_a_linked_folder_is_not_overwritten(tmp_path):
         evaluation.check_outputs(out, None, True, {"the --test file": test_csv})
 
 
+def test_an_output_in_an_image_folder_given_as_input_is_refused(tmp_path):
+    (tmp_path / "faces").mkdir()
+    (tmp_path / "faces" / "5.png").write_bytes(b"")
+    inputs = {"the --test file": str(tmp_path / "faces")}
+    # --force replaced 5.png with the submission; a new 6.png would be read as a face.
+    for name in ("5.png", "sub/6.PNG"):
+        with pytest.raises(FerError, match=f"{name}: is inside the --test file .*faces, whose"):
+            evaluation.check_outputs(str(tmp_path / "faces" / name), None, True, inputs)
+    evaluation.check_outputs(str(tmp_path / "faces" / "sub.csv"), None, True, inputs)
+
+
 @pytest.mark.parametrize(
     "out, message",
     [
