@@ -621,7 +621,8 @@ def check_outputs(media, root, csv_path, out, force, model_files=(), cascade=Non
     be written: a --csv that is a folder, an input picture, an annotated copy, the cascade, a
     model or what its run holds (even with ``force``), or an existing file without ``force``;
     an --out that is a file or the input's own folder; an annotated copy that two inputs would
-    share, or that exists without ``force``."""
+    share, that would replace an input (even with ``force``), or that exists without
+    ``force``."""
     if csv_path:
         if os.path.isdir(csv_path):
             raise FerError(f"{csv_path}: is a folder, expected a file name for --csv")
@@ -668,6 +669,18 @@ def check_outputs(media, root, csv_path, out, force, model_files=(), cascade=Non
         frame = FRAME_NAME.fullmatch(name)
         if name in sources or (frame and frame.group(1) in videos):
             raise FerError(f"{csv_path}: is where --out puts an annotated copy; give another --csv")
+    # An --out above the input folder: pics/pics/x.png's copy replaced the input pics/x.png.
+    for file, _ in media:
+        if not is_inside(file, out):
+            continue
+        name = os.path.relpath(os.path.realpath(file), os.path.realpath(out))
+        frame = FRAME_NAME.fullmatch(name)
+        source = sources.get(name) or (videos.get(frame.group(1)) if frame else None)
+        if source:
+            raise FerError(
+                f"{file}: is an input, where --out {out} would put the annotated copy of "
+                f"{source}; give another --out"
+            )
     # Each copy's place, before the models run: a file where a sub-folder goes, or a folder
     # where a copy goes, failed after the work, with the copies before it written.
     copies = [os.path.join(out, name) for name in sources]

@@ -568,6 +568,18 @@ def test_a_photo_named_as_a_video_s_annotated_frame_is_refused(tmp_path):
     faces.check_outputs(media, str(tmp_path), None, str(tmp_path / "out"), True)
 
 
+def test_an_annotated_copy_that_would_replace_an_input_is_refused_even_with_force(tmp_path):
+    root = tmp_path / "pics"
+    (root / "pics").mkdir(parents=True)
+    media = [(str(root / "x.png"), False), (str(root / "pics" / "x.png"), False)]
+    for file, _ in media:
+        cv2.imwrite(file, synthetic_images(1)[0][0])
+    # --out above the input folder: pics/pics/x.png's copy went over the input pics/x.png.
+    with pytest.raises(FerError, match=r"pics/x.png: is an input, where --out .* would put the"):
+        faces.check_outputs(media, str(root), None, str(tmp_path), True)
+    faces.check_outputs(media, str(root), None, str(tmp_path / "elsewhere"), True)
+
+
 def test_annotated_copies_inside_the_input_folder_are_not_read_as_input(
     model_dir, tmp_path, monkeypatch
 ):
