@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ferkit.errors import FerError, counted
+from ferkit.files import check_utf8_name
 
 IMAGE_SIZE = 48
 NUM_PIXELS = IMAGE_SIZE * IMAGE_SIZE
@@ -165,10 +166,12 @@ def holds_sha256(path, digest, file_digest=None):
 
 
 def images_under(folder):
-    """Paths, relative to ``folder``, of the image files at any depth below it."""
+    """Paths, relative to ``folder``, of the image files at any depth below it; a name that
+    is not UTF-8 text is refused (its SHA-256, ids and CSV rows are written as UTF-8)."""
     for root, _, names in os.walk(folder):
         for name in names:
             if name.lower().endswith(IMAGE_EXTENSIONS):
+                check_utf8_name(os.path.join(root, name))
                 yield os.path.relpath(os.path.join(root, name), folder)
 
 

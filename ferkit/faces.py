@@ -38,7 +38,7 @@ if "OPENCV_LOG_LEVEL" not in os.environ:
 
 from ferkit import data, evaluation, runs
 from ferkit.errors import FerError
-from ferkit.files import atomic_path, check_writable, is_inside
+from ferkit.files import atomic_path, check_utf8_name, check_writable, is_inside
 
 IMAGE_EXTENSIONS = data.IMAGE_EXTENSIONS
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
@@ -119,6 +119,8 @@ def load_detector(path=None):
     if path is not None and not os.path.isfile(path):
         # Checked here: OpenCV would print its own error line before ours.
         raise FerError(f"{path}: no such cascade file")
+    if path is not None:
+        check_utf8_name(path)
     path = path or cascade_path()
     if path is None:
         raise FerError(
@@ -191,15 +193,23 @@ def read_image(path, flags=cv2.IMREAD_COLOR):
     return image
 
 
+def encode_image(path, image):
+    """``image`` as the bytes of a file in the format ``path``'s extension names. Python
+    writes them, not cv2.imwrite, which crashed on a folder name that is not UTF-8 text."""
+    try:
+        encoded, buffer = cv2.imencode(os.path.splitext(path)[1], image)
+    except cv2.error:  # raised, not returned, for an extension it has no writer for
+        encoded = False
+    if not encoded:
+        raise FerError(f"{path}: OpenCV cannot write this kind of image")
+    return buffer.tobytes()
+
+
 def write_image(path, image):
     """Write an image atomically, in the format its extension names."""
-    with atomic_path(path) as temporary:
-        try:
-            written = cv2.imwrite(temporary, image)
-        except cv2.error:  # raised, not returned, for an extension it has no writer for
-            written = False
-        if not written:
-            raise FerError(f"{path}: OpenCV cannot write this kind of image")
+    encoded = encode_image(path, image)
+    with atomic_path(path) as temporary, open(temporary, "wb") as file:
+        file.write(encoded)
 
 
 def annotate(image, boxes, labels):
@@ -247,6 +257,7 @@ def find_media(path, skip=None):
     """[(file, is it a video)]: the file given, or the images and videos in a folder tree,
     less the folder ``skip`` (annotated copies written inside the input are not inputs)."""
     if os.path.isfile(path):
+        check_utf8_name(path)
         return [(path, path.lower().endswith(VIDEO_EXTENSIONS))]
     if os.path.exists(path) and not os.path.isdir(path):  # a pipe or a device: reading waits
         raise FerError(f"{path}: not a file or folder (a pipe or a device?)")
@@ -265,6 +276,7 @@ def find_media(path, skip=None):
             # A pipe named x.png waited for a writer forever; a broken link is read, and named.
             special = os.path.exists(file) and not os.path.isfile(file)
             if name.lower().endswith(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS) and not special:
+                check_utf8_name(file)
                 found.append((file, name.lower().endswith(VIDEO_EXTENSIONS)))
     if not found:
         raise FerError(f"{path}: no images or videos in this folder")
@@ -567,8 +579,9 @@ def write_image_folder(dataset, path, extension=".png", workers=None):
 
     def write_slice(start, stop):
         for index in range(start, stop):
-            if not cv2.imwrite(target(index), dataset.images[index]):
-                raise FerError(f"{target(index)}: OpenCV cannot write this kind of image")
+            encoded = encode_image(target(index), dataset.images[index])
+            with open(target(index), "wb") as file:
+                file.write(encoded)
 
     workers = workers or min(8, os.cpu_count() or 1)
     bounds = np.linspace(0, len(dataset), workers * 4 + 1).astype(int)

@@ -57,6 +57,16 @@ def atomic_path(path, force=True):
             os.remove(temporary)
 
 
+def check_utf8_name(path):
+    """Refuse a path that is not UTF-8 text (Python keeps such bytes as surrogates): OpenCV
+    crashed opening it (a segmentation fault), and a CSV row naming it could not be written."""
+    try:
+        os.fspath(path).encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+        raise FerError(f"{shown}: its name is not UTF-8 text; rename it") from None
+
+
 def is_inside(path, folder):
     """Whether ``path`` is ``folder`` or below it, links resolved."""
     folder = os.path.realpath(folder)

@@ -155,6 +155,42 @@ def test_written_folders_round_trip(tmp_path):
             np.testing.assert_array_equal(again.labels, dataset.labels)
 
 
+def test_images_are_written_into_a_folder_whose_name_is_not_utf8(tmp_path):
+    # cv2.imwrite died with a segmentation fault on such a path: run where a crash is seen.
+    folder = os.path.join(os.fsencode(tmp_path), b"caf\xe9")
+    script = (
+        "import sys, os, numpy as np\n"
+        "from ferkit import faces\n"
+        "folder = os.fsdecode(sys.argv[1].encode('utf-8', 'surrogateescape'))\n"
+        "os.mkdir(folder)\n"
+        "faces.write_image(os.path.join(folder, 'x.png'), np.full((8, 8), 7, np.uint8))\n"
+        "print(faces.read_image(os.path.join(folder, 'x.png')).mean())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, os.fsdecode(folder)],
+        capture_output=True,
+        cwd=REPOSITORY,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-500:]
+    assert result.stdout.split()[-1] == b"7.0"
+
+
+@pytest.mark.parametrize("form", ["folder", "media"])
+def test_an_image_whose_name_is_not_utf8_is_refused_in_one_line(tmp_path, form):
+    encoded = cv2.imencode(".png", synthetic_images(1)[0][0])[1].tobytes()
+    for name in (b"0.png", b"caf\xe9.png"):  # not cv2.imwrite: it crashes on the second
+        with open(os.path.join(os.fsencode(tmp_path), name), "wb") as file:
+            file.write(encoded)
+    # Its name could not be written into a submission or detect.py's CSV (UnicodeEncodeError),
+    # and OpenCV crashed opening such a video.
+    with pytest.raises(FerError, match=r"caf\\xe9.png: its name is not UTF-8 text; rename it"):
+        if form == "folder":
+            faces.read_image_folder(str(tmp_path))
+        else:
+            faces.find_media(str(tmp_path))
+
+
 def test_unlabelled_folder_is_keyed_by_file_name(tmp_path):
     images, _ = synthetic_images(3)
     colour = np.random.default_rng(1).integers(0, 256, (96, 64, 3), dtype=np.uint8)
