@@ -32,15 +32,17 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 import cv2  # noqa: E402
 
 if "OPENCV_LOG_LEVEL" not in os.environ:
-    # OpenCV's own warnings ("PNG input buffer is incomplete") would be a second line about a
-    # bad file; errors are still shown. A user's OPENCV_LOG_LEVEL wins.
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    # OpenCV's own warnings and errors about a file it cannot decode ("TIFFReadDirectory:
+    # Failed to read directory", "Unexpected end of input stream") were more lines about a bad
+    # file, which read_image names in one. A user's OPENCV_LOG_LEVEL wins.
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_FATAL)
 
 from ferkit import data, evaluation, runs
 from ferkit.errors import FerError
 from ferkit.files import atomic_path, check_utf8_name, check_writable, is_inside
 
 IMAGE_EXTENSIONS = data.IMAGE_EXTENSIONS
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 # Annotated copies keep these names; any other photo's copy gets ".png" added.
 ANNOTATED_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -183,6 +185,10 @@ def read_image(path, flags=cv2.IMREAD_COLOR):
         # truncated JPEG instead of returning it half gray. It is as fast (np.fromfile is not).
         with open(path, "rb", buffering=0) as file:
             raw = file.readall()
+        if raw.startswith(PNG_SIGNATURE) and b"IEND" not in raw:
+            # Cut short (a download that stopped): libpng, inside OpenCV, printed a line of its
+            # own to stderr ("PNG input buffer is incomplete") that no log level silences.
+            raise FerError(f"{path}: cannot read (a PNG file cut short: it has no end chunk)")
         image = cv2.imdecode(np.frombuffer(raw, dtype=np.uint8), flags) if raw else None
     except OSError as error:
         raise FerError(f"{path}: cannot read ({error.strerror or error})") from None

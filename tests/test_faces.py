@@ -424,6 +424,19 @@ def test_truncated_video_is_one_line_on_stderr(tmp_path, capfd):
     assert errors == [f"{video}: cannot read (not a video OpenCV can decode)"]
 
 
+@pytest.mark.parametrize("extension", [".png", ".tif", ".bmp", ".pgm"])
+def test_a_truncated_image_is_one_line_on_stderr(tmp_path, capfd, extension):
+    picture = cv2.cvtColor(cv2.resize(background(), (640, 640)), cv2.COLOR_BGR2GRAY)
+    path = tmp_path / f"cut{extension}"
+    encoded = cv2.imencode(extension, picture)[1].tobytes()
+    path.write_bytes(encoded[: len(encoded) // 2])
+    assert list(faces.read_media([(str(path), False)])) == [(str(path), None, None)]
+    # libpng ("PNG input buffer is incomplete") and OpenCV's TIFF and bitstream readers
+    # wrote lines of their own to the file descriptor.
+    errors = capfd.readouterr().err.strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith(f"{path}: cannot read (")
+
+
 def test_unreadable_file_exits_2_after_the_others(model_dir, tmp_path):
     images, _ = synthetic_images(2)
     for index, image in enumerate(images):
