@@ -122,6 +122,8 @@ def file_sha256(path):
     digest = hashlib.sha256()
     if os.path.isdir(path):
         for relative in sorted(images_under(path)):
+            if not os.path.isfile(os.path.join(path, relative)):
+                continue  # a broken link: no face, and reading the folder skipped it
             digest.update(relative.encode("utf-8") + b"\0")
             digest.update(file_sha256(os.path.join(path, relative)).encode("ascii"))
         return digest.hexdigest()
@@ -166,13 +168,17 @@ def holds_sha256(path, digest, file_digest=None):
 
 
 def images_under(folder):
-    """Paths, relative to ``folder``, of the image files at any depth below it; a name that
-    is not UTF-8 text is refused (its SHA-256, ids and CSV rows are written as UTF-8)."""
+    """Paths, relative to ``folder``, of the image files at any depth below it (links too, a
+    broken one included; not pipes or devices); a name that is not UTF-8 text is refused
+    (its SHA-256, ids and CSV rows are written as UTF-8)."""
     for root, _, names in os.walk(folder):
         for name in names:
-            if name.lower().endswith(IMAGE_EXTENSIONS):
-                check_utf8_name(os.path.join(root, name))
-                yield os.path.relpath(os.path.join(root, name), folder)
+            path = os.path.join(root, name)
+            if name.lower().endswith(IMAGE_EXTENSIONS) and (
+                os.path.isfile(path) or os.path.islink(path)
+            ):
+                check_utf8_name(path)
+                yield os.path.relpath(path, folder)
 
 
 def holds_training_rows(path):

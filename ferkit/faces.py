@@ -406,12 +406,14 @@ def _natural_key(name):
 
 def _image_files(folder):
     """The image files' names, in no particular order (read_image_folder sorts them once).
-    Hidden files are no one's images: macOS leaves a ``._5.png`` beside each ``5.png``."""
+    Hidden files are no one's images: macOS leaves a ``._5.png`` beside each ``5.png``. A
+    broken link is listed, to be skipped with a line as any unreadable image is; a pipe
+    named x.png is not (reading it would wait for a writer)."""
     with os.scandir(folder) as entries:
         return [
             entry.name
             for entry in entries
-            if entry.is_file()
+            if (entry.is_file() or entry.is_symlink())
             and entry.name.lower().endswith(IMAGE_EXTENSIONS)
             and not entry.name.startswith(".")
         ]

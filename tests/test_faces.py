@@ -277,6 +277,22 @@ def test_folder_mistakes_are_named(tmp_path, layout, message):
         faces.read_image_folder(str(tmp_path))
 
 
+def test_a_broken_link_is_skipped_in_one_line_and_a_pipe_is_not_read(tmp_path, capsys):
+    images, _ = synthetic_images(2)
+    for index, image in enumerate(images):
+        cv2.imwrite(str(tmp_path / f"{index}.png"), image)
+    digest = data.file_sha256(str(tmp_path))
+    (tmp_path / "2.png").symlink_to(tmp_path / "gone.png")
+    os.mkfifo(tmp_path / "3.png")  # reading it would wait for a writer
+    # The broken link was refused as "would not be read: ... not deeper", the whole folder
+    # with it, and its SHA-256 raised FileNotFoundError.
+    loaded = faces.read_image_folder(str(tmp_path))
+    assert loaded.ids.tolist() == [0, 1]
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 1 and "2.png: cannot read" in errors[0]
+    assert data.file_sha256(str(tmp_path)) == digest
+
+
 def test_hidden_and_macos_zip_copies_are_not_counted_as_unread_images(tmp_path):
     image = synthetic_images(1)[0][0]
     for name in ("happy/0.png", "happy/.thumbnails/0.png", "__MACOSX/happy/._0.png"):
