@@ -5,7 +5,9 @@ that ensembles can be tried without running the models again.
 """
 
 import argparse
+import csv
 import gzip
+import io
 import os
 import zlib
 
@@ -423,17 +425,23 @@ def write_outputs(out, proba, dataset, probabilities, force):
 def write_submission(path, ids, probabilities, force=False):
     """Kaggle's format: ``id,label``, one row per id, in the given order."""
     predictions = np.asarray(probabilities).argmax(axis=1)
-    lines = ["id,label"] + [f"{row_id},{label}" for row_id, label in zip(ids, predictions)]
-    write_text(path, "\n".join(lines) + "\n", force=force)
+    rows = [[row_id, label] for row_id, label in zip(ids, predictions)]
+    _write_csv(path, ["id", "label"], rows, force=force)
 
 
 def write_probabilities(path, ids, probabilities, force=False):
-    lines = ["id," + ",".join(CLASS_NAMES)]
-    lines += [
-        f"{row_id}," + ",".join(f"{value:.6f}" for value in row)
-        for row_id, row in zip(ids, probabilities)
-    ]
-    write_text(path, "\n".join(lines) + "\n", force=force)
+    rows = [[row_id, *(f"{value:.6f}" for value in row)] for row_id, row in zip(ids, probabilities)]
+    _write_csv(path, ["id", *CLASS_NAMES], rows, force=force)
+
+
+def _write_csv(path, header, rows, force=False):
+    """Rows as CSV, quoted where a cell needs it: an image folder's file name, the id of its
+    faces, may hold a comma or a line break (a,b.png was three cells)."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    write_text(path, text.getvalue(), force=force)
 
 
 def read_probabilities(path):
@@ -451,29 +459,38 @@ def read_probabilities(path):
         text = (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode("utf-8-sig")
     except (OSError, EOFError, zlib.error, UnicodeDecodeError) as error:
         raise FerError(f"{path}: not a probability file ({error})") from None
-    lines = text.splitlines()
-    header = lines[0].strip() if lines else ""
-    if header != "id," + ",".join(CLASS_NAMES):
-        raise FerError(f"{path}: not a probability file (header {header[:60]!r})")
-    keys, rows = [], []
-    for number, line in enumerate(lines[1:], start=2):
-        if not line.strip():
-            continue
-        # From the right: a file name in the first column may itself hold commas.
-        fields = line.rsplit(",", NUM_CLASSES)
-        try:
-            values = [float(value) for value in fields[1:]]
-        except ValueError:  # a blank or text cell
-            values = None
-        if (
-            values is None
-            or len(fields) != NUM_CLASSES + 1
-            or not all(0 <= value <= 1 for value in values)
-        ):
-            raise FerError(
-                f"{path}: line {number}: expected an id and {NUM_CLASSES} probabilities in "
-                f"[0, 1], found {line[:60]!r}"
-            )
-        keys.append(fields[0])
-        rows.append(values)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = ",".join(next(reader, [])).strip()
+        if header != "id," + ",".join(CLASS_NAMES):
+            raise FerError(f"{path}: not a probability file (header {header[:60]!r})")
+        keys, rows = [], []
+        number = reader.line_num + 1
+        for fields in reader:
+            if not "".join(fields).strip():
+                number = reader.line_num + 1
+                continue
+            if len(fields) > NUM_CLASSES + 1:
+                # Unquoted, as ferkit wrote it before: a file name holding commas.
+                fields = [",".join(fields[:-NUM_CLASSES]), *fields[-NUM_CLASSES:]]
+            try:
+                values = [float(value) for value in fields[1:]]
+            except ValueError:  # a blank or text cell
+                values = None
+            if (
+                values is None
+                or len(fields) != NUM_CLASSES + 1
+                or not all(0 <= value <= 1 for value in values)
+            ):
+                raise FerError(
+                    f"{path}: line {number}: expected an id and {NUM_CLASSES} probabilities "
+                    f"in [0, 1], found {','.join(fields)[:60]!r}"
+                )
+            keys.append(fields[0])
+            rows.append(values)
+            number = reader.line_num + 1
+    except csv.Error as error:
+        raise FerError(
+            f"{path}: line {reader.line_num}: not a probability file ({error})"
+        ) from None
     return keys, np.array(rows, dtype=np.float32).reshape(-1, NUM_CLASSES)

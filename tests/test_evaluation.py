@@ -1,6 +1,7 @@
 """Prediction: submissions, probability files, TTA, scoring, and predict.py end to end."""
 
 import argparse
+import csv
 import gzip
 import json
 import os
@@ -68,8 +69,8 @@ def test_probability_file_with_a_byte_order_mark_reads(tmp_path):
 
 
 def test_probability_file_keeps_file_names_and_reads_gzipped(tmp_path):
-    probabilities = np.full((2, 7), 1 / 7, dtype=np.float32)
-    names = ["PrivateTest_1.jpg", "odd, name.png"]  # the second holds a comma
+    probabilities = np.full((3, 7), 1 / 7, dtype=np.float32)
+    names = ["PrivateTest_1.jpg", "odd, name.png", 'line\nbreak "q".png']
     evaluation.write_probabilities(str(tmp_path / "p.csv"), names, probabilities)
     packed = tmp_path / "p.csv.gz"
     packed.write_bytes(gzip.compress((tmp_path / "p.csv").read_bytes()))
@@ -77,6 +78,29 @@ def test_probability_file_keeps_file_names_and_reads_gzipped(tmp_path):
         keys, loaded = evaluation.read_probabilities(str(path))
         assert keys == names
         np.testing.assert_allclose(loaded, probabilities, atol=1e-6)
+
+
+def test_file_names_are_quoted_where_they_hold_a_comma_or_a_line_break(tmp_path):
+    names = ["a,b.png", "line\nbreak.png", "c.png"]
+    probabilities = np.eye(7)[[1, 2, 3]]
+    evaluation.write_submission(str(tmp_path / "sub.csv"), names, probabilities)
+    evaluation.write_probabilities(str(tmp_path / "p.csv"), names, probabilities)
+    # Unquoted, a,b.png was three cells, and the line break made two rows of one.
+    with open(tmp_path / "sub.csv", newline="") as file:
+        assert list(csv.reader(file))[1:] == [
+            [name, str(label)] for name, label in zip(names, [1, 2, 3])
+        ]
+    with open(tmp_path / "p.csv", newline="") as file:
+        assert [row[0] for row in csv.reader(file)][1:] == names
+    # A file written before, unquoted, still reads (its name's commas counted from the right).
+    old = tmp_path / "old.csv"
+    old.write_text("id," + ",".join(data.CLASS_NAMES) + "\na,b.png,1,0,0,0,0,0,0\n")
+    assert evaluation.read_probabilities(str(old))[0] == ["a,b.png"]
+    # Line numbers count the lines of a quoted name.
+    bad = tmp_path / "bad.csv"
+    bad.write_text((tmp_path / "p.csv").read_text() + "x,2,0,0,0,0,0,0\n")
+    with pytest.raises(FerError, match="bad.csv: line 6: expected an id"):
+        evaluation.read_probabilities(str(bad))
 
 
 @pytest.mark.parametrize(
