@@ -87,6 +87,9 @@ def _read_bytes(path):
         raise FerError(f"{path}: no such file{_gzip_twin(path)}")
     if os.path.isdir(path):
         raise FerError(f"{path}: is a directory, expected a CSV file")
+    # By name: an ASCII PGM holds no NUL byte, and was read as a CSV with no pixel column.
+    if os.fspath(path).lower().endswith(IMAGE_EXTENSIONS):
+        raise FerError(f"{path}: is one image; expected a CSV file or a folder of images")
     with open(path, "rb") as file:
         raw = file.read()
     if raw[:2] == b"\x1f\x8b":
@@ -95,8 +98,6 @@ def _read_bytes(path):
         except (EOFError, OSError, zlib.error):
             raise FerError(f"{path}: gzip file is truncated or corrupt") from None
     if b"\x00" in raw[:4096]:  # text has none; a model file given as --test printed 32 KB
-        if os.fspath(path).lower().endswith(IMAGE_EXTENSIONS):
-            raise FerError(f"{path}: is one image; expected a CSV file or a folder of images")
         raise FerError(
             f"{path}: not a CSV text file (it holds NUL bytes: binary data, or UTF-16 text "
             "to be saved as UTF-8)"

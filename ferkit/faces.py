@@ -118,6 +118,8 @@ def load_detector(path=None):
             "out of opencv-python): pip install 'opencv-python-headless>=4.9,<5', or pass "
             "--no-detect for images that are already face crops"
         )
+    if path is not None and os.path.isdir(path):
+        raise FerError(f"{path}: is a folder, expected a cascade file (.xml)")
     if path is not None and not os.path.isfile(path):
         # Checked here: OpenCV would print its own error line before ours.
         raise FerError(f"{path}: no such cascade file")

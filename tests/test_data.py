@@ -122,6 +122,10 @@ def test_one_image_given_as_a_data_file_is_named_as_such(tmp_path):
     # Said "not a CSV text file (it holds NUL bytes: binary data, or UTF-16 text …)".
     with pytest.raises(FerError, match="face.png: is one image; expected a CSV file or a folder"):
         data.read_csv(str(path))
+    # An ASCII PGM holds no NUL byte: "no pixel column: expected 'feature' or 'pixels', found P2".
+    (tmp_path / "face.pgm").write_text("P2\n2 1\n255\n0 255\n")
+    with pytest.raises(FerError, match="face.pgm: is one image; expected a CSV file or a folder"):
+        data.read_csv(str(tmp_path / "face.pgm"))
 
 
 def _with_row(tmp_path, row_text, columns="label,feature", name="bad.csv"):

@@ -681,11 +681,17 @@ def test_a_video_s_existing_annotated_frames_are_kept_without_force(tmp_path):
 
 @pytest.mark.parametrize(
     "content, message",
-    [(None, "no such cascade file"), ("<opencv_storage></opencv_storage>", "not a cascade file")],
+    [
+        (None, "no such cascade file"),
+        ("<opencv_storage></opencv_storage>", "not a cascade file"),
+        ("folder", "cascade.xml: is a folder, expected a cascade file"),  # "no such cascade file"
+    ],
 )
 def test_a_bad_cascade_file_is_named(tmp_path, content, message):
     path = tmp_path / "cascade.xml"
-    if content is not None:
+    if content == "folder":
+        path.mkdir()
+    elif content is not None:
         path.write_text(content)
     with pytest.raises(FerError, match=message):
         faces.load_detector(str(path))
