@@ -40,7 +40,9 @@ def main():
     name = "confusion" + plots.data_suffix(args)
     if args.tta != "none":
         name += f"_tta-{args.tta}"
-    path = plots.figure_path(args.model, name, args.out, args.force, args.data, args.labels)
+    path = plots.figure_path(
+        args.model, name, args.out, args.force, args.data, args.labels, run_data=args.run_data
+    )
     images, labels, described = plots.figure_images(args.model, args)
     model = runs.load_model(args.model, unsafe=args.unsafe)
     probabilities = evaluation.predict_probabilities(model, images, args.tta, args.batch_size)

@@ -30,7 +30,7 @@ def main():
         history = plots.read_history(source)
         histories.append((plots.run_name(source), history, plots.best_epoch(source, history)))
     names = ", ".join(name for name, _, _ in histories)
-    path = plots.figure_path(args.runs[0], "history", args.out, args.force)
+    path = plots.figure_path(args.runs[0], "history", args.out, args.force, others=args.runs[1:])
     plots.save(plots.history_figure(histories, f"Training history: {names}"), path)
     for name, history, best in histories:
         rows = (history["epoch"] == best).nonzero()[0]

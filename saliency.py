@@ -45,7 +45,9 @@ def main():
     name += "-".join(map(str, (args.index or [])[:6]))
     name += f"_smoothgrad-{args.smoothgrad}" if args.smoothgrad else ""
     name += plots.data_suffix(args)  # index 3 of --data is another face than the run's own
-    path = plots.figure_path(args.model, name, args.out, args.force, args.data, args.labels)
+    path = plots.figure_path(
+        args.model, name, args.out, args.force, args.data, args.labels, run_data=args.run_data
+    )
     images, labels, described = plots.figure_images(args.model, args, labelled_only=False)
     for index in args.index or []:
         if not 0 <= index < len(images):

@@ -45,7 +45,9 @@ def main():
         names = [name for kind, name in saved if kind == "Conv2D"]
         plots.conv_layer_name(names, args.layer, runs.model_path(args.model))
     # A bad or existing --out is refused now, not after the work.
-    plots.figure_path(args.model, "filters", args.out, args.force, args.data, args.labels)
+    plots.figure_path(
+        args.model, "filters", args.out, args.force, args.data, args.labels, run_data=args.run_data
+    )
     plots.check_face_options(args)
     if args.image is not None:
         faces, _, described = plots.figure_images(args.model, args, labelled_only=False)
@@ -82,7 +84,9 @@ def main():
         ]
         title = f"{run}: {layer.name} activation maps of face {args.image} of {described}"
         name = f"activations_{layer.name}_{args.image}{plots.data_suffix(args)}"
-    path = plots.figure_path(args.model, name, args.out, args.force, args.data, args.labels)
+    path = plots.figure_path(
+        args.model, name, args.out, args.force, args.data, args.labels, run_data=args.run_data
+    )
     plots.save(plots.grid_figure(plots.square_rows(panels), title), path)
     print(f"wrote {path}")
 

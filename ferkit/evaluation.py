@@ -355,11 +355,19 @@ def model_inputs(source, role, outputs):
         inputs[f"the {name} of {role}"] = os.path.join(folder, name)
     for option, path in outputs.items():
         runs.check_outside_checkpoints(path, source, option, role)
-    # The files it trained and validated on: fitted weights rebuild its validation images
-    # from them, and so does every later script that reads the run.
-    for key, path in _recorded_data(os.path.join(folder, runs.CONFIG_FILE)).items():
-        inputs[f"the {key.replace('_', '-')} file of {role}"] = path
+    inputs.update(recorded_data_inputs(source, role))
     return inputs
+
+
+def recorded_data_inputs(source, role):
+    """{what: path} of the files the run of the model at ``source`` trained and validated on,
+    as its config.json records them: fitted weights rebuild its validation images from
+    them, and so does every later script that reads the run."""
+    config_path = os.path.join(runs.model_run_folder(source), runs.CONFIG_FILE)
+    return {
+        f"the {key.replace('_', '-')} file of {role}": path
+        for key, path in _recorded_data(config_path).items()
+    }
 
 
 def _recorded_data(config_path):
@@ -401,8 +409,8 @@ def check_outputs(out, proba, force, inputs):
                 and is_inside(path, input_path)
             ):
                 raise FerError(
-                    f"{path}: is inside {what} {input_path}, whose images it would replace or "
-                    f"join; give {option} a name outside it"
+                    f"{path}: is inside {input_path} ({what}), whose images it would replace "
+                    f"or join; give {option} a name outside it"
                 )
         if os.path.exists(path) and not force:
             raise FerError(f"{path}: already exists (pass --force to overwrite it)")

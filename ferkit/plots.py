@@ -395,19 +395,36 @@ def data_suffix(args):
     return suffix
 
 
-def figure_path(source, name, out=None, force=False, data_path=None, labels_path=None):
+def figure_path(
+    source,
+    name,
+    out=None,
+    force=False,
+    data_path=None,
+    labels_path=None,
+    others=(),
+    run_data=(),
+):
     """``--out`` when given (an existing file only with ``force``, checked before any work),
     else ``<run folder>/figures/<name>.png``, which is drawn afresh each time; never one of
     the images of ``data_path`` (--data), nor a new file in its folder, nor ``labels_path``
-    (--labels)."""
+    (--labels), nor in the image folder that the run at ``source`` (or at ``others``, the
+    other runs of one figure) trained or validated on, or that ``run_data`` names, nor in
+    one of those runs' checkpoint folders."""
     if out:
         extension = os.path.splitext(out)[1].lower()
         if extension not in FORMATS:
             raise FerError(f"{out}: figures are written as {', '.join(FORMATS)}")
         check_outside_data(out, data_path)
-        runs.check_outside_checkpoints(out, source, "--out")
         # An existing file may be a figure for a report.
         inputs = {"the --data file": data_path, "the --labels file": labels_path}
+        # x.png in the image folder a run trained on changed its SHA-256: the run could no
+        # longer be resumed, nor its validation images rebuilt.
+        for each in (source, *others):
+            runs.check_outside_checkpoints(out, each, "--out", f"the run {each}")
+            inputs.update(evaluation.recorded_data_inputs(each, f"the run {each}"))
+        for index, path in enumerate(run_data):
+            inputs[f"the --run-data file {index + 1}"] = path
         evaluation.check_outputs(out, None, force, inputs=inputs)
         return out
     epoch = checkpoint_name(source)

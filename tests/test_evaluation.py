@@ -272,7 +272,8 @@ def test_an_output_in_an_image_folder_given_as_input_is_refused(tmp_path):
     inputs = {"the --test file": str(tmp_path / "faces")}
     # --force replaced 5.png with the submission; a new 6.png would be read as a face.
     for name in ("5.png", "sub/6.PNG"):
-        with pytest.raises(FerError, match=f"{name}: is inside the --test file .*faces, whose"):
+        refused = f"{name}: is inside .*faces \\(the --test file\\), whose"
+        with pytest.raises(FerError, match=refused):
             evaluation.check_outputs(str(tmp_path / "faces" / name), None, True, inputs)
     evaluation.check_outputs(str(tmp_path / "faces" / "sub.csv"), None, True, inputs)
 

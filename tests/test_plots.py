@@ -577,6 +577,34 @@ def test_a_figure_is_never_written_into_the_data_folder(tmp_path):
     assert plots.figure_path(str(tmp_path), "x", str(tmp_path / "x.png"), True, str(faces))
 
 
+def test_a_figure_is_never_written_where_a_run_s_data_or_checkpoints_are(tmp_path):
+    faces = tmp_path / "faces"
+    (faces / "happy").mkdir(parents=True)
+    (faces / "happy" / "0.png").write_bytes(b"a face")
+    runs_made = []
+    for name in ("first", "second"):
+        (tmp_path / name / "checkpoint").mkdir(parents=True)
+        (tmp_path / name / "config.json").write_text(json.dumps({"data": str(faces)}))
+        (tmp_path / name / "checkpoint" / "state.json").write_text("{}")
+        runs_made.append(str(tmp_path / name))
+    first, second = runs_made
+    # Written with --force over a face the run trained on, or beside them as a new face: the
+    # run's data changed, so it could not be resumed nor its validation images rebuilt.
+    for out in (faces / "happy" / "0.png", faces / "happy" / "figure.png"):
+        refused = r"is inside .*faces \(the data file of the run .*first\), whose"
+        with pytest.raises(FerError, match=refused):
+            plots.figure_path(first, "confusion", str(out), True)
+    assert (faces / "happy" / "0.png").read_bytes() == b"a face"
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    with pytest.raises(FerError, match=r"is inside .*moved \(the --run-data file 1\), whose"):
+        plots.figure_path(first, "x", str(moved / "x.png"), True, run_data=[str(moved)])
+    # plot_history.py's other runs: only the first run's checkpoint folder was refused.
+    with pytest.raises(FerError, match="checkpoint folder of the run .*second"):
+        plots.figure_path(first, "history", f"{second}/checkpoint/h.png", True, others=[second])
+    assert plots.figure_path(first, "history", str(tmp_path / "h.png"), True, others=[second])
+
+
 def test_samples_of_the_current_folder_are_not_drawn_into_it(tmp_path, monkeypatch):
     (tmp_path / "happy").mkdir()
     cv2 = pytest.importorskip("cv2")
