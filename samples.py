@@ -16,6 +16,7 @@ import numpy as np
 from ferkit import cli, data, plots, runs
 from ferkit import config as configuration
 from ferkit.errors import FerError
+from ferkit.files import check_writable
 
 
 def main():
@@ -32,22 +33,25 @@ def main():
         raise FerError(f"--per-class must be at least 1, got {args.per_class}")
     if not 0 <= args.seed <= configuration.MAX_SEED:
         raise FerError(f"--seed must be from 0 to {configuration.MAX_SEED}, got {args.seed}")
-    data_name = os.path.basename(os.path.normpath(args.data))  # "faces" for "faces/" too
-    stem = data_name.split(".")[0]
-    if args.out:
-        path = plots.figure_path(args.run or ".", "samples", args.out, args.force, args.data)
-    elif args.run:
-        path = plots.figure_path(args.run, f"samples_{stem}", data_path=args.data)
-    else:
-        path = os.path.join("models", "figures", f"samples_{stem}.png")
-        plots.check_outside_data(path, args.data)
-    # Of a fer2013.csv, the faces training sees (its Training rows) unless --usage says.
-    usage = args.usage or ("Training" if data.has_usage_column(args.data) else None)
-    table = data.read_any(args.data, usage=usage, require_labels=True)
+    if args.run:
+        runs.refuse_checkpoint_folder(args.run)
     settings = runs.run_config(args.run) if args.run else None
     if args.run and settings is None:
         raise FerError(f"{args.run}: no config.json there")
     settings = settings or configuration.DEFAULTS
+    # --usage in the name: a fer2013.csv's PublicTest samples replaced its Training ones.
+    name = f"samples_{plots.data_name(args.data)}" + (f"_{args.usage}" if args.usage else "")
+    if args.out:
+        path = plots.figure_path(args.run or ".", "samples", args.out, args.force, args.data)
+    elif args.run:
+        path = plots.figure_path(args.run, name, data_path=args.data)
+    else:
+        path = os.path.join("models", "figures", f"{name}.png")
+        plots.check_outside_data(path, args.data)
+        check_writable(path)  # a file named models was found only after the faces were read
+    # Of a fer2013.csv, the faces training sees (its Training rows) unless --usage says.
+    usage = args.usage or ("Training" if data.has_usage_column(args.data) else None)
+    table = data.read_any(args.data, usage=usage, require_labels=True)
     rng = np.random.default_rng(args.seed)
     chosen = [
         rng.permutation(np.flatnonzero(table.labels == label))[: args.per_class]
@@ -64,7 +68,7 @@ def main():
     row_labels = [
         f"{name} ({np.sum(table.labels == label)})" for label, name in enumerate(data.CLASS_NAMES)
     ]
-    described = data_name + (f" ({usage})" if usage else "")
+    described = os.path.basename(os.path.normpath(args.data)) + (f" ({usage})" if usage else "")
     settings_text = ", ".join(f"{key} {settings[key]}" for key in configuration.AFFINE_OPTIONS)
     if settings["random_erasing"]:
         settings_text += f", random_erasing {settings['random_erasing']}"

@@ -379,13 +379,23 @@ def add_out_arguments(parser):
     parser.add_argument("--force", action="store_true", help="overwrite an existing --out")
 
 
+def data_name(path):
+    """A data file's name as a figure's name holds it: less .gz and .csv, so faces.v1.csv
+    and faces.v2.csv stay apart (both were "faces") and a gzipped copy shares its CSV's."""
+    name = os.path.basename(os.path.normpath(path))  # "faces" for "faces/" too
+    for extension in (".gz", ".csv"):
+        if name.lower().endswith(extension):
+            name = name[: -len(extension)]
+    return name
+
+
 def data_suffix(args):
     """'_<data>[_<usage>][_blur<sigma>|_blur-auto]' naming a figure of --data faces, so that it
     does not replace the same figure of the run's validation faces, nor of a file named
     otherwise; '' for those."""
     if not args.data:
         return ""
-    suffix = "_" + os.path.basename(os.path.normpath(args.data)).split(".")[0]
+    suffix = "_" + data_name(args.data)
     if args.usage:
         suffix += f"_{args.usage}"
     if evaluation.is_set(args.blur):

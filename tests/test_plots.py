@@ -285,6 +285,31 @@ def test_figures_of_data_faces_are_named_after_them(tmp_path):
     assert plots.data_suffix(argparse.Namespace(**given)) == "_fer2013_blur-auto"
     given.update(usage="PrivateTest", blur=2.0)
     assert plots.data_suffix(argparse.Namespace(**given)) == "_fer2013_PrivateTest_blur2"
+    # Two versions of one file were both "faces"; a gzipped copy is the same faces.
+    names = ["faces.v1.csv", "faces.v2.CSV", "faces.v1.csv.gz", "faces/"]
+    assert [plots.data_name(name) for name in names] == [
+        "faces.v1",
+        "faces.v2",
+        "faces.v1",
+        "faces",
+    ]
+
+
+def test_samples_of_two_usages_of_one_file_are_two_figures(tmp_path, monkeypatch):
+    # --usage PublicTest's samples replaced the Training ones: both were samples_fer2013.png.
+    images, labels = synthetic_images(14)
+    usages = ["Training"] * 7 + ["PublicTest"] * 7
+    rows = [(label, pixels(image), usage) for image, label, usage in zip(images, labels, usages)]
+    fer2013 = write_csv(tmp_path / "fer2013.csv", ("emotion", "pixels", "Usage"), rows)
+    monkeypatch.chdir(tmp_path)
+    for usage in ("PublicTest", "Training"):
+        call_script(
+            monkeypatch, "samples.py", "--data", fer2013, "--usage", usage, "--per-class", 1
+        )
+    assert sorted(os.listdir(tmp_path / "models" / "figures")) == [
+        "samples_fer2013_PublicTest.png",
+        "samples_fer2013_Training.png",
+    ]
 
 
 def test_confusion_on_a_data_file_with_labels(dnn_run, folder, train_csv, monkeypatch, capsys):
@@ -614,6 +639,27 @@ def test_samples_of_the_current_folder_are_not_drawn_into_it(tmp_path, monkeypat
     with pytest.raises(FerError, match="is inside the --data folder"):
         call_script(monkeypatch, "samples.py", "--data", ".", "--per-class", 1)
     assert not (tmp_path / "models").exists()
+
+
+def test_samples_refuse_an_unwritable_figure_and_a_checkpoint_folder_before_reading(
+    tmp_path, monkeypatch
+):
+    train_csv = make_train_csv(tmp_path / "train.csv", count=14)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").write_text("a file where the figures' folder goes")
+
+    def unread(*args, **kwargs):
+        raise AssertionError("the data was read before the mistake was found")
+
+    monkeypatch.setattr(data, "read_any", unread)
+    with pytest.raises(FerError, match="models/figures/samples_train.png: cannot be written"):
+        call_script(monkeypatch, "samples.py", "--data", train_csv)
+    run = tmp_path / "run"
+    (run / "checkpoint").mkdir(parents=True)
+    (run / "config.json").write_text("{}")
+    (run / "checkpoint" / "state.json").write_text("{}")
+    with pytest.raises(FerError, match="checkpoint: is a run's checkpoint folder: give the run"):
+        call_script(monkeypatch, "samples.py", "--data", train_csv, "--run", run / "checkpoint")
 
 
 def test_samples_of_a_folder_given_with_a_slash_are_named_by_it(tmp_path, monkeypatch):
