@@ -27,7 +27,17 @@ FORMATS = (".png", ".pdf", ".svg")
 DPI = 120
 TRAINING_COLOUR = "tab:blue"
 VALIDATION_COLOUR = "tab:orange"
-LINE_STYLES = ("-", "--", ":", "-.")
+# One per run of a history figure: the four named ones, then dash patterns (on, off, ...).
+LINE_STYLES = (
+    "-",
+    "--",
+    ":",
+    "-.",
+    (0, (8, 2, 1, 2, 1, 2)),
+    (0, (1, 4)),
+    (0, (12, 3)),
+    (0, (4, 1, 4, 4)),
+)
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
 
 
@@ -108,9 +118,14 @@ def history_figure(histories, title):
     figure = matplotlib.figure.Figure(figsize=(12, 4.6), layout="constrained")
     axes = figure.subplots(1, 2)
     several = len(histories) > 1
+    if len(histories) > len(LINE_STYLES):  # two runs drawn alike could not be told apart
+        raise FerError(
+            f"{len(histories)} runs: a history figure holds at most {len(LINE_STYLES)}, each "
+            "in its own line style; draw them in several figures"
+        )
     run_handles = []
     for number, (name, history, best) in enumerate(histories):
-        style = LINE_STYLES[number % len(LINE_STYLES)]
+        style = LINE_STYLES[number]
         label = f"{name} (best epoch {best})"
         run_handles.append(
             matplotlib.lines.Line2D([], [], linestyle=style, color="black", label=label)
@@ -122,7 +137,7 @@ def history_figure(histories, title):
             axis.plot(
                 epochs,
                 history[metric],
-                style,
+                linestyle=style,
                 color=TRAINING_COLOUR,
                 label="training",
                 **line,
@@ -131,7 +146,7 @@ def history_figure(histories, title):
             axis.plot(
                 epochs,
                 validation,
-                style,
+                linestyle=style,
                 color=VALIDATION_COLOUR,
                 label="validation",
                 **line,

@@ -180,6 +180,18 @@ def test_history_figure_layout_and_colours(folder):
     assert labels == ["training", "validation", "best epoch 6"] and not single.legends
 
 
+def test_every_run_of_a_history_figure_has_its_own_line_style(folder):
+    history = plots.read_history(write_history(folder / "styles", epochs=10))
+    count = len(plots.LINE_STYLES)
+    figure = plots.history_figure([(f"r{n}", history, 6) for n in range(count)], "all")
+    # The fifth run was drawn as the first: two runs alike, one legend entry each.
+    handles = figure.legends[0].legend_handles[:count]
+    dashes = {(handle.get_linestyle(), str(handle._dash_pattern)) for handle in handles}
+    assert len(dashes) == count
+    with pytest.raises(FerError, match=f"{count + 1} runs: a history figure holds at most"):
+        plots.history_figure([(f"r{n}", history, 6) for n in range(count + 1)], "too many")
+
+
 def test_confusion_rows_sum_to_one_and_counts_to_the_images(dnn_run):
     validation = runs.validation_data(dnn_run)
     model = runs.load_model(dnn_run)
