@@ -27,11 +27,14 @@ def main():
     parser.add_argument("--target", choices=("predicted", "true"), default="predicted")
     parser.add_argument("--smoothgrad", type=int, default=0, metavar="N", help="noisy copies")
     noise = configuration.SMOOTHGRAD_NOISE
-    parser.add_argument("--noise", type=float, default=noise, help=f"noise std / 255 ({noise})")
+    parser.add_argument("--noise", type=float, help=f"SmoothGrad's noise std / 255 ({noise})")
     keep = configuration.SALIENCY_KEEP
     parser.add_argument("--keep", type=float, default=keep, help=f"share of pixels kept ({keep})")
     plots.add_out_arguments(parser)
     args = parser.parse_args()
+    if args.noise is not None and not args.smoothgrad:  # a plain gradient adds no noise
+        raise FerError("--noise is SmoothGrad's: give it with --smoothgrad N")
+    args.noise = noise if args.noise is None else args.noise
     # not 0 <= noise < inf: nan passes a plain comparison and drew an all-black map.
     if args.smoothgrad < 0 or not 0 <= args.noise < float("inf") or not 0 < args.keep <= 1:
         raise FerError(
@@ -54,8 +57,10 @@ def main():
             raise FerError(f"--index {index}: {described} has images 0-{len(images) - 1}")
     if args.per_class and (labels < 0).all():
         raise FerError("--per-class needs labelled images: give --labels or a labelled --data")
-    if args.target == "true" and args.index and (labels[args.index] < 0).any():
-        raise FerError("--target true needs labelled images: give --labels too")
+    unknown = [index for index in args.index or [] if labels[index] < 0]
+    if args.target == "true" and unknown:
+        where = f"{args.labels} has no label for" if args.labels else "give --labels for"
+        raise FerError(f"--target true needs each face's label: {where} --index {unknown[0]}")
     from ferkit import explain  # here, not at the top: it starts Keras (seconds)
 
     model = runs.load_model(args.model, unsafe=args.unsafe)

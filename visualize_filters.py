@@ -27,13 +27,10 @@ def main():
     parser.add_argument(
         "--filters", type=int, default=ascent["filters"], metavar="N", help="first N (%(default)s)"
     )
-    parser.add_argument(
-        "--steps", type=int, default=ascent["steps"], help="ascent steps (%(default)s)"
-    )
-    parser.add_argument(
-        "--step-size", type=float, default=ascent["step_size"], help="RMS pixels (%(default)s)"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="of the starting noise")
+    # Left None when not given: they mean nothing with --image (plots.check_ascent_options).
+    parser.add_argument("--steps", type=int, help=f"ascent steps ({ascent['steps']})")
+    parser.add_argument("--step-size", type=float, help=f"RMS pixels ({ascent['step_size']})")
+    parser.add_argument("--seed", type=int, help="of the starting noise (0)")
     parser.add_argument("--image", type=int, metavar="I", help="activation maps of this face")
     plots.add_data_arguments(parser)
     plots.add_out_arguments(parser)

@@ -507,7 +507,19 @@ def add_data_arguments(parser, usage_default="all"):
 
 def check_ascent_options(args):
     """visualize_filters.py's --filters, --steps, --step-size and --seed, each refused
-    naming its value."""
+    naming its value; the last three, the gradient ascent's, refused with --image (which
+    draws activation maps instead) and otherwise set to their defaults where not given."""
+    ascent = {"--steps": args.steps, "--step-size": args.step_size, "--seed": args.seed}
+    given = [option for option, value in ascent.items() if value is not None]
+    if args.image is not None and given:  # ignored without a word
+        raise FerError(
+            f"{given[0]} is for the filters' gradient ascent; --image draws a face's "
+            "activation maps instead: leave it out"
+        )
+    defaults = configuration.FILTER_ASCENT
+    args.steps = defaults["steps"] if args.steps is None else args.steps
+    args.step_size = defaults["step_size"] if args.step_size is None else args.step_size
+    args.seed = 0 if args.seed is None else args.seed
     if args.filters < 1:
         raise FerError(f"--filters must be at least 1, got {args.filters}")
     if args.steps < 0:

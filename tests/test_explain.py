@@ -262,6 +262,10 @@ def test_filter_script_refuses_a_face_source_without_image(monkeypatch, folder):
     for source in (("--data", "faces.csv"), ("--blur", "3.5"), ("--run-data", "train.csv")):
         with pytest.raises(FerError, match="choose the face for --image: give --image"):
             call_script(monkeypatch, "visualize_filters.py", path, *source)
+    # The ascent's options with --image were ignored without a word.
+    for option in (("--steps", 9), ("--step-size", 2), ("--seed", 5)):
+        with pytest.raises(FerError, match=f"{option[0]} is for the filters' gradient ascent"):
+            call_script(monkeypatch, "visualize_filters.py", path, "--image", 0, *option)
 
 
 @pytest.mark.parametrize(
@@ -273,8 +277,10 @@ def test_filter_script_refuses_a_face_source_without_image(monkeypatch, folder):
         # One message for three options named none of the values.
         ("visualize_filters.py", ("--filters", "0"), "--filters must be at least 1, got 0"),
         ("visualize_filters.py", ("--steps", "-1"), "--steps must be at least 0, got -1"),
-        ("saliency.py", ("--noise", "nan"), "--noise must be finite and not negative"),
-        ("saliency.py", ("--noise", "inf"), "--noise must be finite and not negative"),
+        ("saliency.py", ("--smoothgrad", 2, "--noise", "nan"), "--noise must be finite and"),
+        ("saliency.py", ("--smoothgrad", 2, "--noise", "inf"), "--noise must be finite and"),
+        # A plain gradient adds no noise: --noise was ignored.
+        ("saliency.py", ("--noise", "0.5"), "--noise is SmoothGrad's: give it with --smoothgrad"),
         ("visualize_filters.py", ("--seed", 2**32), "--seed must be from 0 to 4294967295"),
         ("samples.py", ("--seed", 10**20), "--seed must be from 0 to 4294967295"),
     ],

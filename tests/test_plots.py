@@ -383,6 +383,16 @@ def test_saliency_script_passes_its_target_noise_and_keep_on(dnn_run, monkeypatc
     assert calls == {"saliency": (true_labels, 2, 0.05), "keep": 0.3}
 
 
+def test_target_true_names_the_face_its_labels_file_does_not_label(dnn_run, tmp_path, monkeypatch):
+    test_csv = make_test_csv(tmp_path / "test.csv", count=6)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("id,label\n0,3\n1,4\n")
+    arguments = ["--data", test_csv, "--labels", labels, "--index", 0, 5, "--target", "true"]
+    # "needs labelled images: give --labels too", with --labels given.
+    with pytest.raises(FerError, match="labels.csv has no label for --index 5"):
+        call_script(monkeypatch, "saliency.py", dnn_run, *arguments, "--out", tmp_path / "s.png")
+
+
 def test_a_class_without_faces_keeps_its_row_label():
     face = plots.Panel(np.zeros((48, 48, 1)))
     figure = plots.grid_figure([[face, face], [], [None]], "t", row_labels=["a", "b", "c"])
