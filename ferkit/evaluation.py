@@ -244,14 +244,14 @@ def log_loss(probabilities, labels):
     return float(-np.log(np.clip(picked, 1e-12, 1.0)).mean())
 
 
-def labelled_subset(ids, labels_by_id, labels_path):
-    """(positions in ``ids``, labels) of the ids that ``labels_by_id`` labels."""
+def labelled_subset(ids, labels_by_id, labels_path, data_path="the test file"):
+    """(positions in ``ids``, labels) of the ids that ``labels_by_id`` labels; ``ids`` are
+    those of the faces at ``data_path``."""
     positions = {int(row_id): position for position, row_id in enumerate(ids)}
     missing = [row_id for row_id in labels_by_id if row_id not in positions]
     if missing:
         raise FerError(
-            f"{labels_path}: {len(missing)} id(s) not in the test file, "
-            f"the first being {missing[0]}"
+            f"{labels_path}: {len(missing)} id(s) not in {data_path}, the first being {missing[0]}"
         )
     chosen = np.array([positions[row_id] for row_id in labels_by_id], dtype=np.int64)
     return chosen, np.array(list(labels_by_id.values()), dtype=np.int64)
@@ -262,7 +262,7 @@ def scored_faces(test, labels_by_id, labels_path):
     --labels labels by id, else a labelled file's own (fer2013.csv's PublicTest rows, a
     train.csv), else None. Unknown ids are refused here, before any model runs."""
     if labels_by_id is not None:
-        positions, labels = labelled_subset(test.ids, labels_by_id, labels_path)
+        positions, labels = labelled_subset(test.ids, labels_by_id, labels_path, test.path)
         return positions, labels, f"{len(labels)} labelled ids of {labels_path}"
     if test.labels is not None:
         described = f"the {len(test)} faces of {test.path}, by the file's own labels"

@@ -495,7 +495,10 @@ def add_data_arguments(parser, usage_default="all"):
     parser.add_argument(
         "--data", help="CSV or image folder to draw on instead of the run's validation images"
     )
-    parser.add_argument("--labels", help="id,label CSV labelling an unlabelled --data file")
+    parser.add_argument(
+        "--labels",
+        help="id,label CSV: labels of --data's faces by id (in place of its own, if it has any)",
+    )
     parser.add_argument(
         "--usage",
         help=f"fer2013.csv only: PublicTest, PrivateTest or Training (default: {usage_default})",
@@ -576,7 +579,7 @@ def figure_images(source, args, labelled_only=True):
     images, labels = table.images, table.labels
     if args.labels:
         positions, known = evaluation.labelled_subset(
-            table.ids, data.read_labels(args.labels), args.labels
+            table.ids, data.read_labels(args.labels), args.labels, args.data
         )
         described += f" labelled by {os.path.basename(args.labels)}"
         if labelled_only:
