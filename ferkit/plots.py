@@ -61,29 +61,39 @@ def read_history(source):
     runs.refuse_checkpoint_folder(source)
     path = os.path.join(run_folder(source), runs.HISTORY_FILE)
     try:
-        with open(path, encoding="utf-8") as file:
-            rows = list(csv.DictReader(file))
+        # utf-8-sig: saved again by a spreadsheet, it begins with a byte-order mark.
+        with open(path, encoding="utf-8-sig", newline="") as file:
+            reader = csv.reader(file)
+            header = next(reader, [])
+            rows, lines = [], []  # each row's cells, and its line number
+            for cells in reader:
+                if any(cell.strip() for cell in cells):
+                    rows.append(cells)
+                    lines.append(reader.line_num)
     except FileNotFoundError:
         raise FerError(f"{path}: no such file (has the run finished an epoch?)") from None
     except (UnicodeDecodeError, csv.Error):
         raise FerError(f"{path}: not a ferkit history (not UTF-8 CSV text)") from None
     if not rows:
         raise FerError(f"{path}: has no epochs yet")
-    missing = [column for column in HISTORY_COLUMNS if column not in rows[0]]
+    missing = [column for column in HISTORY_COLUMNS if column not in header]
     if missing:
         raise FerError(f"{path}: no {missing[0]!r} column")
-    history = {}
-    for column in rows[0]:
-        try:
-            history[column] = np.array([float(row[column]) for row in rows])
-        except (TypeError, ValueError):
-            raise FerError(
-                f"{path}: column {column!r} holds a value that is not a number"
-            ) from None
-    # The epochs mark the best one and are read as whole numbers: nan or inf was a traceback.
-    for line, epoch in enumerate(history["epoch"], start=2):
+    history = {column: np.empty(len(rows)) for column in header}
+    for row, (line, cells) in enumerate(zip(lines, rows)):
+        if len(cells) != len(header):  # named no line, or the column None
+            raise FerError(f"{path}: line {line}: {len(cells)} values for {len(header)} columns")
+        for column, cell in zip(header, cells):
+            try:
+                history[column][row] = float(cell)
+            except ValueError:
+                raise FerError(f"{path}: line {line}: {column} {cell!r} is not a number") from None
+        # The epochs mark the best one and are read as whole numbers: nan or inf was a traceback.
+        epoch = history["epoch"][row]
         if not (np.isfinite(epoch) and epoch >= 1 and epoch == int(epoch)):
-            raise FerError(f"{path}: line {line}: epoch {rows[line - 2]['epoch']!r} is not 1, 2, …")
+            raise FerError(
+                f"{path}: line {line}: epoch {cells[header.index('epoch')]!r} is not 1, 2, …"
+            )
     return history
 
 

@@ -135,6 +135,33 @@ def test_a_history_epoch_that_is_not_a_count_is_named_by_its_line(folder, epoch)
         plots.read_history(run)
 
 
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        # Said "column 'loss' holds a value that is not a number", "column None …" and
+        # "column 'seconds' …", naming no line.
+        ("3,abc,0.4,1.5,0.5,0.001,9", "line 5: loss 'abc' is not a number"),
+        ("3,1,0.4,1.5,0.5,0.001,9,7", "line 5: 8 values for 7 columns"),
+        ("3,1,0.4,1.5,0.5,0.001", "line 5: 6 values for 7 columns"),
+    ],
+)
+def test_an_edited_history_row_is_named_by_its_line(tmp_path, row, message):
+    run = write_history(tmp_path, epochs=3)
+    lines = (tmp_path / "history.csv").read_text().splitlines()
+    lines[3] = row
+    lines.insert(1, "")  # a blank line counts: the row is on line 5
+    (tmp_path / "history.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(FerError, match=f"history.csv: {message}"):
+        plots.read_history(run)
+
+
+def test_a_history_saved_with_a_byte_order_mark_reads(tmp_path):
+    run = write_history(tmp_path, epochs=3)
+    text = (tmp_path / "history.csv").read_bytes()
+    (tmp_path / "history.csv").write_bytes(b"\xef\xbb\xbf" + text)  # "no 'epoch' column"
+    assert plots.read_history(run)["epoch"].tolist() == [1, 2, 3]
+
+
 @pytest.mark.parametrize("best", [10**400, 7])
 def test_a_best_epoch_that_history_does_not_hold_is_refused(folder, best):
     run = write_history(folder / f"best_{len(str(best))}", epochs=3)
