@@ -391,7 +391,10 @@ def checkpoint_name(source):
 def run_name(source):
     """How titles name a model: its run folder's name (and a checkpoint's epoch), or the file
     name for a loose file."""
-    if os.path.isdir(source) or runs.run_config(source) is not None:
+    # Only whether it has a run: reading a foreign or broken config.json beside a model file
+    # failed here, after the model had run (the run folder itself was drawn).
+    config_path = os.path.join(runs.model_run_folder(source), runs.CONFIG_FILE)
+    if os.path.isdir(source) or os.path.isfile(config_path):
         name = os.path.basename(os.path.normpath(os.path.abspath(run_folder(source))))
         epoch = checkpoint_name(source)
         return f"{name} {epoch}" if epoch else name

@@ -162,6 +162,16 @@ def test_a_history_saved_with_a_byte_order_mark_reads(tmp_path):
     assert plots.read_history(run)["epoch"].tolist() == [1, 2, 3]
 
 
+def test_a_model_file_is_named_by_its_run_without_reading_its_config(tmp_path):
+    for content in ('{"other": "tool"}', "{not json"):
+        (tmp_path / "config.json").write_text(content)
+        # Titles read the config.json: another tool's, or a broken one, failed after the model
+        # had run, while the folder itself was drawn.
+        assert plots.run_name(str(tmp_path / "m.keras")) == tmp_path.name
+    os.remove(tmp_path / "config.json")
+    assert plots.run_name(str(tmp_path / "m.keras")) == "m.keras"
+
+
 @pytest.mark.parametrize("best", [10**400, 7])
 def test_a_best_epoch_that_history_does_not_hold_is_refused(folder, best):
     run = write_history(folder / f"best_{len(str(best))}", epochs=3)
