@@ -380,12 +380,24 @@ def run_folder(source):
     return runs.model_run_folder(source)
 
 
-def checkpoint_name(source):
-    """'epoch-0040' for a checkpoint's model file, else None: its figures and titles say so,
-    apart from the run's best model's."""
-    if os.path.isdir(source) or run_folder(source) == os.path.dirname(os.path.abspath(source)):
+def model_label(source):
+    """What sets a model file's figures and title apart from those of its folder's own model:
+    'epoch-0040' for a checkpoint's, 'finetuned' for finetuned.keras copied into a run folder
+    (or for one of several loose model files); None for a run folder or its own model."""
+    if os.path.isdir(source):
         return None
-    return os.path.splitext(os.path.basename(source))[0]
+    label = os.path.splitext(os.path.basename(source))[0]
+    folder = run_folder(source)
+    if folder != os.path.dirname(os.path.abspath(source)):  # a checkpoint's epoch-NNNN.keras
+        return label
+    try:
+        own = runs.model_path(folder)
+    except FerError:  # no model.keras, or several others: none of them is the folder's own
+        own = None
+    # Another model file in a run folder replaced its best model's figures, under its name.
+    if own and os.path.realpath(own) == os.path.realpath(source):
+        return None
+    return label
 
 
 def run_name(source):
@@ -396,8 +408,8 @@ def run_name(source):
     config_path = os.path.join(runs.model_run_folder(source), runs.CONFIG_FILE)
     if os.path.isdir(source) or os.path.isfile(config_path):
         name = os.path.basename(os.path.normpath(os.path.abspath(run_folder(source))))
-        epoch = checkpoint_name(source)
-        return f"{name} {epoch}" if epoch else name
+        label = model_label(source)
+        return f"{name} {label}" if label else name
     return os.path.basename(source)
 
 
@@ -465,9 +477,9 @@ def figure_path(
             inputs[f"the --run-data file {index + 1}"] = path
         evaluation.check_outputs(out, None, force, inputs=inputs)
         return out
-    epoch = checkpoint_name(source)
-    if epoch:  # beside the best model's figures, not over them
-        name += f"_{epoch}"
+    label = model_label(source)
+    if label:  # beside the best model's figures, not over them
+        name += f"_{label}"
     path = os.path.join(run_folder(source), "figures", f"{name}.png")
     check_outside_data(path, data_path)
     check_writable(path)  # a file named figures was found only after the model had run

@@ -167,9 +167,24 @@ def test_a_model_file_is_named_by_its_run_without_reading_its_config(tmp_path):
         (tmp_path / "config.json").write_text(content)
         # Titles read the config.json: another tool's, or a broken one, failed after the model
         # had run, while the folder itself was drawn.
-        assert plots.run_name(str(tmp_path / "m.keras")) == tmp_path.name
+        assert plots.run_name(str(tmp_path / "m.keras")) == f"{tmp_path.name} m"
     os.remove(tmp_path / "config.json")
     assert plots.run_name(str(tmp_path / "m.keras")) == "m.keras"
+
+
+def test_another_model_file_in_a_run_folder_has_figures_of_its_own(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("config.json", "model.keras", "finetuned.keras"):
+        (run / name).write_text("{}")
+    # finetuned.keras was titled as the run and replaced its best model's confusion.png.
+    assert plots.run_name(str(run / "finetuned.keras")) == "run finetuned"
+    assert plots.figure_path(str(run / "finetuned.keras"), "confusion").endswith(
+        "figures/confusion_finetuned.png"
+    )
+    for source in (run, run / "model.keras"):
+        assert plots.run_name(str(source)) == "run"
+        assert plots.figure_path(str(source), "confusion").endswith("run/figures/confusion.png")
 
 
 @pytest.mark.parametrize("best", [10**400, 7])
