@@ -112,9 +112,12 @@ def _gunzip(raw, limit=None):
         from isal import igzip, isal_zlib
     except ImportError:
         igzip, isal_zlib = gzip, zlib
-    if limit is None:
-        return igzip.decompress(raw)
-    return isal_zlib.decompressobj(31).decompress(raw, limit)  # 31: a gzip header
+    try:
+        if limit is None:
+            return igzip.decompress(raw)
+        return isal_zlib.decompressobj(31).decompress(raw, limit)  # 31: a gzip header
+    except isal_zlib.error as error:  # isal's is no zlib.error: a corrupt file was a traceback
+        raise zlib.error(str(error)) from None
 
 
 def file_sha256(path):
@@ -595,22 +598,25 @@ def _parse_rows(path, body, columns, pixel_column):
 def read_labels(path):
     """A labels file ``id,label`` (for example the public leaderboard): {id: label}."""
     raw = _read_bytes(path)
-    # utf-8-sig: a spreadsheet's export may begin with a byte-order mark.
-    lines = raw.decode("utf-8-sig", "replace").splitlines()
-    if not lines or not lines[0].strip():
+    # utf-8-sig: a spreadsheet's export may begin with a byte-order mark. Split on "\n" only,
+    # as read_csv does: splitlines also broke at a form feed, and miscounted the lines.
+    lines = raw.decode("utf-8-sig", "replace").split("\n")
+    if not lines[0].strip():
         raise FerError(f"{path}: file is empty")
-    columns = [name.strip() for name in lines[0].split(",")]
+    columns = _columns(lines[0].encode("utf-8"))  # R's write.csv quotes them: "id","label"
     if columns[:2] != ["id", "label"]:
         raise FerError(f"{path}: expected the columns id,label, found {_listed(columns)}")
     labels = {}
     for line_number, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
-        fields = line.split(",")
-        try:
-            row_id, label = int(fields[0]), int(fields[1])
-        except (ValueError, IndexError):
-            raise FerError(f"{path}: line {line_number}: expected two integers id,label") from None
+        fields = [field.strip().strip('"') for field in line.split(",")]
+        # int() alone took "1_0" as 10 and "٣" as 3, which read_csv refuses; a row of more
+        # fields than the header names was read as if it had two.
+        numbers = all(WHOLE_NUMBER.fullmatch(field) for field in fields[:2])
+        if len(fields) != len(columns) or not numbers:
+            raise FerError(f"{path}: line {line_number}: expected two integers id,label")
+        row_id, label = int(fields[0]), int(fields[1])
         if not 0 <= label < NUM_CLASSES:
             raise FerError(
                 f"{path}: line {line_number}: label {label} is outside 0-{NUM_CLASSES - 1}"

@@ -328,6 +328,17 @@ def test_truncated_gzip(tmp_path):
         data.read_csv(str(path))
 
 
+def test_corrupt_gzip_is_named_as_such(tmp_path):
+    corrupt = bytearray(gzip.compress(Path(make_train_csv(tmp_path / "t.csv", 7)).read_bytes()))
+    corrupt[len(corrupt) // 2] ^= 0x55  # a flipped byte inside the deflate stream
+    path = tmp_path / "corrupt.csv.gz"
+    path.write_bytes(bytes(corrupt))
+    # isal's IsalError is no zlib.error: a traceback, where zlib's error was named.
+    with pytest.raises(FerError, match="corrupt.csv.gz: gzip file is truncated or corrupt"):
+        data.read_csv(str(path))
+    assert not data.has_usage_column(str(path))
+
+
 def test_labels_file(tmp_path):
     path = tmp_path / "labels.csv"
     path.write_text("id,label\n0,3\n5,6\n")
@@ -336,6 +347,28 @@ def test_labels_file(tmp_path):
     assert data.read_labels(str(path)) == {0: 3}
     path.write_text("id,label\n0,9\n")
     with pytest.raises(FerError, match="line 2: label 9 is outside 0-6"):
+        data.read_labels(str(path))
+
+
+def test_labels_file_quoted_as_r_writes_it_reads(tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_text('"id","label"\n0,3\n"1","2"\n')  # R's write.csv quotes the header
+    assert data.read_labels(str(path)) == {0: 3, 1: 2}
+
+
+@pytest.mark.parametrize(
+    "rows, line",
+    [
+        ("1_0,3\n", 2),  # int() read 10
+        ("1,\u0663\n", 2),  # an Arabic-Indic three, read as 3
+        ("1,3,9\n", 2),  # the third field was ignored
+        ("1,3\x0c\n2,x\n", 3),  # a form feed split the line: "line 4"
+    ],
+)
+def test_a_labels_row_read_csv_would_refuse_is_named_by_its_line(tmp_path, rows, line):
+    path = tmp_path / "labels.csv"
+    path.write_text("id,label\n" + rows, encoding="utf-8")
+    with pytest.raises(FerError, match=f"labels.csv: line {line}: expected two integers id,label"):
         data.read_labels(str(path))
 
 
