@@ -270,6 +270,17 @@ def _read_csv(path, usage, require_labels, early):
         )
     if usage is not None and "Usage" not in columns:
         raise FerError(f"{path}: --usage needs a 'Usage' column, found {_listed(columns)}")
+    # Before the rows are parsed (seconds for FER2013), as every mistake in the header is.
+    wanted = [usage] if isinstance(usage, str) else list(usage or [])
+    unknown = [name for name in wanted if name not in USAGES]
+    if unknown:
+        raise FerError(f"unknown usage {unknown[0]!r}: expected one of {', '.join(USAGES)}")
+    first_name = columns[0]
+    if label_column is not None and first_name != label_column:
+        raise FerError(f"{path}: the label column must come first, found {_listed(columns)}")
+    if label_column is None and "id" in columns and first_name != "id":
+        # Its ids were left unread: the submission numbered the rows 0, 1, 2 instead.
+        raise FerError(f"{path}: the id column must come first, found {_listed(columns)}")
 
     fast = columns in FAST_COLUMNS and raw.find(b'"', text_start) < 0
     values = _parse_two_numeric_columns(raw, text_start, early) if fast else None
@@ -278,13 +289,10 @@ def _read_csv(path, usage, require_labels, early):
         usages = None
     else:
         first_column, images, usages = _parse_rows(path, raw[text_start:], columns, pixel_column)
-    first_name = columns[0]
 
     labels = None
     if label_column is not None:
-        labels = first_column if first_name == label_column else None
-        if labels is None:
-            raise FerError(f"{path}: the label column must come first, found {_listed(columns)}")
+        labels = first_column
         bad = np.flatnonzero((labels < 0) | (labels >= NUM_CLASSES))
         if bad.size:
             line = _line_of_row(raw[text_start:], bad[0])
@@ -304,10 +312,6 @@ def _read_csv(path, usage, require_labels, early):
         ids = np.arange(len(images), dtype=np.int64)
 
     if usage is not None:
-        wanted = [usage] if isinstance(usage, str) else list(usage)
-        unknown = [name for name in wanted if name not in USAGES]
-        if unknown:
-            raise FerError(f"unknown usage {unknown[0]!r}: expected one of {', '.join(USAGES)}")
         keep = np.isin(usages, wanted)
         if not keep.any():
             raise FerError(f"{path}: no rows with Usage {' or '.join(wanted)}")
@@ -334,6 +338,7 @@ def _blank(text):
     return not text or text.isspace()
 
 
+KNOWN_COLUMNS = {name.lower(): name for name in (*LABEL_COLUMNS, *PIXEL_COLUMNS, "id", "Usage")}
 FAST_COLUMNS = (["label", "feature"], ["id", "feature"], ["emotion", "pixels"])
 # Files of this much text have their first part parsed by a forked process while this one
 # decompresses the whole file and parses the rest: np.fromstring holds the GIL, so threads
@@ -350,8 +355,11 @@ def _listed(columns, limit=80):
 
 
 def _columns(header_line):
+    """A header's column names, the known ones spelled as FER2013's files do whatever their
+    case: a lowercase "usage" column was not seen, and its test rows were trained on."""
     header = header_line.decode("utf-8", "replace").strip().lstrip("\ufeff")
-    return [name.strip().strip('"').strip() for name in header.split(",")]
+    names = [name.strip().strip('"').strip() for name in header.split(",")]
+    return [KNOWN_COLUMNS.get(name.lower(), name) for name in names]
 
 
 def _parse_two_numeric_columns(raw, text_start, early=None):

@@ -447,3 +447,41 @@ def test_a_long_or_odd_header_is_shown_short_and_escaped(tmp_path):
     path.write_text("label,pix\x07els\n1\n")
     with pytest.raises(FerError, match=r"found label, pix\\x07els$"):
         data.read_csv(str(path))
+
+
+def test_columns_are_known_whatever_their_case(tmp_path):
+    images, labels = synthetic_images(4)
+    rows = [(100 + index, pixels(image)) for index, image in enumerate(images)]
+    upper = write_csv(tmp_path / "upper.csv", ("ID", "Feature"), rows)
+    # Row numbers 0-3 went into the submission as ids.
+    assert data.read_csv(upper).ids.tolist() == [100, 101, 102, 103]
+    usages = ["Training", "Training", "PublicTest", "PrivateTest"]
+    rows = [(label, pixels(image), usage) for image, label, usage in zip(images, labels, usages)]
+    lower = write_csv(tmp_path / "lower.csv", ("emotion", "pixels", "usage"), rows)
+    # Not seen as fer2013.csv's Usage column: its test rows were trained on.
+    assert data.has_usage_column(lower)
+    assert len(data.read_csv(lower, usage="Training")) == 2
+
+
+def test_an_id_column_that_is_not_first_is_refused(tmp_path):
+    images, _ = synthetic_images(2)
+    rows = [(pixels(image), 100 + index) for index, image in enumerate(images)]
+    path = write_csv(tmp_path / "test.csv", ("feature", "id"), rows)
+    with pytest.raises(FerError, match="test.csv: the id column must come first, found feature"):
+        data.read_csv(path)
+
+
+def test_header_mistakes_are_found_before_the_rows_are_parsed(tmp_path, monkeypatch):
+    images, labels = synthetic_images(2)
+    rows = [(pixels(image), label, "Training") for image, label in zip(images, labels)]
+    path = write_csv(tmp_path / "fer2013.csv", ("pixels", "emotion", "Usage"), rows)
+
+    def parsed(*args, **kwargs):
+        raise AssertionError("the rows were parsed first: seconds for FER2013")
+
+    monkeypatch.setattr(data, "_parse_rows", parsed)
+    monkeypatch.setattr(data, "_parse_two_numeric_columns", parsed)
+    with pytest.raises(FerError, match="unknown usage 'publictest': expected one of"):
+        data.read_csv(path, usage="publictest")
+    with pytest.raises(FerError, match="fer2013.csv: the label column must come first"):
+        data.read_csv(path)
