@@ -66,7 +66,9 @@ def main():
     parser.add_argument("--count", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tta", default="none", choices=evaluation.TTA_MODES)
-    parser.add_argument("--blur", type=float, default=0.0, help="as predict.py --blur")
+    parser.add_argument(
+        "--blur", type=float, default=0.0, help="Gaussian blur sigma for the pictures (0: none)"
+    )
     parser.add_argument("--margin", type=float, nargs="+", default=[faces.DEFAULT_MARGIN])
     args = parser.parse_args()
     test = data.read_csv(os.path.join(args.data, "test.csv.gz"))

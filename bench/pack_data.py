@@ -54,7 +54,9 @@ def write_csvs(packed, folder):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--shared", default=SHARED)
     parser.add_argument("--out", default=".device/fer2013.npz.xz")
     parser.add_argument("--unpack", metavar="FOLDER", help="write --out's arrays here as CSVs")

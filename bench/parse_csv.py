@@ -35,7 +35,9 @@ def ferkit_parse(path):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("path", nargs="?", default=DEFAULT)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()

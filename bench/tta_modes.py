@@ -17,7 +17,9 @@ from ferkit import cli, data, evaluation, runs  # noqa: E402
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("runs", nargs="+", help="run folders")
     parser.add_argument("--test", required=True, help="test CSV holding the labelled ids")
     parser.add_argument("--labels", required=True, help="id,label CSV (public leaderboard)")
