@@ -97,6 +97,8 @@ def _read_bytes(path):
             raw = _gunzip(raw)
         except (EOFError, OSError, zlib.error):
             raise FerError(f"{path}: gzip file is truncated or corrupt") from None
+        if raw[:2] == b"\x1f\x8b":  # was "not a CSV text file (it holds NUL bytes …)"
+            raise FerError(f"{path}: is gzipped twice: gunzip it once")
     if b"\x00" in raw[:4096]:  # text has none; a model file given as --test printed 32 KB
         raise FerError(
             f"{path}: not a CSV text file (it holds NUL bytes: binary data, or UTF-16 text "
@@ -131,6 +133,11 @@ def file_sha256(path):
             digest.update(relative.encode("utf-8") + b"\0")
             digest.update(file_sha256(os.path.join(path, relative)).encode("ascii"))
         return digest.hexdigest()
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise FerError(
+            f"{path}: not a regular file (a pipe?): its SHA-256 is recorded, and it is read "
+            "again later: save it as a file first"
+        )
     with open(path, "rb") as file:
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
@@ -248,7 +255,11 @@ def _read_csv(path, usage, require_labels, early):
     try:
         text_start = raw.index(b"\n") + 1
     except ValueError:
+        if b"\r" in raw.strip():  # an old Mac's line ends: was "a header but no rows"
+            raise FerError(f"{path}: its lines end in CR only: save it with LF line ends") from None
         raise FerError(f"{path}: has a header but no rows") from None
+    if _blank(raw[:text_start]):  # was "no pixel column: … found " (nothing)
+        raise FerError(f"{path}: line 1 is blank: the first line must name the columns")
     columns = _columns(raw[:text_start])
     if columns[0].lstrip("-").isdigit():
         raise FerError(
@@ -454,6 +465,8 @@ class _EarlyParse:
 
     @classmethod
     def start(cls, path):
+        if not os.path.isfile(path):  # a pipe: what this read would be lost to the parent
+            return None
         try:
             size = os.path.getsize(path)
             with open(path, "rb") as file:

@@ -1,6 +1,8 @@
 """Reading the three CSV forms, the fast parser's agreement with the careful one, bad input."""
 
 import gzip
+import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -485,3 +487,36 @@ def test_header_mistakes_are_found_before_the_rows_are_parsed(tmp_path, monkeypa
         data.read_csv(path, usage="publictest")
     with pytest.raises(FerError, match="fer2013.csv: the label column must come first"):
         data.read_csv(path)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        # Each was named otherwise: "has a header but no rows", "no pixel column: … found "
+        # and "not a CSV text file (it holds NUL bytes …)".
+        (b"label,feature\r3,1 2\r", "its lines end in CR only: save it with LF line ends"),
+        (b"\nlabel,feature\n3,1 2\n", "line 1 is blank: the first line must name the columns"),
+        (gzip.compress(gzip.compress(b"label,feature\n")), "is gzipped twice: gunzip it once"),
+    ],
+)
+def test_a_malformed_file_is_named_for_what_it_is(tmp_path, content, message):
+    path = tmp_path / "odd.csv"
+    path.write_bytes(content)
+    with pytest.raises(FerError, match=f"odd.csv: {message}"):
+        data.read_csv(str(path))
+
+
+def test_a_csv_from_a_pipe_is_read_whole_and_not_hashed(tmp_path, monkeypatch):
+    images, _ = synthetic_images(3)
+    rows = [(100 + index, pixels(image)) for index, image in enumerate(images)]
+    text = Path(write_csv(tmp_path / "test.csv", ("id", "feature"), rows)).read_bytes()
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    # As for a large file: the early parse read the pipe's start, which the parse then lacked.
+    monkeypatch.setattr(data, "PARALLEL_BYTES", 0)
+    writer = threading.Thread(target=pipe.write_bytes, args=(text,))
+    writer.start()
+    assert data.read_csv(str(pipe)).ids.tolist() == [100, 101, 102]
+    writer.join()
+    with pytest.raises(FerError, match=r"pipe: not a regular file \(a pipe\?\)"):
+        data.file_sha256(str(pipe))
