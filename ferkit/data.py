@@ -178,17 +178,24 @@ def holds_sha256(path, digest, file_digest=None):
     return digest == file_digest or digest in content_sha256s(path, file_digest)
 
 
+def is_image_file(path):
+    """Whether ``path`` is named as an image and is a file, or a broken link (read, it is
+    skipped as unreadable); not a pipe or a device, nor a link to one, which reading would
+    wait on."""
+    if not path.lower().endswith(IMAGE_EXTENSIONS):
+        return False
+    return os.path.isfile(path) or (os.path.islink(path) and not os.path.exists(path))
+
+
 def images_under(folder):
-    """Paths, relative to ``folder``, of the image files at any depth below it (links too, a
-    broken one included; not pipes or devices); a name that is not UTF-8 text is refused
-    (its SHA-256, ids and CSV rows are written as UTF-8)."""
+    """Paths, relative to ``folder``, of the image files at any depth below it
+    (``is_image_file``); a name below it that is not UTF-8 text is refused (its SHA-256, ids
+    and CSV rows are written as UTF-8)."""
     for root, _, names in os.walk(folder):
         for name in names:
             path = os.path.join(root, name)
-            if name.lower().endswith(IMAGE_EXTENSIONS) and (
-                os.path.isfile(path) or os.path.islink(path)
-            ):
-                check_utf8_name(path)
+            if is_image_file(path):
+                check_utf8_name(path, below=folder)
                 yield os.path.relpath(path, folder)
 
 

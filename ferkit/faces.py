@@ -406,18 +406,17 @@ def _natural_key(name):
     return [int(part) if part.isdecimal() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
-def _image_files(folder):
-    """The image files' names, in no particular order (read_image_folder sorts them once).
-    Hidden files are no one's images: macOS leaves a ``._5.png`` beside each ``5.png``. A
-    broken link is listed, to be skipped with a line as any unreadable image is; a pipe
-    named x.png is not (reading it would wait for a writer)."""
+def _image_files(folder, hidden=True):
+    """The image files' names, in no particular order (read_image_folder sorts them once);
+    with ``hidden`` False not hidden ones: macOS leaves a ``._5.png`` beside each ``5.png``.
+    A broken link is listed, to be skipped with a line as any unreadable image is; a pipe
+    named x.png (or a link to one) is not: reading it would wait for a writer."""
     with os.scandir(folder) as entries:
         return [
             entry.name
             for entry in entries
-            if (entry.is_file() or entry.is_symlink())
-            and entry.name.lower().endswith(IMAGE_EXTENSIONS)
-            and not entry.name.startswith(".")
+            if data.is_image_file(os.path.join(folder, entry.name))
+            and (hidden or not entry.name.startswith("."))
         ]
 
 
@@ -466,7 +465,10 @@ def read_image_folder(path, workers=None):
     if not os.path.isdir(path):
         raise FerError(f"{path}: not a folder")
     class_folders, other_folders = _class_folders(path)
-    loose = _image_files(path)
+    # Hidden files are left out of a test folder, whose ids a ._5.png made row numbers. A
+    # labelled folder reads them as before (skipped, unreadable): its runs recorded the
+    # order of its rows, which their number or name set.
+    loose = _image_files(path, hidden=False)
     if class_folders and loose:
         raise FerError(
             f"{path}: holds both class folders and images ({loose[0]}): put the images in "
@@ -524,7 +526,8 @@ def read_image_folder(path, workers=None):
         labels = labels[readable] if labels is not None else None
     # Ids from the images read: a skipped thumbs.png beside 5.png and 6.png made them row
     # numbers, while a submission took the names left for ids (and wrote 0, 1 for 5, 6).
-    if not numbered and data.numbered_names(names):
+    # Not in a labelled folder, whose ids nothing reads and whose order its runs recorded.
+    if labels is None and not numbered and data.numbered_names(names):
         numbered = True
         order = np.argsort(np.array([int(data.file_stem(name)) for name in names]), kind="stable")
         names = [names[index] for index in order.tolist()]

@@ -57,14 +57,24 @@ def atomic_path(path, force=True):
             os.remove(temporary)
 
 
-def check_utf8_name(path):
-    """Refuse a path that is not UTF-8 text (Python keeps such bytes as surrogates): OpenCV
+def check_utf8_name(path, below=None):
+    """Refuse a path that is not UTF-8 text (Python keeps such bytes as surrogates), or only
+    its part below the folder ``below``, naming the first file or folder at fault: OpenCV
     crashed opening it (a segmentation fault), and a CSV row naming it could not be written."""
+    path = os.fspath(path)
     try:
-        os.fspath(path).encode("utf-8")
+        (os.path.relpath(path, below) if below else path).encode("utf-8")
+        return
     except UnicodeEncodeError:
-        shown = os.fsencode(path).decode("utf-8", "backslashreplace")
-        raise FerError(f"{shown}: its name is not UTF-8 text; rename it") from None
+        pass
+    parts = path.split(os.sep)
+    for count in range(1, len(parts) + 1):
+        named = os.sep.join(parts[:count])
+        try:
+            named.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = os.fsencode(named).decode("utf-8", "backslashreplace")
+            raise FerError(f"{shown}: its name is not UTF-8 text; rename it") from None
 
 
 def is_inside(path, folder):

@@ -283,7 +283,9 @@ def test_a_broken_link_is_skipped_in_one_line_and_a_pipe_is_not_read(tmp_path, c
         cv2.imwrite(str(tmp_path / f"{index}.png"), image)
     digest = data.file_sha256(str(tmp_path))
     (tmp_path / "2.png").symlink_to(tmp_path / "gone.png")
-    os.mkfifo(tmp_path / "3.png")  # reading it would wait for a writer
+    os.mkfifo(tmp_path / "pipe")  # reading it would wait for a writer
+    (tmp_path / "3.png").symlink_to(tmp_path / "pipe")  # was read: it hung
+    os.mkfifo(tmp_path / "4.png")
     # The broken link was refused as "would not be read: ... not deeper", the whole folder
     # with it, and its SHA-256 raised FileNotFoundError.
     loaded = faces.read_image_folder(str(tmp_path))
@@ -291,6 +293,19 @@ def test_a_broken_link_is_skipped_in_one_line_and_a_pipe_is_not_read(tmp_path, c
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 1 and "2.png: cannot read" in errors[0]
     assert data.file_sha256(str(tmp_path)) == digest
+
+
+def test_a_labelled_folder_keeps_the_row_order_its_runs_recorded(tmp_path, capsys):
+    images, _ = synthetic_images(4)
+    for index, image in enumerate(images):
+        os.makedirs(tmp_path / ("happy" if index % 2 == 0 else "sad"), exist_ok=True)
+        cv2.imwrite(str(tmp_path / ("happy" if index % 2 == 0 else "sad") / f"{index}.png"), image)
+    (tmp_path / "happy" / "._0.png").write_bytes(b"macOS's resource fork")
+    # Grouped by class, as before: sorted by number once ._0.png was left out, the rows'
+    # order changed, and so did the split that runs trained on this folder had recorded.
+    loaded = faces.read_image_folder(str(tmp_path))
+    assert loaded.names == ["happy/0.png", "happy/2.png", "sad/1.png", "sad/3.png"]
+    assert "._0.png: cannot read" in capsys.readouterr().err
 
 
 def test_hidden_and_macos_zip_copies_are_not_counted_as_unread_images(tmp_path):

@@ -109,3 +109,12 @@ def test_an_atomic_write_gets_the_permissions_a_plain_open_gives(tmp_path):
     assert stat.S_IMODE(os.stat(tmp_path / "atomic.csv").st_mode) == stat.S_IMODE(
         os.stat(plain).st_mode
     )
+
+
+def test_a_name_that_is_not_utf8_is_named_where_it_is_at_fault(tmp_path):
+    folder = os.fsdecode(os.path.join(os.fsencode(tmp_path), b"caf\xe9"))
+    path = os.path.join(folder, "0.png")
+    # Below a folder of such a name, 0.png itself is fine: only the part below it is checked.
+    files.check_utf8_name(path, below=folder)
+    with pytest.raises(FerError, match=r"caf\\xe9: its name is not UTF-8 text; rename it$"):
+        files.check_utf8_name(path)  # it blamed 0.png
