@@ -626,9 +626,9 @@ def _parse_rows(path, body, columns, pixel_column):
 def read_labels(path):
     """A labels file ``id,label`` (for example the public leaderboard): {id: label}."""
     raw = _read_bytes(path)
-    # utf-8-sig: a spreadsheet's export may begin with a byte-order mark. Split on "\n" only,
-    # as read_csv does: splitlines also broke at a form feed, and miscounted the lines.
-    lines = raw.decode("utf-8-sig", "replace").split("\n")
+    # utf-8-sig: a spreadsheet's export may begin with a byte-order mark. Split at line ends
+    # (an old Mac's CR too) only: splitlines also broke at a form feed, miscounting lines.
+    lines = re.split(r"\r\n|\r|\n", raw.decode("utf-8-sig", "replace"))
     if not lines[0].strip():
         raise FerError(f"{path}: file is empty")
     columns = _columns(lines[0].encode("utf-8"))  # R's write.csv quotes them: "id","label"

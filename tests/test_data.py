@@ -347,6 +347,8 @@ def test_labels_file(tmp_path):
     assert data.read_labels(str(path)) == {0: 3, 5: 6}
     path.write_bytes(b"\xef\xbb\xbfid,label\r\n0,3\r\n")  # as a spreadsheet saves it
     assert data.read_labels(str(path)) == {0: 3}
+    path.write_bytes(b"id,label\r0,3\r1,2\r")  # an old Mac's line ends
+    assert data.read_labels(str(path)) == {0: 3, 1: 2}
     path.write_text("id,label\n0,9\n")
     with pytest.raises(FerError, match="line 2: label 9 is outside 0-6"):
         data.read_labels(str(path))
