@@ -675,6 +675,13 @@ def check_outputs(media, root, csv_path, out, force, model_files=(), cascade=Non
         raise FerError(f"--out {out}: is the input's folder; annotating would overwrite it")
     for path in model_files:
         runs.check_outside_checkpoints(out, path, "--out", f"the model {path}")
+        # As predict.py's outputs: a copy replaced a face the model trained on, or joined them.
+        for what, folder in evaluation.recorded_data_inputs(path, f"the model {path}").items():
+            if os.path.isdir(folder) and is_inside(out, folder):
+                raise FerError(
+                    f"--out {out}: is inside {folder} ({what}), whose images the annotated "
+                    "copies would replace or join; give another --out"
+                )
     # x.pgm is annotated as x.pgm.png (a PNG shows colour): beside an x.pgm.png, one copy
     # would silently replace the other. So would a photo clip.mp4.frame000000.jpg beside
     # clip.mp4, whose first frame is annotated under that name.

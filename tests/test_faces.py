@@ -660,6 +660,20 @@ def test_an_annotated_copy_that_would_replace_an_input_is_refused_even_with_forc
     faces.check_outputs(media, str(root), None, str(tmp_path / "elsewhere"), True)
 
 
+def test_annotated_copies_never_go_into_the_folder_a_model_trained_on(tmp_path):
+    faces_folder = tmp_path / "faces"
+    (faces_folder / "happy").mkdir(parents=True)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"data": str(faces_folder)}))
+    media = [(str(tmp_path / "0.png"), False)]
+    # --force replaced a face the model trained on; without it a new face joined them.
+    with pytest.raises(FerError, match=r"is inside .*faces \(the data file of the model"):
+        faces.check_outputs(
+            media, str(tmp_path), None, str(faces_folder / "happy"), True, [str(run)]
+        )
+
+
 def test_annotated_copies_inside_the_input_folder_are_not_read_as_input(
     model_dir, tmp_path, monkeypatch
 ):
