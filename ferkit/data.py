@@ -133,15 +133,21 @@ def file_sha256(path):
             digest.update(relative.encode("utf-8") + b"\0")
             digest.update(file_sha256(os.path.join(path, relative)).encode("ascii"))
         return digest.hexdigest()
-    if os.path.exists(path) and not os.path.isfile(path):
-        raise FerError(
-            f"{path}: not a regular file (a pipe?): its SHA-256 is recorded, and it is read "
-            "again later: save it as a file first"
-        )
+    check_hashable(path)
     with open(path, "rb") as file:
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def check_hashable(path):
+    """Refuse a data file that is neither a file nor a folder: a pipe, which ``file_sha256``
+    would find empty after the data was read from it."""
+    if os.path.exists(path) and not (os.path.isfile(path) or os.path.isdir(path)):
+        raise FerError(
+            f"{path}: not a regular file (a pipe?): its SHA-256 is recorded, and it is read "
+            "again later: save it as a file first"
+        )
 
 
 def content_sha256s(path, file_digest=None):

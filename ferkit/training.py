@@ -155,6 +155,9 @@ def main(args, network):
         raise FerError("--run-data finds a resumed run's moved data: give it with --resume")
     if not args.data:
         raise FerError("--data is required (or --resume RUN)")
+    for path in (args.data, args.val_data):
+        if path:  # a pipe was refused only after it was read, with the run folder made
+            data.check_hashable(path)
     seeds = args.seeds or [None]
     repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
     if repeated:

@@ -295,6 +295,16 @@ def test_run_data_without_resume_is_refused(train_csv, tmp_path):
         training.main(parser.parse_args(arguments), "dnn")
 
 
+def test_a_pipe_as_data_is_refused_before_anything_is_read_or_made(tmp_path):
+    os.mkfifo(tmp_path / "pipe")
+    parser = training.add_arguments(argparse.ArgumentParser(), "dnn")
+    arguments = ["--data", str(tmp_path / "pipe"), "--out", str(tmp_path / "runs")]
+    # It was read (opening it waits for a writer), then refused with an empty run folder made.
+    with pytest.raises(FerError, match=r"pipe: not a regular file \(a pipe\?\)"):
+        training.main(parser.parse_args(arguments), "dnn")
+    assert not (tmp_path / "runs").exists()
+
+
 def test_a_run_is_never_made_inside_another_run_s_checkpoint_folder(train_csv, tmp_path):
     (tmp_path / "base" / "checkpoint").mkdir(parents=True)
     (tmp_path / "base" / "config.json").write_text("{}")
