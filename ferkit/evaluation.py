@@ -446,7 +446,12 @@ def _write_csv(path, header, rows, force=False):
     """Rows as CSV, quoted where a cell needs it: an image folder's file name, the id of its
     faces, may hold a comma or a line break (a,b.png was three cells)."""
     text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
+    # csv quotes a cell holding "\n", not one holding "\r" (a line end to most readers):
+    # a file with one has every cell quoted.
+    carriage = any("\r" in str(cell) for row in rows for cell in row[:1])
+    writer = csv.writer(
+        text, lineterminator="\n", quoting=csv.QUOTE_ALL if carriage else csv.QUOTE_MINIMAL
+    )
     writer.writerow(header)
     writer.writerows(rows)
     write_text(path, text.getvalue(), force=force)

@@ -382,8 +382,9 @@ def run_folder(source):
 
 def model_label(source):
     """What sets a model file's figures and title apart from those of its folder's own model:
-    'epoch-0040' for a checkpoint's, 'finetuned' for finetuned.keras copied into a run folder
-    (or for one of several loose model files); None for a run folder or its own model."""
+    'epoch-0040' for a checkpoint's, 'finetuned' for finetuned.keras copied into a run folder,
+    'mine' for a mine.keras outside any run (two of them in one folder shared figures); None
+    for a run folder or its own model."""
     if os.path.isdir(source):
         return None
     label = os.path.splitext(os.path.basename(source))[0]

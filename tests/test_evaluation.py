@@ -81,7 +81,7 @@ def test_probability_file_keeps_file_names_and_reads_gzipped(tmp_path):
 
 
 def test_file_names_are_quoted_where_they_hold_a_comma_or_a_line_break(tmp_path):
-    names = ["a,b.png", "line\nbreak.png", "c.png"]
+    names = ["a,b.png", "line\nbreak.png", "carriage\rreturn.png"]
     probabilities = np.eye(7)[[1, 2, 3]]
     evaluation.write_submission(str(tmp_path / "sub.csv"), names, probabilities)
     evaluation.write_probabilities(str(tmp_path / "p.csv"), names, probabilities)
@@ -96,10 +96,10 @@ def test_file_names_are_quoted_where_they_hold_a_comma_or_a_line_break(tmp_path)
     old = tmp_path / "old.csv"
     old.write_text("id," + ",".join(data.CLASS_NAMES) + "\na,b.png,1,0,0,0,0,0,0\n")
     assert evaluation.read_probabilities(str(old))[0] == ["a,b.png"]
-    # Line numbers count the lines of a quoted name.
+    # Line numbers count the lines of a quoted name (a lone "\r" ends one too).
     bad = tmp_path / "bad.csv"
-    bad.write_text((tmp_path / "p.csv").read_text() + "x,2,0,0,0,0,0,0\n")
-    with pytest.raises(FerError, match="bad.csv: line 6: expected an id"):
+    bad.write_bytes((tmp_path / "p.csv").read_bytes() + b"x,2,0,0,0,0,0,0\n")
+    with pytest.raises(FerError, match="bad.csv: line 7: expected an id"):
         evaluation.read_probabilities(str(bad))
 
 
