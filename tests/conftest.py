@@ -3,6 +3,7 @@
 import gzip
 import json
 import os
+import signal
 
 import numpy as np
 import pytest
@@ -54,6 +55,15 @@ def record_sharpness(run, value):
         config = json.load(file)
     with open(config_path, "w") as file:
         json.dump({**config, "train_sharpness": value}, file)
+
+
+@pytest.fixture
+def ctrl_c_handled():
+    """Ctrl-C raising KeyboardInterrupt, as in a terminal: a shell starts a job in the
+    background (``nohup pytest … &`` from a script) with SIGINT ignored."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
 
 
 @pytest.fixture

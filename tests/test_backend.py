@@ -253,7 +253,7 @@ def test_seeding_starts_no_tensorflow_lines_on_stderr(monkeypatch, capfd):
     assert seeded == [7] and capfd.readouterr().err == ""
 
 
-def test_a_ctrl_c_while_keras_imports_is_raised_after_it():
+def test_a_ctrl_c_while_keras_imports_is_raised_after_it(ctrl_c_handled):
     # JAX's garbage-collection callback, run while TensorFlow imported JAX, swallowed the
     # KeyboardInterrupt ("Exception ignored"): the run then trained to its end.
     import contextlib

@@ -43,7 +43,9 @@ def test_scripts_end_in_one_line_and_a_documented_status(monkeypatch, capsys, ra
          "x.py: interrupted during epoch 2; resume with: …"),
     ],
 )  # fmt: skip
-def test_sigterm_stops_a_script_as_ctrl_c_does_with_status_143(monkeypatch, capsys, then, line):
+def test_sigterm_stops_a_script_as_ctrl_c_does_with_status_143(
+    monkeypatch, capsys, then, line, ctrl_c_handled
+):
     # A job scheduler's time limit (SIGTERM) ended a run silently, its resume command unsaid.
     import signal
 
