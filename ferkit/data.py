@@ -437,6 +437,18 @@ def _parse_numeric_chunk(text):
         end -= 1
     if text.count(b"\n", 0, end) != rows - 1:
         return None
+    # One comma per line: a trailing comma on one row and none on a later one (whose first
+    # pixel is -1) kept both counts, and the rows were read shifted.
+    start = 0
+    for _ in range(rows):
+        comma = text.find(b",", start)
+        line_end = text.find(b"\n", comma) if comma >= 0 else -1
+        line_end = len(text) if line_end < 0 else line_end
+        if comma < 0 or text.find(b"\n", start, comma) >= 0:
+            return None
+        if text.find(b",", comma + 1, line_end) >= 0:
+            return None
+        start = line_end + 1
     row_length = NUM_PIXELS + 2
     # int64, not int32: numpy wraps a number too large for its type without a word, so an
     # id of 3,000,000,000 came back negative and a 10-digit pixel could wrap into 0-255.

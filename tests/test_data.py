@@ -522,3 +522,13 @@ def test_a_csv_from_a_pipe_is_read_whole_and_not_hashed(tmp_path, monkeypatch):
     writer.join()
     with pytest.raises(FerError, match=r"pipe: not a regular file \(a pipe\?\)"):
         data.file_sha256(str(pipe))
+
+
+def test_a_trailing_comma_and_a_row_without_one_are_not_read_shifted(tmp_path):
+    images, _ = synthetic_images(3)
+    rows = [pixels(image) for image in images]
+    # Both counts (commas, lines) hold: the fast parser read ids 5, -1, 7.
+    text = f"id,feature\n5,{rows[0]},\n-1 {rows[1]}\n7,{rows[2]}\n"
+    (tmp_path / "test.csv").write_text(text)
+    with pytest.raises(FerError, match="test.csv: line 2: expected 2 fields"):
+        data.read_csv(str(tmp_path / "test.csv"))
