@@ -468,6 +468,22 @@ def test_a_truncated_image_is_one_line_on_stderr(tmp_path, capfd, extension):
     assert len(errors) == 1 and errors[0].startswith(f"{path}: cannot read (")
 
 
+def test_a_damaged_png_is_one_line_on_stderr(tmp_path, capfd):
+    picture = cv2.cvtColor(cv2.resize(background(), (640, 640)), cv2.COLOR_BGR2GRAY)
+    encoded = bytearray(cv2.imencode(".png", picture)[1].tobytes())
+    encoded[len(encoded) // 2] ^= 0x55  # one byte of its image data changed
+    path = tmp_path / "damaged.png"
+    path.write_bytes(bytes(encoded))
+    assert list(faces.read_media([(str(path), False)])) == [(str(path), None, None)]
+    # libpng wrote "libpng error: bad adaptive filter value" to the file descriptor itself.
+    errors = capfd.readouterr().err.strip().splitlines()
+    assert errors == [f"{path}: cannot read (a PNG file cut short or damaged)"]
+    # Any PNG OpenCV writes passes the check (one of the sizes a face folder holds, too).
+    for image in (picture, synthetic_images(1)[0][0]):
+        raw = cv2.imencode(".png", image)[1].tobytes()
+        assert faces._png_intact(raw) and faces._png_intact(raw + b"trailing bytes")
+
+
 def test_unreadable_file_exits_2_after_the_others(model_dir, tmp_path):
     images, _ = synthetic_images(2)
     for index, image in enumerate(images):
