@@ -323,6 +323,8 @@ def check_run_data(moved, spec, greedy, blur=evaluation.AUTO_BLUR, member_paths=
 def check_run_data_read(moved, member_paths, running, blur=evaluation.AUTO_BLUR):
     """--run-data once the weights are known: ``check_run_data`` let it through for a member
     of weight 0, which is not run (unless the faces are scored), so nothing would read it."""
+    if len(running) == len(member_paths):  # every member runs: check_run_data's word stands
+        return
     models = [member_paths[index] for index in running]
     models = [path for path in models if not is_probability_file(path)]
     if moved and blur == evaluation.AUTO_BLUR and not runs.without_sharpness(models):

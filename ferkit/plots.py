@@ -406,9 +406,9 @@ def run_name(source):
     name for a loose file."""
     # Only whether it has a run: reading a foreign or broken config.json beside a model file
     # failed here, after the model had run (the run folder itself was drawn).
-    config_path = os.path.join(runs.model_run_folder(source), runs.CONFIG_FILE)
-    if os.path.isdir(source) or os.path.isfile(config_path):
-        name = os.path.basename(os.path.normpath(os.path.abspath(run_folder(source))))
+    folder = run_folder(source)
+    if os.path.isdir(source) or os.path.isfile(os.path.join(folder, runs.CONFIG_FILE)):
+        name = os.path.basename(os.path.normpath(os.path.abspath(folder)))
         label = model_label(source)
         return f"{name} {label}" if label else name
     return os.path.basename(source)
