@@ -552,7 +552,6 @@ def read_image_folder(path, workers=None):
         order = np.argsort(np.array([int(data.file_stem(name)) for name in names]), kind="stable")
         names = [names[index] for index in order.tolist()]
         images = images[order]
-        labels = labels[order] if labels is not None else None
     if numbered:
         ids = np.array([int(data.file_stem(name)) for name in names], dtype=np.int64)
     else:
@@ -717,18 +716,20 @@ def check_outputs(media, root, csv_path, out, force, model_files=(), cascade=Non
             target = os.path.join(out, name)
             raise FerError(f"{clash} and {file}: both would be annotated as {target}")
         sources[name] = file
-    if csv_path and is_inside(csv_path, out):
-        name = os.path.relpath(os.path.realpath(csv_path), os.path.realpath(out))
+
+    def copied_to(path):
+        """The input whose annotated copy (a video's: one of its frames) goes at ``path``."""
+        if not is_inside(path, out):
+            return None
+        name = os.path.relpath(os.path.realpath(path), os.path.realpath(out))
         frame = FRAME_NAME.fullmatch(name)
-        if name in sources or (frame and frame.group(1) in videos):
-            raise FerError(f"{csv_path}: is where --out puts an annotated copy; give another --csv")
+        return sources.get(name) or (videos.get(frame.group(1)) if frame else None)
+
+    if csv_path and copied_to(csv_path):
+        raise FerError(f"{csv_path}: is where --out puts an annotated copy; give another --csv")
     # An --out above the input folder: pics/pics/x.png's copy replaced the input pics/x.png.
     for file, _ in media:
-        if not is_inside(file, out):
-            continue
-        name = os.path.relpath(os.path.realpath(file), os.path.realpath(out))
-        frame = FRAME_NAME.fullmatch(name)
-        source = sources.get(name) or (videos.get(frame.group(1)) if frame else None)
+        source = copied_to(file)
         if source:
             raise FerError(
                 f"{file}: is an input, where --out {out} would put the annotated copy of "
