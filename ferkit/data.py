@@ -184,25 +184,36 @@ def holds_sha256(path, digest, file_digest=None):
     return digest == file_digest or digest in content_sha256s(path, file_digest)
 
 
-def is_image_file(path):
-    """Whether ``path`` is named as an image and is a file, or a broken link (read, it is
-    skipped as unreadable); not a pipe or a device, nor a link to one, which reading would
-    wait on."""
-    if not path.lower().endswith(IMAGE_EXTENSIONS):
+def is_image_entry(entry):
+    """Whether a ``os.scandir`` entry is named as an image and is a file, or a broken link
+    (read, it is skipped as unreadable); not a pipe or a device, nor a link to one, which
+    reading would wait on. The entry's cached type spares a file a stat of its own: one each
+    added a quarter to reading a folder of FER2013's 28,709 faces."""
+    if not entry.name.lower().endswith(IMAGE_EXTENSIONS):
         return False
-    return os.path.isfile(path) or (os.path.islink(path) and not os.path.exists(path))
+    return entry.is_file() or (entry.is_symlink() and not os.path.exists(entry.path))
 
 
 def images_under(folder):
     """Paths, relative to ``folder``, of the image files at any depth below it
-    (``is_image_file``); a name below it that is not UTF-8 text is refused (its SHA-256, ids
+    (``is_image_entry``; as os.walk, not below a link to a folder, nor in a folder that
+    cannot be listed); a name below it that is not UTF-8 text is refused (its SHA-256, ids
     and CSV rows are written as UTF-8)."""
-    for root, _, names in os.walk(folder):
-        for name in names:
-            path = os.path.join(root, name)
-            if is_image_file(path):
-                check_utf8_name(path, below=folder)
-                yield os.path.relpath(path, folder)
+    pending = [""]
+    while pending:
+        below = pending.pop()
+        try:
+            entries = list(os.scandir(os.path.join(folder, below)))
+        except OSError:
+            continue
+        for entry in entries:
+            relative = os.path.join(below, entry.name)
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(relative)
+            elif is_image_entry(entry):
+                if not relative.isascii():
+                    check_utf8_name(entry.path, below=folder)
+                yield relative
 
 
 def holds_training_rows(path):

@@ -435,8 +435,7 @@ def _image_files(folder, hidden=True):
         return [
             entry.name
             for entry in entries
-            if data.is_image_file(os.path.join(folder, entry.name))
-            and (hidden or not entry.name.startswith("."))
+            if data.is_image_entry(entry) and (hidden or not entry.name.startswith("."))
         ]
 
 
