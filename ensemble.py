@@ -48,6 +48,10 @@ def main():
     labels_by_id = data.read_labels(args.labels) if args.labels else None
     test = evaluation.read_test(args)
     scored = evaluation.scored_faces(test, labels_by_id, args.labels)
+    models = [path for path in args.members if path not in made]
+    if scored is not None:  # a score on faces a member learned is no test of it
+        for note in evaluation.trained_on_notes(args.test, args.usage, models):
+            print(note)
 
     weights = ensemble.choose_weights(
         args.members, args.weights, args.greedy, args.tta, args.unsafe, args.run_data, fitting

@@ -50,6 +50,9 @@ def main():
     test = evaluation.read_test(args)
     labels_by_id = data.read_labels(args.labels) if args.labels else None
     scored = evaluation.scored_faces(test, labels_by_id, args.labels)
+    if scored is not None:  # a score on faces the model learned is no test of it
+        for note in evaluation.trained_on_notes(args.test, args.usage, [model_source]):
+            print(note)
     if not args.model:
         print(f"No model given: using the pretrained CNN {runs.PRETRAINED}")
     model = runs.load_model(model_source, unsafe=args.unsafe)

@@ -270,6 +270,42 @@ def scored_faces(test, labels_by_id, labels_path):
     return None
 
 
+def trained_on_notes(test_path, usage, sources):
+    """Lines warning that a score counts faces a model trained on, or the validation faces
+    its best epoch was chosen on: ``test_path`` (its ``usage`` rows) is a file the run of one
+    of ``sources`` recorded (a train.csv given as --test scored 0.9 with no word of why)."""
+    recorded = {}
+    for source in sources:
+        try:
+            config = read_json(os.path.join(runs.model_run_folder(source), runs.CONFIG_FILE))
+        except (FerError, OSError):
+            continue  # a bare model records nothing
+        if isinstance(config, dict):
+            recorded[source] = config
+    if not recorded:
+        return []
+    # Training reads a fer2013.csv's Training rows, and validates on --val-data's PublicTest.
+    has_usage = data.has_usage_column(test_path)
+    file_digest = data.file_sha256(test_path)
+    notes = []
+    for source, config in recorded.items():
+        for key, rows, what in (
+            ("data_sha256", "Training", "trained on"),
+            ("val_data_sha256", "PublicTest", "chose its best epoch on"),
+        ):
+            digest = config.get(key)
+            if (
+                isinstance(digest, str)
+                and (not has_usage or usage == rows)
+                and data.holds_sha256(test_path, digest, file_digest)
+            ):
+                notes.append(
+                    f"Note: {source} {what} these faces of {test_path}: its score on them "
+                    "overstates how it does on faces it has not seen"
+                )
+    return notes
+
+
 def submission_keys(dataset):
     """The id column of a submission: the file's ids, or for an image folder whose file
     names are not all different numbers (its ids are then row numbers), the file names."""
@@ -327,6 +363,12 @@ def check_prediction_arguments(args):
             "is scored on them when --out or --proba is given)"
         )
     check_blur(args.blur)  # before the test file is read, not after
+    if not args.usage and data.holds_training_rows(args.test):
+        # Every row would be predicted and scored, the training faces among them.
+        raise FerError(
+            f"{args.test}: holds Training rows: choose the rows with --usage (PublicTest or "
+            "PrivateTest for test faces)"
+        )
     inputs = {"the --test file": args.test, "the --labels file": args.labels}
     # predict.py's model (the pretrained CNN when none is given) or ensemble.py's members,
     # with the config.json each is rebuilt from: --force must not replace those either.

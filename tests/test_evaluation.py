@@ -294,7 +294,7 @@ def test_force_does_not_overwrite_what_training_wrote(tmp_path, out, message):
     (run / "model.keras").write_bytes(b"")
     (run / "config.json").write_text("{}")
     args = argparse.Namespace(
-        model=str(run), test="test.csv", labels=None, blur=0.0, proba=None, force=True,
+        model=str(run), test="test.csv", usage=None, labels=None, blur=0.0, proba=None, force=True,
         out=str(run / out),
     )  # fmt: skip
     # Replaced with --force, they broke a later --resume (state.json) or the figures.
@@ -308,7 +308,7 @@ def test_a_recorded_data_path_holding_nul_is_no_file_to_protect(tmp_path):
     (run / "model.keras").write_bytes(b"")
     (run / "config.json").write_text(json.dumps({"data": "/tmp/x\0y"}))  # edited by hand
     args = argparse.Namespace(
-        model=str(run), test="test.csv", labels=None, blur=0.0, proba=None, force=False,
+        model=str(run), test="test.csv", usage=None, labels=None, blur=0.0, proba=None, force=False,
         out=str(tmp_path / "sub.csv"),
     )  # fmt: skip
     evaluation.check_prediction_arguments(args)  # realpath raised "embedded null byte"
@@ -322,8 +322,8 @@ def test_force_does_not_overwrite_a_member_s_data_or_a_run_data_file(tmp_path, o
     recorded = {"data": str(tmp_path / "train.csv"), "val_data": str(tmp_path / "val.csv")}
     (run / "config.json").write_text(json.dumps(recorded))
     args = argparse.Namespace(
-        members=[str(run)], test="test.csv", labels=None, blur=0.0, proba=None, force=True,
-        out=str(tmp_path / out), run_data=[str(tmp_path / "moved.csv.gz")],
+        members=[str(run)], test="test.csv", usage=None, labels=None, blur=0.0, proba=None,
+        force=True, out=str(tmp_path / out), run_data=[str(tmp_path / "moved.csv.gz")],
     )  # fmt: skip
     # ensemble.py --out train.csv --force replaced the rows its members' splits come from.
     with pytest.raises(FerError, match=f"{out}: is the (data|val-data|--run-data) .*must not"):
@@ -452,10 +452,55 @@ def test_a_labelled_test_file_is_scored_on_its_own_labels(
     call_script(monkeypatch, "predict.py", trained_run, "--test", labelled, "--out", tmp_path / "s")
     written = [int(line.split(",")[1]) for line in (tmp_path / "s").read_text().splitlines()[1:]]
     expected = float(np.mean(np.array(written) == faces.labels))
+    out = capsys.readouterr().out
     assert (
-        f"accuracy on the 14 faces of {labelled}, by the file's own labels: {expected:.4f}"
-        in capsys.readouterr().out
+        f"accuracy on the 14 faces of {labelled}, by the file's own labels: {expected:.4f}" in out
     )
+    assert "Note:" not in out  # faces the run never saw
+
+
+def test_predict_notes_a_score_on_the_faces_the_run_trained_on(
+    trained_run, tmp_path, monkeypatch, capsys
+):
+    trained_on = runs.run_config(trained_run)["data"]
+    out = tmp_path / "s.csv"
+    call_script(monkeypatch, "predict.py", trained_run, "--test", trained_on, "--out", out)
+    assert f"Note: {trained_run} trained on these faces of {trained_on}" in capsys.readouterr().out
+
+
+def _fer2013_csv(path, count=9):
+    images, labels = synthetic_images(count)
+    usages = ["Training", "PublicTest", "PrivateTest"] * (count // 3)
+    rows = [(label, pixels(image), usage) for image, label, usage in zip(images, labels, usages)]
+    return write_csv(path, ("emotion", "pixels", "Usage"), rows)
+
+
+def test_a_test_file_with_training_rows_needs_usage(trained_run, tmp_path, monkeypatch):
+    fer2013 = _fer2013_csv(tmp_path / "fer2013.csv")
+    out = tmp_path / "s.csv"
+    for script in ("predict.py", "ensemble.py"):
+        with pytest.raises(FerError, match="holds Training rows: choose the rows with --usage"):
+            call_script(monkeypatch, script, trained_run, "--test", fer2013, "--out", out)
+    assert not out.exists()
+
+
+def test_trained_on_notes_follow_the_rows_each_file_gave(tmp_path):
+    # A run trained on one file's Training rows, validated on another's PublicTest rows.
+    trained_on = _fer2013_csv(tmp_path / "fer2013.csv")
+    validated_on = _fer2013_csv(tmp_path / "public.csv", count=12)
+    run = tmp_path / "run"
+    run.mkdir()
+    config = {
+        "data_sha256": data.file_sha256(trained_on),
+        "val_data_sha256": data.file_sha256(validated_on),
+    }
+    (run / runs.CONFIG_FILE).write_text(json.dumps(config))
+    notes = evaluation.trained_on_notes
+    assert notes(str(trained_on), "PublicTest", [str(run)]) == []
+    assert "trained on these faces" in notes(str(trained_on), "Training", [str(run)])[0]
+    assert notes(str(validated_on), "PrivateTest", [str(run)]) == []
+    assert "chose its best epoch on" in notes(str(validated_on), "PublicTest", [str(run)])[0]
+    assert notes(str(trained_on), "Training", [str(tmp_path / "bare.keras")]) == []
 
 
 def test_predict_cli_predicts_with_its_tta_blur_and_batch_size(

@@ -309,6 +309,7 @@ def test_a_checkpoint_s_figure_is_drawn_on_its_run_s_validation_faces_under_its_
                     labels=None,
                     blur="auto",
                     test="t.csv",
+                    usage=None,
                     force=True,
                     run_data=[],
                 )
