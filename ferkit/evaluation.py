@@ -17,7 +17,7 @@ from ferkit import data, runs
 from ferkit.config import PREDICTION_BATCH_SIZE
 from ferkit.data import CLASS_NAMES, NUM_CLASSES
 from ferkit.errors import FerError
-from ferkit.files import check_writable, is_inside, read_json, write_text
+from ferkit.files import check_writable, is_inside, read_json, write_bytes
 
 TTA_MODES = ("none", "flip", "full")
 # --blur's default: match the faces' sharpness to the model's training faces'.
@@ -496,7 +496,10 @@ def _write_csv(path, header, rows, force=False):
     )
     writer.writerow(header)
     writer.writerows(rows)
-    write_text(path, text.getvalue(), force=force)
+    content = text.getvalue().encode("utf-8")
+    if os.fspath(path).lower().endswith(".gz"):  # as named: gunzip and pandas read it
+        content = gzip.compress(content, mtime=0)
+    write_bytes(path, content, force=force)
 
 
 def read_probabilities(path):

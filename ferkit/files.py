@@ -141,6 +141,11 @@ def write_text(path, text, force=True):
         file.write(text)
 
 
+def write_bytes(path, content, force=True):
+    with atomic_path(path, force=force) as temporary, open(temporary, "wb") as file:
+        file.write(content)
+
+
 def write_json(path, data, force=True):
     # Serialised before the file is opened: an unserialisable value leaves nothing behind.
     write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n", force=force)

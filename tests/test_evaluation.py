@@ -42,6 +42,18 @@ def test_submission_has_header_ids_and_rows(tmp_path):
     assert path.read_text() == "id,label\n10,3\n4,0\n7,6\n"
 
 
+def test_outputs_named_gz_are_gzipped(tmp_path):
+    # pandas and gunzip refused a plain-text sub.csv.gz as "Not a gzipped file".
+    evaluation.write_submission(str(tmp_path / "sub.csv.gz"), [10, 4], np.eye(7)[[3, 0]])
+    with gzip.open(tmp_path / "sub.csv.gz", "rt") as file:
+        assert file.read() == "id,label\n10,3\n4,0\n"
+    probabilities = np.eye(7)[[1, 2]]
+    evaluation.write_probabilities(str(tmp_path / "p.CSV.GZ"), [5, 6], probabilities)
+    assert (tmp_path / "p.CSV.GZ").read_bytes()[:2] == b"\x1f\x8b"
+    ids, loaded = evaluation.read_probabilities(str(tmp_path / "p.CSV.GZ"))
+    assert ids == ["5", "6"] and np.array_equal(loaded, probabilities)
+
+
 def test_refuses_to_overwrite_without_force(tmp_path):
     path = tmp_path / "sub.csv"
     path.write_text("precious\n")
