@@ -53,10 +53,12 @@ def main():
         for note in evaluation.trained_on_notes(args.test, args.usage, models):
             print(note)
 
+    keys = evaluation.submission_keys(test)
+    # Probability files are read and checked before any model runs (minutes each, --tta full).
+    made = {path: ensemble.read_probability_file(path, keys) for path in made}
     weights = ensemble.choose_weights(
         args.members, args.weights, args.greedy, args.tta, args.unsafe, args.run_data, fitting
     )
-    keys = evaluation.submission_keys(test)
     # A member weighted 0 (one --greedy never chose) changes nothing: run only to be scored.
     running = ensemble.weighted(args.members, weights, everyone=scored is not None)
     if not fitting:
@@ -70,6 +72,7 @@ def main():
             unsafe=args.unsafe,
             blur=args.blur,
             moved=args.run_data,
+            made=made,
         )
         for index in running
     ]

@@ -256,21 +256,28 @@ def member_probabilities(
     unsafe=False,
     blur=0,
     moved=(),
+    made=None,
 ):
     """One member's probabilities for ``images``: from its model, the images blurred for it as
-    ``blur`` says (``evaluation.blurred_for``; ``moved``: --run-data), or read from its file,
-    whose rows must be ``keys`` (the submission's ids or file names) in order."""
+    ``blur`` says (``evaluation.blurred_for``; ``moved``: --run-data), or from its file
+    (``made``: those already read by ``read_probability_file``)."""
     if is_probability_file(path):
-        file_keys, probabilities = evaluation.read_probabilities(path)
-        if len(file_keys) != len(keys):
-            raise FerError(f"{path}: has {len(file_keys)} rows, the test file has {len(keys)}")
-        if file_keys != [str(key) for key in keys]:
-            raise FerError(f"{path}: its ids differ from the test file's (another test file?)")
-        return probabilities
+        return made[path] if made and path in made else read_probability_file(path, keys)
     model = runs.load_model(path, unsafe=unsafe)
     images = evaluation.blurred_for(path, images, blur, moved)
     evaluation.say_predicting(path, len(images), tta)
     return evaluation.predict_probabilities(model, images, tta, batch_size)
+
+
+def read_probability_file(path, keys):
+    """A probability file's probabilities, whose rows must be ``keys`` (the submission's ids
+    or file names) in order."""
+    file_keys, probabilities = evaluation.read_probabilities(path)
+    if len(file_keys) != len(keys):
+        raise FerError(f"{path}: has {len(file_keys)} rows, the test file has {len(keys)}")
+    if file_keys != [str(key) for key in keys]:
+        raise FerError(f"{path}: its ids differ from the test file's (another test file?)")
+    return probabilities
 
 
 def score_table(names, member_probabilities, ensemble_probabilities, labels):
@@ -300,6 +307,8 @@ def check_members(member_paths):
     for path in member_paths:
         if is_probability_file(path):
             continue
+        if not os.path.exists(path) and path.lower().endswith((".csv", ".csv.gz")):
+            raise FerError(f"{path}: no such probability file")  # not "no such run folder"
         if os.path.isfile(path) and not path.lower().endswith(runs.MODEL_EXTENSIONS):
             raise FerError(
                 f"{path}: not a member: expected a run folder, a .keras or .h5 model or a "
@@ -349,7 +358,10 @@ def check_weights(spec, greedy, count):
         except ValueError:
             raise FerError(f"--weights {spec!r}: expected uniform, fit or numbers") from None
         if len(weights) != count:
-            raise FerError(f"--weights gives {len(weights)} weights for {count} members")
+            raise FerError(
+                f"--weights gives {len(weights)} weight{'s' if len(weights) > 1 else ''} for "
+                f"{count} members"
+            )
         if not valid_weights(weights, count):
             raise FerError(
                 "--weights: need one finite, non-negative weight per member, not all zero, "

@@ -614,3 +614,25 @@ def test_probability_file_with_wrong_row_count_is_refused(members, tmp_path):
     evaluation.write_probabilities(str(proba), [0, 1], np.full((2, 7), 1 / 7))
     with pytest.raises(FerError, match="has 2 rows, the test file has 15"):
         ensemble.member_probabilities(str(proba), None, np.arange(15), "none")
+
+
+def test_a_probability_file_member_is_checked_before_any_model_runs(
+    members, tmp_path, monkeypatch, capsys
+):
+    # A short file was found only after every model before it had predicted (minutes each).
+    (first, _), _, test_csv = members
+    proba = tmp_path / "short.csv"
+    evaluation.write_probabilities(str(proba), [0, 1], np.full((2, 7), 1 / 7))
+    status, stdout, stderr = script_result(
+        monkeypatch, capsys, "ensemble.py", first, proba, "--test", test_csv,
+        "--out", tmp_path / "sub.csv",
+    )  # fmt: skip
+    assert status == 2 and "short.csv: has 2 rows, the test file has 15" in stderr
+    assert "predicting" not in stdout and not (tmp_path / "sub.csv").exists()
+
+
+def test_a_missing_member_is_named_as_what_it_looks_like(tmp_path):
+    with pytest.raises(FerError, match="proba.csv: no such probability file$"):
+        ensemble.check_members([str(tmp_path / "proba.csv")])
+    with pytest.raises(FerError, match="--weights gives 1 weight for 2 members$"):
+        ensemble.check_weights("1", None, 2)
