@@ -38,6 +38,10 @@ def seed_everything(seed):
         keras.utils.set_random_seed(seed)
 
 
+def _not_retracing(record):
+    return "triggered tf.function retracing" not in record.getMessage()
+
+
 def _start_quietly():
     """Import Keras and start its backend with stderr silenced (``quiet_stderr``)."""
     with quiet_stderr():
@@ -47,6 +51,9 @@ def _start_quietly():
             import tensorflow as tf
 
             tf.config.list_physical_devices("GPU")  # CUDA probing prints here, once
+            # Each model predicted in one process traces its own predict step, and from the
+            # fifth ensemble member on TensorFlow warned of "retracing", as if in error.
+            tf.get_logger().addFilter(_not_retracing)
             # Testing --distribute on one CPU: FERKIT_CPU_DEVICES=2 splits it in two.
             count = int(os.environ.get("FERKIT_CPU_DEVICES", "1"))
             if count > 1:
