@@ -13,6 +13,7 @@ start, and a typo should be refused at once.
 import math
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -45,6 +46,17 @@ class TrainingInterruptedError(FerError):
     """Ctrl-C during training: the last finished epoch is saved; exit status 130, not 2."""
 
     exit_status = 130
+
+
+class TrainingDivergedError(FerError):
+    """The loss became NaN or infinite. ``saved``: whether any epoch was kept."""
+
+    def __init__(self, epoch, lr, kept, saved):
+        super().__init__(
+            f"training diverged: the loss became NaN at epoch {epoch}; {kept}; try a lower "
+            f"--lr (was {lr:g})"
+        )
+        self.epoch, self.lr, self.saved = epoch, lr, saved
 
 
 def add_arguments(parser, network):
@@ -228,7 +240,25 @@ def main(args, network):
         except TrainingInterruptedError as error:
             _name_seeds_not_started(error, plans[number + 1 :])
             raise
+        except TrainingDivergedError as error:
+            if not error.saved:  # else its folder blocked the same command with a lower --lr
+                _discard(run_dir, made)
+                kept = f"no epoch had finished, so {run_dir} is removed again"
+                error = TrainingDivergedError(error.epoch, error.lr, kept, saved=False)
+            _name_seeds_not_started(error, plans[number + 1 :])
+            raise error from None
     return run_dirs
+
+
+def _discard(run_dir, made):
+    """Remove what a run that kept no epoch wrote: the folder, where this command made it
+    (a --name folder made beforehand was empty, and is left so)."""
+    if made:
+        shutil.rmtree(run_dir)
+        return
+    for name in os.listdir(run_dir):
+        path = os.path.join(run_dir, name)
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
 
 
 def _interrupted_before_training(run_dir, made):
@@ -244,8 +274,8 @@ def _interrupted_before_training(run_dir, made):
 
 
 def _name_seeds_not_started(error, rest):
-    """Ctrl-C during one of --seeds: the message also names the seeds that never started
-    (rerunning the whole command is refused, as the first run folder now exists)."""
+    """Ctrl-C (or a divergence) during one of --seeds: the message also names the seeds that
+    never started (rerunning the whole command is refused, as the first run folder exists)."""
     if rest:
         seeds = " ".join(str(config["seed"]) for config, _ in rest)
         folders = ", ".join(os.path.basename(run_dir) for _, run_dir in rest)
@@ -662,16 +692,15 @@ def _record_epochs(run_dir, epochs):
 
 
 def _diverged(run_dir, state, epoch):
-    """The loss is NaN or infinite: stop, keeping the best model and the last checkpoint."""
+    """The loss is NaN or infinite: stop, keeping the best model and the last checkpoint.
+    A new run with no epoch to keep is removed by ``main`` (``_discard``)."""
     checkpoints.write_history(run_dir, state["history"])
     if state["best_epoch"]:
         kept = f"the best model so far (epoch {state['best_epoch']}) is kept in {run_dir}"
     else:
-        kept = "no epoch had finished, so no model was saved"
-    raise FerError(
-        f"training diverged: the loss became NaN at epoch {epoch + 1}; {kept}; "
-        f"try a lower --lr (was {state['lr']:g})"
-    )
+        # --resume keeps the run's --lr: only a new run can lower it.
+        kept = f"no epoch had finished, so no model was saved: remove {run_dir} and start again"
+    raise TrainingDivergedError(epoch + 1, state["lr"], kept, saved=bool(state["best_epoch"]))
 
 
 def _source_revision():

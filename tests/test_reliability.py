@@ -669,7 +669,7 @@ def test_nan_loss_stops_naming_the_epoch_and_keeps_the_best_model(train_csv, tmp
         model = runs.load_model(run_dir)
         assert np.isfinite(model.predict(synthetic_images(4)[0][..., None], verbose=0)).all()
     else:
-        kept = "no epoch had finished, so no model was saved"
+        kept = f"no epoch had finished, so no model was saved: remove {run_dir} and start again"
     assert str(error.value) == (
         f"training diverged: the loss became NaN at epoch {epoch}; {kept}; "
         "try a lower --lr (was 1e+06)"

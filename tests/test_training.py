@@ -589,6 +589,25 @@ def test_cli_bad_option_is_one_line_and_exit_2(train_csv):
     assert result.stderr.strip() == "train_dnn.py: error: --epochs must be at least 1, got -3"
 
 
+def test_a_new_run_that_diverges_in_epoch_1_is_removed_and_names_the_seeds_left(
+    train_csv, tmp_path
+):
+    # Its folder made the same command with a lower --lr "a run already exists there", and
+    # --resume, which keeps --lr, diverged again; seed 2 was dropped without a word.
+    out = tmp_path / "o"
+    result = run_script(
+        "train_dnn.py", "--data", train_csv, "--out", out, "--name", "dv", "--seeds", "1", "2",
+        "--epochs", "1", "--lr", "1e30", "--schedule", "constant", "--quiet",
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "train_dnn.py: error: training diverged: the loss became NaN at epoch 1; no epoch had "
+        f"finished, so {out / 'dv_seed1'} is removed again; try a lower --lr (was 1e+30); "
+        "seed 2 did not start: give each the same options with --seed N --name FOLDER (dv_seed2)"
+    )
+    assert os.listdir(out) == []
+
+
 def test_a_bad_seed_of_seeds_is_named_as_seeds(train_csv):
     result = run_script("train_dnn.py", "--data", train_csv, "--seeds", "1", "99999999999")
     assert result.returncode == 2  # named --seed, which the command line did not give
