@@ -162,7 +162,13 @@ def main(args, network):
                 f"train_{config.get('network')}.py"
             )
         _check_backend(config)
-        return train(config, args.resume, resume=True, verbose=not args.quiet)
+        try:
+            return train(config, args.resume, resume=True, verbose=not args.quiet)
+        except KeyboardInterrupt:  # while the checkpoint loads (seconds): nothing changed yet
+            command = _resume_command(config, args.resume)
+            raise TrainingInterruptedError(
+                f"interrupted before the resumed epochs began; resume with: {command}"
+            ) from None
     if args.run_data:
         raise FerError("--run-data finds a resumed run's moved data: give it with --resume")
     if not args.data:
@@ -869,12 +875,21 @@ def _interrupted(run_dir, config, epoch):
 
 
 def _resume_command(config, run_dir):
-    """The command that resumes ``run_dir``. Pasted as printed, it must run on the run's
-    backend: without KERAS_BACKEND a JAX run went on on TensorFlow, and a PyTorch one could
-    not be loaded there."""
+    """The command that resumes ``run_dir``. Pasted as printed, it must run: on the run's
+    backend (without KERAS_BACKEND a JAX run went on on TensorFlow, and a PyTorch one could
+    not be loaded there), with its moved data, and in a shell (Colab's "My Drive")."""
     running = config.get("versions", {}).get("backend", "tensorflow")
     environment = "" if running == "tensorflow" else f"KERAS_BACKEND={running} "
-    return f"{environment}python train_{config['network']}.py --resume {run_dir}"
+    command = f"{environment}python train_{config['network']}.py --resume {shlex.quote(run_dir)}"
+    # A data file this resume found with --run-data: config.json keeps where it started.
+    try:
+        recorded = read_json(os.path.join(run_dir, runs.CONFIG_FILE))
+    except (FerError, OSError):
+        recorded = {}
+    for key in ("data", "val_data"):
+        if config.get(key) and isinstance(recorded, dict) and recorded.get(key) != config[key]:
+            command += f" --run-data {shlex.quote(config[key])}"
+    return command
 
 
 def _finish(run_dir, config, state, validation):

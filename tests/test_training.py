@@ -337,6 +337,22 @@ def test_ctrl_c_before_epoch_one_says_how_to_resume(train_csv, tmp_path, monkeyp
     )
 
 
+def test_ctrl_c_while_a_resume_starts_says_how_to_resume(one_epoch_run, tmp_path, monkeypatch):
+    run_dir = copy_run(one_epoch_run, tmp_path / "run")
+
+    def interrupted(*arguments):
+        raise KeyboardInterrupt
+
+    # Ctrl-C while the checkpoint loaded (seconds for the CNN) said only "interrupted".
+    monkeypatch.setattr(training, "_load_checkpoint", interrupted)
+    parser = training.add_arguments(argparse.ArgumentParser(), "dnn")
+    arguments = ["--resume", run_dir, "--epochs", "2", "--quiet"]
+    with pytest.raises(training.TrainingInterruptedError) as error:
+        training.main(parser.parse_args(arguments), "dnn")
+    assert str(error.value).startswith("interrupted before the resumed epochs began; resume with:")
+    assert str(error.value).endswith(f"python train_dnn.py --resume {run_dir}")
+
+
 def test_the_resume_command_names_a_backend_other_than_tensorflow():
     # Pasted without KERAS_BACKEND, a JAX run's resume went on on TensorFlow.
     config = {"network": "cnn", "versions": {"backend": "jax"}}
@@ -345,6 +361,16 @@ def test_the_resume_command_names_a_backend_other_than_tensorflow():
     )
     config = {"network": "dnn", "versions": {"backend": "tensorflow"}}
     assert training._resume_command(config, "m") == "python train_dnn.py --resume m"
+
+
+def test_the_resume_command_pastes_into_a_shell_with_the_moved_data(tmp_path):
+    run = tmp_path / "My Drive" / "r"  # Colab's: "unrecognized arguments: Drive/r"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"data": "/old/train.csv", "val_data": None}))
+    config = {"network": "dnn", "data": "/new place/train.csv", "val_data": None}
+    assert training._resume_command(config, str(run)) == (
+        f"python train_dnn.py --resume '{run}' --run-data '/new place/train.csv'"
+    )
 
 
 def test_a_checkpoint_another_backend_cannot_load_names_the_backend_it_was_saved_on(
