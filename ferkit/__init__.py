@@ -38,9 +38,9 @@ __all__ = ["backend"]
 KERAS_BACKEND_PACKAGES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 
 
-def keras_backend_problem():
-    """Why Keras cannot start its backend here, in one line, or None; found without
-    importing Keras (whose own failure is a traceback, after a run folder may exist)."""
+def keras_backend_choice():
+    """(the backend Keras will start, where that is set), read as Keras reads it, without
+    importing Keras (seconds)."""
     name, source = os.environ.get("KERAS_BACKEND"), "KERAS_BACKEND"
     if not name:  # then Keras reads its keras.json, as here
         home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
@@ -50,7 +50,13 @@ def keras_backend_problem():
                 name = json.load(file).get("backend")
         except (OSError, ValueError, AttributeError):
             name = None
-    name = name or "tensorflow"
+    return name or "tensorflow", source
+
+
+def keras_backend_problem():
+    """Why Keras cannot start its backend here, in one line, or None; found without
+    importing Keras (whose own failure is a traceback, after a run folder may exist)."""
+    name, source = keras_backend_choice()
     if name not in KERAS_BACKEND_PACKAGES:
         choices = ", ".join(KERAS_BACKEND_PACKAGES)
         return f"{source}: backend {name!r} is not one ferkit runs on ({choices})"

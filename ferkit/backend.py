@@ -113,12 +113,16 @@ def resolve_precision(precision):
     return "float32"
 
 
-def resolve_jit(jit):
-    """XLA where it helps: always on JAX, on a GPU with TensorFlow; off on a TensorFlow CPU
-    (measured slower there for the CNN) and on PyTorch."""
+def resolve_jit(jit, augment=False):
+    """XLA where it helps and can run: always on JAX, on a GPU with TensorFlow; off on a
+    TensorFlow CPU (measured slower there for the CNN) and on PyTorch. TensorFlow's XLA has
+    no kernel for the augmentation's image transform (``models.RandomAffine``): Keras turned
+    it off, warning, while config.json recorded it on (--jit on is refused there)."""
+    backend = name()
+    if backend == "tensorflow" and augment:
+        return False
     if jit != "auto":
         return jit == "on"
-    backend = name()
     if backend == "jax":
         return True
     return backend == "tensorflow" and accelerator() == "gpu"

@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
 import zipfile
 
 import numpy as np
@@ -161,7 +162,7 @@ def main(args, network):
                 f"{args.resume}: is a {str(config.get('network')).upper()} run; resume it with "
                 f"train_{config.get('network')}.py"
             )
-        _check_backend(config)
+        _check_backend(config, resume=True)
         try:
             return train(config, args.resume, resume=True, verbose=not args.quiet)
         except KeyboardInterrupt:  # while the checkpoint loads (seconds): nothing changed yet
@@ -291,7 +292,15 @@ def _name_seeds_not_started(error, rest):
         )
 
 
-def _check_backend(config):
+def _check_backend(config, resume=False):
+    """What the backend cannot do, refused before anything is written. A resumed run trains
+    as ``backend.resolve_jit`` can on this backend."""
+    running = ferkit.keras_backend_choice()[0]
+    if not resume and config["jit"] == "on" and config["augment"] and running == "tensorflow":
+        raise FerError(
+            "--jit on: TensorFlow's XLA cannot compile the augmentation: give --no-augment, "
+            "or run on JAX (KERAS_BACKEND=jax)"
+        )
     if config["distribute"]:  # Keras (seconds to import) only when the option is given
         from ferkit import backend
 
@@ -396,6 +405,8 @@ def train(config, run_dir, resume=False, verbose=True, loaded=None, of_seeds=Fal
 
     precision = recorded.get("precision_resolved") or backend.resolve_precision(config["precision"])
     jit = recorded.get("jit_resolved")
+    if recorded.get("versions", {}).get("backend") not in (None, backend.name()):
+        jit = None  # resumed on another backend: XLA as this one runs it (JAX ran op by op)
     versions = backend.versions()
     recorded_versions = recorded.get("versions", {})
     for key, value in versions.items():
@@ -404,7 +415,7 @@ def train(config, run_dir, resume=False, verbose=True, loaded=None, of_seeds=Fal
             print(f"Note: {key} was {before} when the run started, now {value}; results may differ")
     config.update(
         precision_resolved=precision,
-        jit_resolved=backend.resolve_jit(config["jit"]) if jit is None else jit,
+        jit_resolved=backend.resolve_jit(config["jit"], config["augment"]) if jit is None else jit,
         versions=versions,
         environment={key: os.environ[key] for key in NUMERIC_ENVIRONMENT if key in os.environ},
         source=_source_revision(),
@@ -670,7 +681,10 @@ def _load_checkpoint(checkpoint, config, saved_on=None):
         raise FerError(f"{checkpoint}: cannot be loaded (not a whole .keras zip archive)")
     try:
         # A --distribute run's variables must be made inside its strategy, as when built.
-        with backend.distribution_scope(config["distribute"]):
+        with backend.distribution_scope(config["distribute"]), warnings.catch_warnings():
+            # A checkpoint saved on JAX asks XLA of TensorFlow's augmentation, which Keras
+            # refuses with a warning: set below as this backend runs it.
+            warnings.filterwarnings("ignore", "Model doesn't support `jit_compile=True`")
             loaded = keras.saving.load_model(checkpoint, custom_objects=models.CUSTOM_OBJECTS)
     except Exception as error:
         hint = ""
@@ -688,6 +702,8 @@ def _load_checkpoint(checkpoint, config, saved_on=None):
             f"{len(loaded.inputs)} input(s); the run trains {config['network']!r}{mixup}); "
             "cannot resume"
         )
+    # As saved: a TensorFlow checkpoint resumed on JAX trained op by op, 20 times slower.
+    loaded.jit_compile = config["jit_resolved"]
     return loaded
 
 

@@ -77,6 +77,15 @@ def test_precision_auto_follows_the_hardware(monkeypatch):
     assert backend.resolve_precision("mixed_float16") == "mixed_float16"
 
 
+@pytest.mark.skipif(keras.config.backend() != "tensorflow", reason="TensorFlow's XLA")
+def test_jit_is_resolved_off_where_tensorflow_cannot_compile_the_augmentation(monkeypatch):
+    # Keras turned XLA off with a warning while config.json recorded it on.
+    monkeypatch.setattr(backend, "accelerator", lambda: "gpu")
+    assert backend.resolve_jit("auto") is True
+    assert backend.resolve_jit("auto", augment=True) is False
+    assert backend.resolve_jit("on", augment=True) is False
+
+
 @pytest.mark.parametrize("shape", [(16, 6, 6, 5), (16, 7)])  # the fused kernel; Keras' own
 def test_fused_batch_norm_trains_like_keras_own(shape, monkeypatch):
     if backend.name() != "tensorflow":

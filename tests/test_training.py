@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -351,6 +352,50 @@ def test_ctrl_c_while_a_resume_starts_says_how_to_resume(one_epoch_run, tmp_path
         training.main(parser.parse_args(arguments), "dnn")
     assert str(error.value).startswith("interrupted before the resumed epochs began; resume with:")
     assert str(error.value).endswith(f"python train_dnn.py --resume {run_dir}")
+
+
+@pytest.mark.skipif(keras.config.backend() != "tensorflow", reason="TensorFlow's XLA")
+def test_jit_on_with_augmentation_is_refused_on_tensorflow(train_csv, tmp_path):
+    parser = training.add_arguments(argparse.ArgumentParser(), "dnn")
+    arguments = ["--data", train_csv, "--out", str(tmp_path / "o"), "--jit", "on"]
+    with pytest.raises(FerError, match="--jit on: TensorFlow's XLA cannot compile the augm"):
+        training.main(parser.parse_args(arguments), "dnn")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.skipif(keras.config.backend() != "tensorflow", reason="TensorFlow's XLA")
+def test_a_run_resumed_on_another_backend_resolves_jit_for_it(one_epoch_run, tmp_path, monkeypatch):
+    # A JAX run (XLA on) resumed on TensorFlow asked XLA of the augmentation: Keras warned,
+    # and the other way round a TensorFlow run went on op by op on JAX.
+    run_dir = copy_run(one_epoch_run, tmp_path / "run")
+    config_path = Path(run_dir, "config.json")
+    recorded = json.loads(config_path.read_text())
+    recorded["versions"]["backend"], recorded["jit_resolved"] = "jax", True
+    config_path.write_text(json.dumps(recorded))
+    # Its checkpoint as JAX saved it: compiled with XLA.
+    checkpoint = Path(run_dir, "checkpoint", "epoch-0001.keras")
+    with zipfile.ZipFile(checkpoint) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    saved = json.loads(entries["config.json"])
+    saved["compile_config"]["jit_compile"] = True
+    entries["config.json"] = json.dumps(saved).encode()
+    with zipfile.ZipFile(checkpoint, "w") as archive:
+        for name, content in entries.items():
+            archive.writestr(name, content)
+    loaded = []
+    load = training._load_checkpoint
+
+    def recorded_load(*arguments):
+        loaded.append(load(*arguments))
+        return loaded[-1]
+
+    monkeypatch.setattr(training, "_load_checkpoint", recorded_load)
+    config = training.resume_config(run_dir, argparse.Namespace(epochs=2))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        training.train(config, run_dir, resume=True, verbose=False)
+    assert not [warning for warning in caught if "jit_compile" in str(warning.message)]
+    assert loaded[0].jit_compile is False
 
 
 def test_the_resume_command_names_a_backend_other_than_tensorflow():
