@@ -68,6 +68,8 @@ MAX_TIME_BUDGET = 525_600
 # keras.utils.set_random_seed takes seeds from 0 to 2**32 - 1; a larger --seed failed only
 # after the run folder was made.
 MAX_SEED = 2**32 - 1
+# --mixup's alpha: beyond these, float32 draws NaN (1e-300) or overflows (1e300).
+MIXUP_RANGE = (1e-3, 1e3)
 # Prediction's batch (predict.py, confusion.py, ensemble.py): large enough to keep a CPU's
 # cores busy; it changes speed and memory, not results.
 PREDICTION_BATCH_SIZE = 512
@@ -142,6 +144,11 @@ def resolve(network, preset=None, overrides=None):
         config[key] = overrides[key]
     try:
         validate(config)
+        # Typed, but ignored: --momentum with Adam was printed and recorded as if it trained.
+        for key, reason in unused_options(config).items():
+            if key in typed:
+                name = SWITCHES_OFF.get(key) or option_name(key)  # --no-flip typed, not --flip
+                raise FerError(f"{name} is not used when {reason}: leave it out")
     except FerError as error:
         from_preset = set(values) - typed  # values the user did not type: say where they are
         message = _as_written_in_preset(str(error), from_preset)
@@ -258,6 +265,12 @@ def validate(config, combinations=True):
         refuse("random_erasing", "must be a probability in [0, 1]")
     if not config["mixup"] >= 0:
         refuse("mixup", "(the Beta distribution's alpha) must not be negative")
+    # An alpha of 1e-300 drew NaN (float32), called a diverged run; 1e300 overflowed.
+    if config["mixup"] and not MIXUP_RANGE[0] <= config["mixup"] <= MIXUP_RANGE[1]:
+        refuse("mixup", f"must be 0 (off) or from {MIXUP_RANGE[0]:g} to {MIXUP_RANGE[1]:g}")
+    if combinations and config["weight_decay"] * config["lr"] >= 1:
+        # Decoupled decay takes lr * weight_decay of each weight a step: all of it, or more.
+        refuse("weight_decay", f"times --lr ({config['lr']:g}) must be below 1")
     if not 0 < config["val_split"] < 1:
         refuse("val_split", "must be between 0 and 1 (exclusive)")
     for key in ("rotation_range", "width_shift_range", "height_shift_range", "zoom_range"):
@@ -279,6 +292,24 @@ def validate(config, combinations=True):
                 refuse(key, f"is an augmentation, which {SWITCHES_OFF['augment']} turns off")
 
 
+def unused_options(config):
+    """{key: why it means nothing} for the options the rest of ``config`` leaves unused."""
+    unused = {}
+    if config.get("val_data"):
+        unused.update(dict.fromkeys(("val_split", "split_seed"), "validates on val_data"))
+    if config.get("augment") is False:
+        geometric = ("rotation_range", "width_shift_range", "height_shift_range", "zoom_range")
+        unused.update(dict.fromkeys((*geometric, "horizontal_flip"), "augment is off"))
+    if config.get("optimizer", "sgd") != "sgd":  # Adam's betas are not --momentum
+        unused["momentum"] = f"optimizer is {config['optimizer']}"
+    if config.get("schedule", "plateau") != "plateau":
+        reason = f"schedule is {config['schedule']}"
+        unused.update(dict.fromkeys(("plateau_patience", "plateau_factor"), reason))
+    if config.get("schedule") == "constant":
+        unused["min_lr"] = "schedule is constant"
+    return unused
+
+
 def recorded(config):
     """A run's recorded configuration, with the options added since it was trained (off).
 
@@ -291,13 +322,7 @@ def describe(config):
     """The configuration as aligned 'key  value' lines, printed at the start of a run."""
     shown = dict(config)
     # Recorded as resolved, but another option makes them mean nothing.
-    unused = {}
-    if config.get("val_data"):
-        unused.update(dict.fromkeys(("val_split", "split_seed"), "validates on val_data"))
-    if config.get("augment") is False:
-        geometric = ("rotation_range", "width_shift_range", "height_shift_range", "zoom_range")
-        unused.update(dict.fromkeys((*geometric, "horizontal_flip"), "augment is off"))
-    for key, reason in unused.items():
+    for key, reason in unused_options(config).items():
         if key in shown:
             shown[key] = f"{shown[key]} (not used: {reason})"
     width = max(len(key) for key in shown)

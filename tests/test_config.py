@@ -141,6 +141,20 @@ def test_a_value_typed_over_a_preset_is_blamed_on_the_option(tmp_path, monkeypat
         ({"time_budget": 1e307}, "--time-budget must be a number of minutes, at most"),
         ({"time_budget": 10**400}, "--time-budget must be a number of minutes, at most"),
         ({"lr": 10**400}, "--lr must be a finite number, got 1000000000"),
+        # Drew NaN in float32, called a diverged run "try a lower --lr"; or overflowed.
+        ({"mixup": 1e-300}, "--mixup must be 0 \\(off\\) or from 0.001 to 1000, got 1e-300"),
+        ({"mixup": 1e300}, "--mixup must be 0 \\(off\\) or from 0.001 to 1000"),
+        (
+            {"optimizer": "adamw", "weight_decay": 1e300},
+            "--weight-decay times --lr \\(0.001\\) must be below 1, got 1e\\+300",
+        ),
+        # Typed, but nothing reads them: printed and recorded as if they trained.
+        ({"momentum": 0.5}, "--momentum is not used when optimizer is adam: leave it out"),
+        ({"schedule": "cosine", "plateau_patience": 3}, "--plateau-patience is not used when"),
+        ({"schedule": "cosine", "plateau_factor": 0.2}, "--plateau-factor is not used when"),
+        ({"schedule": "constant", "min_lr": 1e-5}, "--min-lr is not used when schedule is con"),
+        ({"augment": False, "rotation_range": 20.0}, "--rotation-range is not used when augm"),
+        ({"augment": False, "horizontal_flip": False}, "--no-flip is not used when augment is"),
     ],
 )
 def test_options_out_of_range(overrides, message):
@@ -153,9 +167,11 @@ def test_whole_numbers_for_rates_build_an_optimizer(optimizer):
     from ferkit import training
 
     # A preset's "lr": 1 or "momentum": 0 passed the checks, then Keras refused them.
-    resolved = config.resolve("cnn", overrides={"optimizer": optimizer, "lr": 1, "momentum": 0})
+    momentum = {"momentum": 0} if optimizer == "sgd" else {}  # Adam has none
+    resolved = config.resolve("cnn", overrides={"optimizer": optimizer, "lr": 1, **momentum})
     built = training._optimizer(resolved)
-    assert float(built.learning_rate) == 1.0 and resolved["momentum"] == 0.0
+    assert float(built.learning_rate) == 1.0
+    assert not momentum or isinstance(resolved["momentum"], float)
 
 
 def test_shipped_presets_resolve():
@@ -249,7 +265,18 @@ def test_a_run_validating_on_val_data_says_its_split_options_are_unused():
     lines = [" ".join(line.split()) for line in config.describe(resolved).splitlines()]
     assert "val_split 0.1 (not used: validates on val_data)" in lines
     assert "split_seed 0 (not used: validates on val_data)" in lines
-    assert "not used" not in config.describe(config.resolve("dnn"))
+    assert "not used" not in config.describe(config.resolve("dnn", overrides={"optimizer": "sgd"}))
+
+
+def test_options_a_preset_or_default_leaves_unused_are_said_so():
+    # The quick preset's cosine schedule and AdamW: momentum and the plateau's options were
+    # printed as if they trained.
+    described = config.describe(config.resolve("cnn", "quick")).splitlines()
+    lines = [" ".join(line.split()) for line in described]
+    assert "momentum 0.9 (not used: optimizer is adamw)" in lines
+    assert "plateau_patience 10 (not used: schedule is cosine)" in lines
+    assert "plateau_factor 0.5 (not used: schedule is cosine)" in lines
+    assert "min_lr 1e-05" in lines
     # Nor are the augmentation's ranges with --no-augment.
     lines = config.describe(config.resolve("dnn", overrides={"augment": False})).splitlines()
     lines = [" ".join(line.split()) for line in lines]
