@@ -47,9 +47,11 @@ class ArgumentParser(argparse.ArgumentParser):
         parsed = super().parse_args(args, namespace)
         # An empty value ("--val-data $VAL" with VAL unset) read as the option left out: the
         # run validated on a split of --data instead, and --out "" wrote to ./models.
+        # Blank too: --name "  " made a folder named with two spaces.
         for action in self._actions:
             value = getattr(parsed, action.dest, None)
-            if value == "" or (isinstance(value, list) and "" in value):
+            values = value if isinstance(value, list) else [value]
+            if any(isinstance(item, str) and not item.strip() for item in values):
                 name = "/".join(action.option_strings) or action.metavar or action.dest
                 self.error(f"{name}: an empty value; give one, or leave the option out")
         return parsed

@@ -87,6 +87,7 @@ def test_a_value_starting_with_a_dash_is_shown_how_to_give_it(monkeypatch, capsy
         (["--val-data", ""], "--val-data"),
         (["--run-data", "a.csv", ""], "--run-data"),
         ([""], "RUN"),
+        (["--val-data", "  "], "--val-data"),  # --name "  " made a folder of two spaces
     ],
 )
 def test_an_empty_value_is_refused_not_taken_for_no_option(capsys, arguments, name):
