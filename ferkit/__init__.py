@@ -111,6 +111,9 @@ class _QuietLoader:
     def exec_module(self, module):
         if _HOOK in sys.meta_path:
             sys.meta_path.remove(_HOOK)
+        # One Keras starts but ferkit does not run on (numpy: predict.py wrote a submission,
+        # saliency.py failed after loading the model) is named before it starts.
+        check_keras_backend()
         with _interrupts_after():
             saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, 2)

@@ -10,7 +10,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import REPOSITORY
+from conftest import REPOSITORY, make_test_csv
 
 from ferkit import backend
 from ferkit.errors import FerError
@@ -239,6 +239,25 @@ def test_training_with_a_missing_backend_is_one_line_and_makes_no_run(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().startswith("train_dnn.py: error: KERAS_BACKEND: backend")
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_backend_keras_has_but_ferkit_does_not_run_on_is_refused_in_predicting(tmp_path):
+    # Keras starts on numpy: predict.py wrote a submission, saliency.py failed late.
+    test_csv = make_test_csv(tmp_path / "test.csv", count=3)
+    result = subprocess.run(
+        [sys.executable, "predict.py", "--test", str(test_csv), "--out", str(tmp_path / "s.csv")],
+        capture_output=True,
+        text=True,
+        cwd=REPOSITORY,
+        env={**os.environ, "KERAS_BACKEND": "numpy"},
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        "predict.py: error: KERAS_BACKEND: backend 'numpy' is not one ferkit runs on "
+        "(tensorflow, jax, torch)\n"
+    )
+    assert not (tmp_path / "s.csv").exists()
 
 
 @pytest.mark.skipif(keras.config.backend() != "tensorflow", reason="TF_CONFIG is TensorFlow's")
