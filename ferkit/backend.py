@@ -5,8 +5,10 @@ imported inside the functions that need them, so a missing one costs nothing.
 """
 
 import contextlib
+import importlib.util
 import os
 import platform
+import sys
 
 import numpy as np
 
@@ -38,6 +40,28 @@ def seed_everything(seed):
         keras.utils.set_random_seed(seed)
 
 
+class _QuietTensorFlowImport:
+    """On JAX or PyTorch, Keras still imports TensorFlow where it is installed, lazily (to
+    serialise a model's configuration, as ``runs.load_model`` does): its start-up lines
+    reached stderr from every script that loads a model. This finder silences that import
+    as ``_start_quietly`` silences Keras'; it removes itself at the first ``tensorflow``."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            run = spec.loader.exec_module
+
+            def exec_module(module):
+                with quiet_stderr():
+                    run(module)
+
+            spec.loader.exec_module = exec_module
+        return spec
+
+
 def _not_retracing(record):
     return "triggered tf.function retracing" not in record.getMessage()
 
@@ -61,6 +85,8 @@ def _start_quietly():
                 tf.config.set_logical_device_configuration(
                     cpu, [tf.config.LogicalDeviceConfiguration()] * count
                 )
+        elif "tensorflow" not in sys.modules:
+            sys.meta_path.insert(0, _QuietTensorFlowImport())
 
 
 _start_quietly()

@@ -260,6 +260,21 @@ def test_a_backend_keras_has_but_ferkit_does_not_run_on_is_refused_in_predicting
     assert not (tmp_path / "s.csv").exists()
 
 
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
+def test_loading_a_model_on_jax_prints_nothing_on_stderr(tmp_path):
+    # Keras imports TensorFlow lazily to serialise the model's config: six start-up lines.
+    test_csv = make_test_csv(tmp_path / "test.csv", count=3)
+    result = subprocess.run(
+        [sys.executable, "predict.py", "--test", str(test_csv), "--out", str(tmp_path / "s.csv")],
+        capture_output=True,
+        text=True,
+        cwd=REPOSITORY,
+        env={**os.environ, "KERAS_BACKEND": "jax"},
+        timeout=300,
+    )
+    assert result.returncode == 0 and result.stderr == ""
+
+
 @pytest.mark.skipif(keras.config.backend() != "tensorflow", reason="TF_CONFIG is TensorFlow's")
 @pytest.mark.parametrize("value", ["not json", "[1]", '{"cluster": 3}'])
 def test_a_malformed_tf_config_is_refused_before_distributed_training(monkeypatch, value):
