@@ -10,6 +10,7 @@ before Keras is imported (inside the functions that need it): TensorFlow takes a
 start, and a typo should be refused at once.
 """
 
+import contextlib
 import math
 import os
 import shlex
@@ -363,6 +364,37 @@ def train(config, run_dir, resume=False, verbose=True, loaded=None, of_seeds=Fal
     ``loaded``: the (train, validation, split) that ``runs.load_training_data(config)`` gives,
     when the caller has read them already. ``of_seeds``: one of a --seeds command's runs.
     """
+    with _held(run_dir):
+        return _train(config, run_dir, resume, verbose, loaded, of_seeds)
+
+
+@contextlib.contextmanager
+def _held(run_dir):
+    """The run folder held by this process while it trains: two resumes of one run (another
+    terminal, a cluster job requeued while the old one lived) replaced each other's
+    checkpoints, and one crashed leaving files that disagreed. Released when the process
+    ends, however it ends; where flock is missing (Windows), not held."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    os.makedirs(run_dir, exist_ok=True)  # as training would make it
+    descriptor = os.open(run_dir, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FerError(
+                f"{run_dir}: another process is training this run; let it finish or stop it "
+                "(Ctrl-C saves), then resume"
+            ) from None
+        yield
+    finally:
+        os.close(descriptor)
+
+
+def _train(config, run_dir, resume, verbose, loaded, of_seeds):
     config = dict(config)
     state = checkpoints.resume_state(run_dir, config) if resume else None
     for key in ("data", "val_data") if resume else ():  # once the run is known to resume

@@ -338,6 +338,26 @@ def test_ctrl_c_before_epoch_one_says_how_to_resume(train_csv, tmp_path, monkeyp
     )
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="no flock")
+def test_a_run_being_trained_is_not_resumed_by_another(one_epoch_run, tmp_path):
+    import fcntl
+
+    run_dir = copy_run(one_epoch_run, tmp_path / "run")
+    before = {path.name: path.stat().st_mtime_ns for path in Path(run_dir).rglob("*")}
+    # As another process training it holds it: two resumes replaced each other's checkpoints.
+    descriptor = os.open(run_dir, os.O_RDONLY)
+    fcntl.flock(descriptor, fcntl.LOCK_EX)
+    try:
+        config = training.resume_config(run_dir, argparse.Namespace(epochs=2))
+        with pytest.raises(FerError, match="another process is training this run"):
+            training.train(config, run_dir, resume=True, verbose=False)
+    finally:
+        os.close(descriptor)
+    assert {path.name: path.stat().st_mtime_ns for path in Path(run_dir).rglob("*")} == before
+    training.train(config, run_dir, resume=True, verbose=False)  # released: it resumes
+    assert len(history(run_dir)) == 2
+
+
 def test_ctrl_c_while_a_resume_starts_says_how_to_resume(one_epoch_run, tmp_path, monkeypatch):
     run_dir = copy_run(one_epoch_run, tmp_path / "run")
 
