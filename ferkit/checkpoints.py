@@ -11,6 +11,7 @@ epoch, and only then becomes the run's model.keras.
 import math
 import os
 import re
+import zipfile
 
 from ferkit import runs
 from ferkit.errors import FerError, counted, shown
@@ -146,6 +147,19 @@ def resume_state(run_dir, config):
             f"{run_dir}: {runs.MODEL_FILE} (the best epoch, {best}) is missing; cannot resume"
         )
     return state
+
+
+def check_best_model(run_dir, state):
+    """Refuse a resume whose best model is not a whole .keras file: one cut short was found
+    only when the resumed run ended, its metrics.json already removed."""
+    best = state["best_epoch"]
+    model_files = (os.path.join(run_dir, runs.MODEL_FILE), _staged_best(run_dir, best))
+    present = [path for path in model_files if os.path.isfile(path)]  # staged: the newer
+    if best and present and not zipfile.is_zipfile(present[-1]):
+        raise FerError(
+            f"{present[-1]}: the best epoch's model ({best}) is not a whole .keras zip archive "
+            "(damaged?): put back a whole copy to resume"
+        )
 
 
 def tidy(run_dir, state):

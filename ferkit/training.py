@@ -397,28 +397,34 @@ def _held(run_dir):
 def _train(config, run_dir, resume, verbose, loaded, of_seeds):
     config = dict(config)
     state = checkpoints.resume_state(run_dir, config) if resume else None
+    if resume:
+        checkpoints.check_best_model(run_dir, state)
     for key in ("data", "val_data") if resume else ():  # once the run is known to resume
         if config.get(key) and not os.path.exists(config[key]):
             use = "resuming reads it again"
             raise runs.missing_data(config[key], run_dir, config.get(f"{key}_sha256"), (), use)
-    train_set, validation, split = loaded or runs.load_training_data(config)
     # A resumed run computes as it started, even where "auto" would now choose otherwise.
     recorded = read_json(os.path.join(run_dir, runs.CONFIG_FILE)) if resume else config
+    digests = {
+        "data_sha256": data.file_sha256(config["data"]),
+        "val_data_sha256": data.file_sha256(config["val_data"]) if config.get("val_data") else None,
+    }
+    # Before the rows are read: a data file cut short since was "line 45: expected 2304 pixels".
+    for key, path in (("data_sha256", config["data"]), ("val_data_sha256", config.get("val_data"))):
+        if resume and recorded.get(key) is not None:
+            # A gzipped copy found by --run-data holds the recorded text.
+            if not data.holds_sha256(path, recorded[key], file_digest=digests[key]):
+                raise FerError(f"{path}: changed since the run started; cannot resume {run_dir}")
+            digests[key] = recorded[key]
+    train_set, validation, split = loaded or runs.load_training_data(config)
     config.update(
-        data_sha256=data.file_sha256(config["data"]),
-        val_data_sha256=data.file_sha256(config["val_data"]) if config.get("val_data") else None,
+        **digests,
         train_count=len(train_set),
         split=split,
         # What --blur auto matches test faces to (a training set blurred like the one this
         # project was given scores 0.18 on sharp faces left as they are).
         train_sharpness=round(evaluation.sharpness(train_set.images), 4),
     )
-    for key, path in (("data_sha256", config["data"]), ("val_data_sha256", config.get("val_data"))):
-        if resume and recorded.get(key) is not None:
-            # A gzipped copy found by --run-data holds the recorded text.
-            if not data.holds_sha256(path, recorded[key], file_digest=config[key]):
-                raise FerError(f"{path}: changed since the run started; cannot resume {run_dir}")
-            config[key] = recorded[key]
     if resume and "val_data" in split:  # the path it started with; the contents are checked
         split = config["split"] = {**split, "val_data": recorded.get("val_data")}
     rows = (config["train_count"], config["split"])

@@ -204,6 +204,31 @@ def test_a_refused_resume_leaves_what_a_kill_left(train_csv, one_epoch_run, tmp_
     assert leftover.exists()  # cleared only by a resume that goes ahead
 
 
+def test_a_data_file_cut_short_since_the_run_started_is_called_changed(
+    train_csv, one_epoch_run, tmp_path
+):
+    own = str(shutil.copy(train_csv, tmp_path / "own.csv"))
+    run_dir = copy_run(one_epoch_run, tmp_path / "run", data_file=own)
+    text = Path(own).read_text()
+    Path(own).write_text(text[: len(text) * 2 // 3])  # a copy cut short: "expected 2304 pixels"
+    config = training.resume_config(run_dir, argparse.Namespace(epochs=2))
+    with pytest.raises(FerError, match="own.csv: changed since the run started; cannot resume"):
+        training.train(config, run_dir, resume=True, verbose=False)
+
+
+def test_a_resume_refused_for_a_damaged_best_model_changes_nothing(one_epoch_run, tmp_path):
+    run_dir = copy_run(one_epoch_run, tmp_path / "run")
+    model = Path(run_dir, "model.keras")
+    model.write_bytes(model.read_bytes()[:1000])  # a copy cut short
+    config = training.resume_config(run_dir, argparse.Namespace(epochs=2))
+    # Found only when the resumed run ended, after its metrics.json was removed.
+    with pytest.raises(
+        FerError, match="model.keras: the best epoch's model \\(1\\) is not a whole"
+    ):
+        training.train(config, run_dir, resume=True, verbose=False)
+    assert Path(run_dir, "metrics.json").exists() and len(history(run_dir)) == 1
+
+
 def test_a_resume_refused_for_a_damaged_checkpoint_changes_nothing(one_epoch_run, tmp_path):
     run_dir = copy_run(one_epoch_run, tmp_path / "run")
     checkpoint = Path(run_dir, "checkpoint", "epoch-0001.keras")
