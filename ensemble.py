@@ -7,8 +7,8 @@
     python ensemble.py models/cnn_s* --greedy 10 --test data/test.csv --out sub.csv
 
 Members are run folders, .keras files, or probability files from predict.py --proba.
---weights fit and --greedy use the members' shared validation images (never images any
-member trained on) and refuse members whose validation splits differ. A member's data file
+--weights fit and --greedy use the members' shared validation images (not their training
+rows) and refuse members whose validation splits differ. A member's data file
 that has moved since it trained is found with --run-data (the shipped model recorded
 /tmp/fer2013/train.csv), for those validation images and, with --blur auto, for a member
 whose run recorded no sharpness of its training faces:
