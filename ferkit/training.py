@@ -521,6 +521,8 @@ def _train(config, run_dir, resume, verbose, loaded, of_seeds):
         return _finish(run_dir, config, state, validation)
     except KeyboardInterrupt:
         _interrupted(run_dir, config, epoch)
+    except OSError as error:  # a full disk: it said only "No space left on device"
+        _write_failed(run_dir, config, epoch, error)
 
 
 def _record_command(run_dir, seed=None, resumed=None):
@@ -913,19 +915,37 @@ def _end_of_epoch(run_dir, model, training_model, state, row, config):
 
 def _interrupted(run_dir, config, epoch):
     """Ctrl-C: the checkpoint on disk is whole (written atomically); say how to go on."""
-    state_path = os.path.join(run_dir, checkpoints.FOLDER, checkpoints.STATE_FILE)
-    if os.path.exists(state_path):
-        saved = read_json(state_path)
-    else:
-        saved = checkpoints.initial_state(config)
-    # history.csv is written just before the checkpoint: make it agree with what is saved.
-    checkpoints.write_history(run_dir, saved["history"])
-    finished = saved["epoch"]
+    finished = _back_to_checkpoint(run_dir, config)
     where = f"during epoch {epoch + 1}" if finished <= epoch else f"after epoch {finished}"
     kept = f"epoch {finished} is saved" if finished else "no epoch had finished"
     raise TrainingInterruptedError(
         f"interrupted {where}; {kept}. Resume with: {_resume_command(config, run_dir)}"
     ) from None
+
+
+def _write_failed(run_dir, config, epoch, error):
+    """A write failed (a full disk): the last checkpoint is whole, as after Ctrl-C."""
+    try:
+        finished = _back_to_checkpoint(run_dir, config)
+    except OSError:  # still full: --resume rewrites history.csv from the checkpoint
+        finished = None
+    kept = f"; epoch {finished} is saved" if finished else ""
+    raise FerError(
+        f"{error.filename or run_dir}: {error.strerror or error} during epoch {epoch + 1}{kept}. "
+        f"Once it is fixed, resume with: {_resume_command(config, run_dir)}"
+    ) from None
+
+
+def _back_to_checkpoint(run_dir, config):
+    """The epoch the checkpoint on disk saved, with history.csv made to agree with it (it is
+    written just before the checkpoint)."""
+    state_path = os.path.join(run_dir, checkpoints.FOLDER, checkpoints.STATE_FILE)
+    if os.path.exists(state_path):
+        saved = read_json(state_path)
+    else:
+        saved = checkpoints.initial_state(config)
+    checkpoints.write_history(run_dir, saved["history"])
+    return saved["epoch"]
 
 
 def _resume_command(config, run_dir):

@@ -640,10 +640,16 @@ def test_checkpoint_write_failing_mid_way_keeps_the_last_good_one(train_csv, tmp
         return real_save(self, path, *args, **kwargs)
 
     monkeypatch.setattr(keras.Model, "save", save_failing_on_epoch_two_checkpoint)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(FerError) as error:
         training.train(tiny_config(train_csv), run_dir, verbose=False)
+    # It said only "No space left on device": no file, no epoch, no way on.
+    assert str(error.value).startswith(
+        f"{run_dir}: No space left on device during epoch 2; epoch 1 is saved. Once it is "
+        "fixed, resume with: "
+    )
     checkpoint = os.path.join(run_dir, "checkpoint")
     assert state(run_dir)["epoch"] == 1
+    assert len(history(run_dir)) == 1  # as the checkpoint saved: it had epoch 2 already
     # A best model staged in epoch 2 may wait there; state.json does not name it.
     kept = [name for name in os.listdir(checkpoint) if not name.startswith("best-epoch-")]
     assert sorted(kept) == ["epoch-0001.keras", "state.json"]
