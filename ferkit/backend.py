@@ -252,6 +252,8 @@ def batches(inputs, targets=None, batch_size=32, replicas=1):
             batch_size -= replicas
     if name() != "tensorflow":
         arguments = {"x": inputs, "batch_size": batch_size}
+        if replicas > 1 and count % batch_size % replicas:
+            return {**arguments, **_padded_for_replicas(inputs, targets, count, replicas)}
         return arguments if targets is None else {**arguments, "y": targets}
     import tensorflow as tf
 
@@ -283,8 +285,37 @@ def batches(inputs, targets=None, batch_size=32, replicas=1):
     return {"x": dataset.prefetch(1).with_options(options)}
 
 
-def replica_count(model):
-    """How many replicas a compiled model trains on: TensorFlow's strategy's, else 1."""
+def _padded_for_replicas(inputs, targets, count, replicas):
+    """JAX's DataParallel splits every batch evenly over the devices, and a last batch that
+    does not split failed (IndivisibleError: 55 validation images over 2 GPUs). Training
+    (with ``targets``) leaves out the last few images, fewer than the devices (each epoch's
+    order differs, so none is always left out); ``predict`` gets copies of the last image,
+    whose rows its caller drops (``evaluation.predict_probabilities``)."""
+    rest = count % replicas
+    if targets is not None:
+        used = count - rest
+
+        def cut(array):
+            return np.asarray(array)[:used]
+
+        return {
+            "x": [cut(a) for a in inputs] if isinstance(inputs, list) else cut(inputs),
+            "y": cut(targets),
+        }
+
+    def padded(array):
+        array = np.asarray(array)
+        return np.concatenate([array, np.repeat(array[-1:], replicas - rest, axis=0)])
+
+    return {"x": [padded(a) for a in inputs] if isinstance(inputs, list) else padded(inputs)}
+
+
+def replica_count(model=None):
+    """How many replicas a model computes on: TensorFlow's strategy's (of a model built in
+    it), JAX's global distribution's, else 1."""
+    if name() == "jax":
+        distribution = keras.distribution.distribution()
+        return len(distribution.device_mesh.devices.flatten()) if distribution else 1
     strategy = getattr(model, "distribute_strategy", None) if name() == "tensorflow" else None
     return strategy.num_replicas_in_sync if strategy is not None else 1
 

@@ -229,9 +229,12 @@ def predict_probabilities(model, images, tta="none", batch_size=PREDICTION_BATCH
 
     views = tta_views(images, tta)
     total = np.zeros((len(images), NUM_CLASSES), dtype=np.float64)
+    replicas = backend.replica_count(model)
     for view in views:
-        batches = backend.batches(view, batch_size=batch_size)
-        total += np.asarray(model.predict(**batches, verbose=0), dtype=np.float64)
+        batches = backend.batches(view, batch_size=batch_size, replicas=replicas)
+        # [:len(view)]: the copies a last batch was padded with for the replicas.
+        predicted = model.predict(**batches, verbose=0)[: len(view)]
+        total += np.asarray(predicted, dtype=np.float64)
     return (total / len(views)).astype(np.float32)
 
 

@@ -581,16 +581,12 @@ def _train_one_epoch(run_dir, config, state, epoch, models_pair, arrays, verbose
         callbacks=callbacks,
     )
     train_seconds = time.perf_counter() - epoch_start
-    scores = training_model.evaluate(
-        **backend.batches(
-            training_inputs(config, validation.images, validation_labels),
-            validation_labels,
-            max(256, config["batch_size"]),
-            backend.replica_count(training_model),
-        ),
-        verbose=0,
-        return_dict=True,
-        callbacks=callbacks,
+    scores = _validate(
+        training_model,
+        config,
+        training_inputs(config, validation.images, validation_labels),
+        validation_labels,
+        callbacks,
     )
     row = {
         "epoch": epoch + 1,
@@ -745,6 +741,32 @@ def _load_checkpoint(checkpoint, config, saved_on=None):
     # As saved: a TensorFlow checkpoint resumed on JAX trained op by op, 20 times slower.
     loaded.jit_compile = config["jit_resolved"]
     return loaded
+
+
+def _validate(training_model, config, inputs, labels, callbacks):
+    """{"loss", "accuracy"} of the training model on the validation images."""
+    import keras
+
+    from ferkit import backend, models
+
+    batch_size = max(256, config["batch_size"])
+    replicas = backend.replica_count(training_model)
+    if backend.name() != "jax" or len(labels) % replicas == 0:
+        arguments = backend.batches(inputs, labels, batch_size, replicas)
+        return training_model.evaluate(
+            **arguments, verbose=0, return_dict=True, callbacks=callbacks
+        )
+    # JAX's DataParallel cannot evaluate a last batch that does not split over the devices:
+    # predict's is padded (backend.batches), and the scores are computed as evaluate would.
+    arguments = backend.batches(inputs, None, batch_size, replicas)
+    predictions = training_model.predict(**arguments, verbose=0, callbacks=callbacks)
+    predictions = predictions[: len(labels)]
+    loss = keras.ops.convert_to_numpy(training_model.loss(labels, predictions))
+    if config["mixup"]:
+        hits = keras.ops.convert_to_numpy(models.own_label_accuracy(labels, predictions))
+    else:
+        hits = predictions.argmax(axis=1) == labels.argmax(axis=1)
+    return {"loss": float(loss), "accuracy": float(np.mean(hits))}
 
 
 def _record_epochs(run_dir, epochs):

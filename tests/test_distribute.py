@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import keras
 import pytest
 from conftest import REPOSITORY, make_train_csv
 
@@ -20,7 +21,11 @@ FIRST_EPOCH_LOSS_TOLERANCE = 0.05
 def start(tmp_path, train_csv, name, *extra, devices="1"):
     """A training run in its own process (the logical devices are set before TensorFlow
     starts); ``finish`` waits for it. Runs started together share the cores."""
-    environment = {**os.environ, "FERKIT_CPU_DEVICES": devices}
+    environment = {
+        **os.environ,
+        "FERKIT_CPU_DEVICES": devices,  # TensorFlow's; JAX's is XLA's flag
+        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+    }
     command = [
         sys.executable,
         "train_dnn.py",
@@ -94,7 +99,8 @@ def test_two_logical_cpus_match_one(finished):
     single, _, config = succeeded(finished["single"])
     distributed, output, _ = succeeded(finished["distributed"])
     assert config["train_count"] == 127
-    assert "--distribute: 2 replicas (MirroredStrategy)" in output  # both devices were used
+    engine = "MirroredStrategy" if keras.config.backend() == "tensorflow" else "DataParallel"
+    assert f"--distribute: 2 replicas ({engine})" in output  # both devices were used
     for one, two in zip(single, distributed, strict=True):
         assert float(two["val_loss"]) == pytest.approx(
             float(one["val_loss"]), rel=VALIDATION_TOLERANCE
