@@ -236,20 +236,11 @@ def batches(inputs, targets=None, batch_size=32, replicas=1):
     ``Model::OptimizeLoop`` sleeps). That took up to 14 s per call, at random, in every
     training epoch, validation and prediction (bench/RESULTS.md). The same batches from a
     pipeline with autotuning off end at once. Other backends take the arrays as they are.
-    ``inputs`` may be a list (a model with several inputs). A batch size above the number of
-    images is one batch of them all (--batch-size 10**20 made an impossible reshape).
-    ``replicas``: the model's replicas under ``--distribute`` (``replica_count``).
+    ``inputs`` may be a list (a model with several inputs); ``replica_batch_size`` sizes the
+    batches. ``replicas``: the model's replicas under ``--distribute`` (``replica_count``).
     """
     count = len(inputs[0] if isinstance(inputs, list) else inputs)
-    batch_size = max(1, min(batch_size, count))
-    if replicas > 1 and batch_size > replicas:
-        # MirroredStrategy split a batch of a known odd size unevenly and then failed (AddN
-        # of [32,48,48,1] and [31,48,48,1]): the batches of known size are a multiple of
-        # the replicas, and the rest is a last batch of unknown size, which it handles if
-        # every replica gets an image of it (a replica with none made the loss NaN).
-        batch_size -= batch_size % replicas
-        while 0 < count % batch_size < replicas and batch_size > replicas:
-            batch_size -= replicas
+    batch_size = replica_batch_size(batch_size, count, replicas)
     if name() != "tensorflow":
         arguments = {"x": inputs, "batch_size": batch_size}
         if replicas > 1 and count % batch_size % replicas:
@@ -283,6 +274,21 @@ def batches(inputs, targets=None, batch_size=32, replicas=1):
     # As Keras' own pipeline: several machines split the batches, not (absent) files.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return {"x": dataset.prefetch(1).with_options(options)}
+
+
+def replica_batch_size(batch_size, count, replicas=1):
+    """The batch size ``batches`` feeds ``count`` images in. A batch size above the number
+    of images is one batch of them all (--batch-size 10**20 made an impossible reshape).
+    MirroredStrategy split a batch of a known odd size unevenly and then failed (AddN of
+    [32,48,48,1] and [31,48,48,1]): with replicas, the batches of known size are a multiple
+    of them, and the rest is a last batch of unknown size, which it handles if every
+    replica gets an image of it (a replica with none made the loss NaN)."""
+    batch_size = max(1, min(batch_size, count))
+    if replicas > 1 and batch_size > replicas:
+        batch_size -= batch_size % replicas
+        while 0 < count % batch_size < replicas and batch_size > replicas:
+            batch_size -= replicas
+    return batch_size
 
 
 def _padded_for_replicas(inputs, targets, count, replicas):

@@ -491,6 +491,10 @@ def _train(config, run_dir, resume, verbose, loaded, of_seeds):
         model, training_model = build_training_model(config)
         state = checkpoints.initial_state(config)
     print(f"Run {run_dir}\n{configuration.describe(config)}")
+    replicas = backend.replica_count(training_model)
+    batch_size = backend.replica_batch_size(config["batch_size"], len(train_set), replicas)
+    if batch_size != min(config["batch_size"], len(train_set)):  # said 128, trained on 126
+        print(f"--distribute: training batches of {batch_size}, to split over {replicas} replicas")
     model.summary()
     train_labels = keras.utils.to_categorical(train_set.labels, data.NUM_CLASSES)
     validation_labels = keras.utils.to_categorical(validation.labels, data.NUM_CLASSES)

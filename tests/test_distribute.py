@@ -113,4 +113,6 @@ def test_two_logical_cpus_match_one(finished):
 def test_a_batch_larger_than_the_training_set_trains_on_two_logical_cpus(finished):
     history, output, config = succeeded(finished["odd"])
     assert config["train_count"] == 63 and "2 replicas" in output
+    # Recorded as 128 (63 here): the batches it trained in are said.
+    assert "--distribute: training batches of 60, to split over 2 replicas" in output
     assert len(history) == 1 and float(history[0]["loss"]) > 0
