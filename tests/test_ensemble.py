@@ -47,6 +47,17 @@ def test_fitted_weights_favour_the_better_member():
     assert weights[1] > 0.8
 
 
+def test_a_member_fitted_next_to_nothing_weighs_0_and_is_not_run():
+    labels = np.arange(70) % 7
+    good = np.full((70, 7), 0.02)
+    good[np.arange(70), labels] = 0.88
+    wrong = np.roll(good, 1, axis=1)  # confidently wrong on every face
+    weights = ensemble.fit_weights([wrong, good], labels)
+    # The softmax's 4e-5 was still run on the test faces.
+    assert weights.tolist() == [0.0, 1.0]
+    assert ensemble.weighted(["wrong", "good"], weights) == [1]
+
+
 def test_greedy_selection_counts_rounds_and_prefers_the_good_member():
     labels = np.arange(14) % 7
     good = np.eye(7)[labels] * 0.9 + 0.1 / 7
