@@ -242,17 +242,22 @@ def test_training_with_a_missing_backend_is_one_line_and_makes_no_run(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-def test_a_backend_keras_has_but_ferkit_does_not_run_on_is_refused_in_predicting(tmp_path):
-    # Keras starts on numpy: predict.py wrote a submission, saliency.py failed late.
+def predict_on(keras_backend, tmp_path):
+    """predict.py (the shipped CNN) on three faces, on ``keras_backend``, in its own process."""
     test_csv = make_test_csv(tmp_path / "test.csv", count=3)
-    result = subprocess.run(
+    return subprocess.run(
         [sys.executable, "predict.py", "--test", str(test_csv), "--out", str(tmp_path / "s.csv")],
         capture_output=True,
         text=True,
         cwd=REPOSITORY,
-        env={**os.environ, "KERAS_BACKEND": "numpy"},
-        timeout=120,
+        env={**os.environ, "KERAS_BACKEND": keras_backend},
+        timeout=300,
     )
+
+
+def test_a_backend_keras_has_but_ferkit_does_not_run_on_is_refused_in_predicting(tmp_path):
+    # Keras starts on numpy: predict.py wrote a submission, saliency.py failed late.
+    result = predict_on("numpy", tmp_path)
     assert result.returncode == 2
     assert result.stderr == (
         "predict.py: error: KERAS_BACKEND: backend 'numpy' is not one ferkit runs on "
@@ -264,15 +269,7 @@ def test_a_backend_keras_has_but_ferkit_does_not_run_on_is_refused_in_predicting
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
 def test_loading_a_model_on_jax_prints_nothing_on_stderr(tmp_path):
     # Keras imports TensorFlow lazily to serialise the model's config: six start-up lines.
-    test_csv = make_test_csv(tmp_path / "test.csv", count=3)
-    result = subprocess.run(
-        [sys.executable, "predict.py", "--test", str(test_csv), "--out", str(tmp_path / "s.csv")],
-        capture_output=True,
-        text=True,
-        cwd=REPOSITORY,
-        env={**os.environ, "KERAS_BACKEND": "jax"},
-        timeout=300,
-    )
+    result = predict_on("jax", tmp_path)
     assert result.returncode == 0 and result.stderr == ""
 
 
