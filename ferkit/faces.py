@@ -40,7 +40,13 @@ if "OPENCV_LOG_LEVEL" not in os.environ:
 
 from ferkit import data, evaluation, runs
 from ferkit.errors import FerError
-from ferkit.files import atomic_path, check_utf8_name, check_writable, is_inside
+from ferkit.files import (
+    atomic_path,
+    check_outside_images,
+    check_utf8_name,
+    check_writable,
+    is_inside,
+)
 
 IMAGE_EXTENSIONS = data.IMAGE_EXTENSIONS
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -695,11 +701,9 @@ def check_outputs(media, root, csv_path, out, force, model_files=(), cascade=Non
         runs.check_outside_checkpoints(out, path, "--out", f"the model {path}")
         # As predict.py's outputs: a copy replaced a face the model trained on, or joined them.
         for what, folder in evaluation.recorded_data_inputs(path, f"the model {path}").items():
-            if os.path.isdir(folder) and is_inside(out, folder):
-                raise FerError(
-                    f"--out {out}: is inside {folder} ({what}), whose images the annotated "
-                    "copies would replace or join; give another --out"
-                )
+            writes, advice = "the annotated copies", "give another --out"
+            where = f"{folder} ({what})"
+            check_outside_images(out, folder, where, writes, advice, named=f"--out {out}")
     # x.pgm is annotated as x.pgm.png (a PNG shows colour): beside an x.pgm.png, one copy
     # would silently replace the other. So would a photo clip.mp4.frame000000.jpg beside
     # clip.mp4, whose first frame is annotated under that name.

@@ -83,6 +83,17 @@ def is_inside(path, folder):
     return os.path.commonpath([folder, os.path.realpath(path)]) == folder
 
 
+def check_outside_images(path, folder, where, writes="it", advice="", named=None):
+    """Refuse an output ``path`` (``named`` in the message) inside the image folder
+    ``folder`` (described as ``where``): it would replace one of its faces (with --force)
+    or be read as a new one the next time."""
+    if folder and os.path.isdir(folder) and is_inside(path, folder):
+        raise FerError(
+            f"{named or path}: is inside {where}, whose images {writes} would replace or join; "
+            f"{advice}"
+        )
+
+
 def check_writable(path):
     """Refuse, before any work, a file that could not be written later: one whose folder
     is a file, or whose nearest existing folder cannot be written in (tried with a nameless

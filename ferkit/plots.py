@@ -21,7 +21,7 @@ from matplotlib import ticker
 from ferkit import config as configuration
 from ferkit import data, evaluation, runs
 from ferkit.errors import FerError, shown
-from ferkit.files import atomic_path, check_writable, is_inside, read_json
+from ferkit.files import atomic_path, check_outside_images, check_writable, read_json
 
 FORMATS = (".png", ".pdf", ".svg")
 DPI = 120
@@ -490,11 +490,8 @@ def figure_path(
 def check_outside_data(path, data_path):
     """A figure written into an image folder would replace one of its faces (--force) or be
     read as a new one the next time."""
-    if data_path and os.path.isdir(data_path) and is_inside(path, data_path):
-        raise FerError(
-            f"{path}: is inside the --data folder {data_path}, whose images it would replace "
-            "or join; write the figure elsewhere"
-        )
+    where = f"the --data folder {data_path}"
+    check_outside_images(path, data_path, where, advice="write the figure elsewhere")
 
 
 def conv_layer_name(names, which=None, source="model"):
