@@ -285,28 +285,37 @@ def trained_on_notes(test_path, usage, sources):
             continue  # a bare model records nothing
         if isinstance(config, dict):
             recorded[source] = config
-    if not recorded:
+    # A pipe cannot be hashed after it was read (nor was it what a run recorded).
+    if not recorded or not (os.path.isfile(test_path) or os.path.isdir(test_path)):
         return []
-    # Training reads a fer2013.csv's Training rows, and validates on --val-data's PublicTest.
+    # Training reads a fer2013.csv's Training rows, and validates on --val-data's PublicTest
+    # (all of a file without Training rows: one with them needs --usage).
     has_usage = data.has_usage_column(test_path)
-    file_digest = data.file_sha256(test_path)
+    held = data.content_sha256s(test_path)  # a gzip file's text too
     notes = []
     for source, config in recorded.items():
         for key, rows, what in (
-            ("data_sha256", "Training", "trained on"),
-            ("val_data_sha256", "PublicTest", "chose its best epoch on"),
+            ("data", "Training", "trained on"),
+            ("val_data", "PublicTest", "chose its best epoch on"),
         ):
-            digest = config.get(key)
-            if (
-                isinstance(digest, str)
-                and (not has_usage or usage == rows)
-                and data.holds_sha256(test_path, digest, file_digest)
-            ):
+            if (not has_usage or usage in (None, rows)) and held & _recorded_contents(config, key):
                 notes.append(
                     f"Note: {source} {what} these faces of {test_path}: its score on them "
                     "overstates how it does on faces it has not seen"
                 )
     return notes
+
+
+def _recorded_contents(config, key):
+    """The SHA-256s of the rows a run's config records for ``key`` (data, val_data): the
+    recorded one and, where the file is still there holding them gzipped, its text's (a
+    run trained on train.csv.gz, tested on train.csv)."""
+    digest, path = config.get(f"{key}_sha256"), config.get(key)
+    if not isinstance(digest, str):
+        return set()
+    if isinstance(path, str) and os.path.isfile(path) and data.file_sha256(path) == digest:
+        return data.content_sha256s(path, digest)
+    return {digest}
 
 
 def submission_keys(dataset):

@@ -6,6 +6,7 @@ import gzip
 import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -513,6 +514,28 @@ def test_trained_on_notes_follow_the_rows_each_file_gave(tmp_path):
     assert notes(str(validated_on), "PrivateTest", [str(run)]) == []
     assert "chose its best epoch on" in notes(str(validated_on), "PublicTest", [str(run)])[0]
     assert notes(str(trained_on), "Training", [str(tmp_path / "bare.keras")]) == []
+    # A file of PublicTest rows alone needs no --usage: all of it validated the run.
+    public = tmp_path / "public_only.csv"
+    lines = Path(validated_on).read_text().splitlines(keepends=True)
+    public.write_text("".join(line for line in lines if "Training" not in line))
+    config["val_data_sha256"] = data.file_sha256(public)
+    (run / runs.CONFIG_FILE).write_text(json.dumps(config))
+    assert "chose its best epoch on" in notes(str(public), None, [str(run)])[0]
+
+
+def test_trained_on_notes_match_a_plain_copy_of_a_gzipped_file_and_skip_a_pipe(tmp_path):
+    packed = Path(make_train_csv(tmp_path / "train.csv.gz", compress=True))
+    plain = tmp_path / "train.csv"
+    plain.write_bytes(gzip.decompress(packed.read_bytes()))
+    run = tmp_path / "run"
+    run.mkdir()
+    recorded = {"data": str(packed), "data_sha256": data.file_sha256(packed)}
+    (run / runs.CONFIG_FILE).write_text(json.dumps(recorded))
+    # Trained on train.csv.gz and tested on train.csv: no note.
+    assert "trained on these faces" in evaluation.trained_on_notes(str(plain), None, [str(run)])[0]
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)  # hashed after it was read: "not a regular file", the score lost
+    assert evaluation.trained_on_notes(str(pipe), None, [str(run)]) == []
 
 
 def test_predict_cli_predicts_with_its_tta_blur_and_batch_size(
