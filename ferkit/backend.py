@@ -139,13 +139,14 @@ def resolve_precision(precision):
     return "float32"
 
 
-def resolve_jit(jit, augment=False):
+def resolve_jit(jit, transforms=False):
     """XLA where it helps and can run: always on JAX, on a GPU with TensorFlow; off on a
     TensorFlow CPU (measured slower there for the CNN) and on PyTorch. TensorFlow's XLA has
-    no kernel for the augmentation's image transform (``models.RandomAffine``): Keras turned
-    it off, warning, while config.json recorded it on (--jit on is refused there)."""
+    no kernel for the augmentation's image transform (``transforms``: one is built,
+    ``config.transforms_faces``): Keras turned it off, warning, while config.json recorded
+    it on (--jit on is refused there)."""
     backend = name()
-    if backend == "tensorflow" and augment:
+    if backend == "tensorflow" and transforms:
         return False
     if jit != "auto":
         return jit == "on"
@@ -284,6 +285,9 @@ def replica_batch_size(batch_size, count, replicas=1):
     of them, and the rest is a last batch of unknown size, which it handles if every
     replica gets an image of it (a replica with none made the loss NaN)."""
     batch_size = max(1, min(batch_size, count))
+    if replicas > 1 and count >= replicas:
+        # A batch smaller than the devices left one without a face (JAX: IndivisibleError).
+        batch_size = max(batch_size, replicas)
     if replicas > 1 and batch_size > replicas:
         batch_size -= batch_size % replicas
         while 0 < count % batch_size < replicas and batch_size > replicas:

@@ -59,6 +59,14 @@ AFFINE_OPTIONS = (
     "horizontal_flip",
 )
 AUGMENTATION_OPTIONS = (*AFFINE_OPTIONS, "random_erasing")
+
+
+def transforms_faces(config):
+    """Whether training builds the augmentation's affine transform (``models.RandomAffine``:
+    a flip or any geometric range), which TensorFlow's XLA cannot compile."""
+    return bool(config.get("augment")) and any(config.get(key) for key in AFFINE_OPTIONS)
+
+
 # --time-budget plans the epochs for this share of the budget: on one CPU, a CNN epoch of the
 # same work took 135-154 s within one run, and set-up and the final evaluation add about
 # 20 s (bench/RESULTS.md); with the whole budget planned, such a run ended 18 s over it.
@@ -265,8 +273,10 @@ def validate(config, combinations=True):
         refuse("random_erasing", "must be a probability in [0, 1]")
     if not config["mixup"] >= 0:
         refuse("mixup", "(the Beta distribution's alpha) must not be negative")
-    # An alpha of 1e-300 drew NaN (float32), called a diverged run; 1e300 overflowed.
-    if config["mixup"] and not MIXUP_RANGE[0] <= config["mixup"] <= MIXUP_RANGE[1]:
+    # An alpha of 1e-300 drew NaN (float32), called a diverged run; 1e300 overflowed. A
+    # recorded run with another (0.0005 trained) still loads and resumes.
+    mixup = config["mixup"]
+    if combinations and mixup and not MIXUP_RANGE[0] <= mixup <= MIXUP_RANGE[1]:
         refuse("mixup", f"must be 0 (off) or from {MIXUP_RANGE[0]:g} to {MIXUP_RANGE[1]:g}")
     if combinations and config["weight_decay"] * config["lr"] >= 1:
         # Decoupled decay takes lr * weight_decay of each weight a step: all of it, or more.

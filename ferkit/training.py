@@ -297,7 +297,8 @@ def _check_backend(config, resume=False):
     """What the backend cannot do, refused before anything is written. A resumed run trains
     as ``backend.resolve_jit`` can on this backend."""
     running = ferkit.keras_backend_choice()[0]
-    if not resume and config["jit"] == "on" and config["augment"] and running == "tensorflow":
+    transforms = configuration.transforms_faces(config)
+    if not resume and config["jit"] == "on" and transforms and running == "tensorflow":
         raise FerError(
             "--jit on: TensorFlow's XLA cannot compile the augmentation: give --no-augment, "
             "or run on JAX (KERAS_BACKEND=jax)"
@@ -389,6 +390,8 @@ def _held(run_dir):
                 f"{run_dir}: another process is training this run; let it finish or stop it "
                 "(Ctrl-C saves), then resume"
             ) from None
+        except OSError:
+            pass  # a file system without locks (ENOLCK): trained as before, not held
         yield
     finally:
         os.close(descriptor)
@@ -443,8 +446,11 @@ def _train(config, run_dir, resume, verbose, loaded, of_seeds):
 
     precision = recorded.get("precision_resolved") or backend.resolve_precision(config["precision"])
     jit = recorded.get("jit_resolved")
+    transforms = configuration.transforms_faces(config)
     if recorded.get("versions", {}).get("backend") not in (None, backend.name()):
         jit = None  # resumed on another backend: XLA as this one runs it (JAX ran op by op)
+    elif jit and not backend.resolve_jit("on", transforms):
+        jit = False  # an augmented TensorFlow run recorded on before XLA was known not to run
     versions = backend.versions()
     recorded_versions = recorded.get("versions", {})
     for key, value in versions.items():
@@ -453,7 +459,7 @@ def _train(config, run_dir, resume, verbose, loaded, of_seeds):
             print(f"Note: {key} was {before} when the run started, now {value}; results may differ")
     config.update(
         precision_resolved=precision,
-        jit_resolved=backend.resolve_jit(config["jit"], config["augment"]) if jit is None else jit,
+        jit_resolved=backend.resolve_jit(config["jit"], transforms) if jit is None else jit,
         versions=versions,
         environment={key: os.environ[key] for key in NUMERIC_ENVIRONMENT if key in os.environ},
         source=_source_revision(),
@@ -525,6 +531,8 @@ def _train(config, run_dir, resume, verbose, loaded, of_seeds):
         return _finish(run_dir, config, state, validation)
     except KeyboardInterrupt:
         _interrupted(run_dir, config, epoch)
+    except BrokenPipeError:  # stdout's reader went away: cli.run ends quietly, status 141
+        raise
     except OSError as error:  # a full disk: it said only "No space left on device"
         _write_failed(run_dir, config, epoch, error)
 
@@ -986,10 +994,11 @@ def _resume_command(config, run_dir):
         recorded = read_json(os.path.join(run_dir, runs.CONFIG_FILE))
     except (FerError, OSError):
         recorded = {}
+    moved = []
     for key in ("data", "val_data"):
         if config.get(key) and isinstance(recorded, dict) and recorded.get(key) != config[key]:
-            command += f" --run-data {shlex.quote(config[key])}"
-    return command
+            moved += [config[key]] if config[key] not in moved else []
+    return command + "".join(f" --run-data {shlex.quote(path)}" for path in moved)
 
 
 def _finish(run_dir, config, state, validation):

@@ -83,8 +83,8 @@ def test_jit_is_resolved_off_where_tensorflow_cannot_compile_the_augmentation(mo
     # Keras turned XLA off with a warning while config.json recorded it on.
     monkeypatch.setattr(backend, "accelerator", lambda: "gpu")
     assert backend.resolve_jit("auto") is True
-    assert backend.resolve_jit("auto", augment=True) is False
-    assert backend.resolve_jit("on", augment=True) is False
+    assert backend.resolve_jit("auto", transforms=True) is False
+    assert backend.resolve_jit("on", transforms=True) is False
 
 
 @pytest.mark.parametrize("shape", [(16, 6, 6, 5), (16, 7)])  # the fused kernel; Keras' own
@@ -184,6 +184,13 @@ def test_batches_for_two_replicas_are_even_and_leave_none_empty(count, batch_siz
     arguments = backend.batches(images, np.zeros(count, "float32"), batch_size, replicas=2)
     # One batch of 63 split 32/31 failed (AddN); a last batch of 1 left a replica empty (NaN).
     assert [len(targets) for _, targets in arguments["x"].as_numpy_iterator()] == sizes
+
+
+def test_a_batch_smaller_than_the_replicas_gives_each_a_face():
+    # --batch-size 1 over 2 JAX devices: IndivisibleError, a traceback.
+    assert backend.replica_batch_size(1, 70, replicas=2) == 2
+    assert backend.replica_batch_size(4, 70, replicas=8) == 8
+    assert backend.replica_batch_size(1, 70) == 1
 
 
 def test_batches_without_targets_keep_several_inputs_together():

@@ -162,6 +162,14 @@ def test_options_out_of_range(overrides, message):
         config.resolve("cnn", overrides=overrides)
 
 
+def test_a_recorded_mixup_outside_the_new_range_still_loads():
+    # Trained with 0.0005 before the range was checked: refused, its run could not resume.
+    recorded = {**config.resolve("dnn"), "mixup": 0.0005}
+    config.validate(recorded, combinations=False)
+    with pytest.raises(FerError, match="--mixup must be 0 \\(off\\) or from 0.001"):
+        config.validate(recorded)
+
+
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_whole_numbers_for_rates_build_an_optimizer(optimizer):
     from ferkit import training
@@ -171,7 +179,8 @@ def test_whole_numbers_for_rates_build_an_optimizer(optimizer):
     resolved = config.resolve("cnn", overrides={"optimizer": optimizer, "lr": 1, **momentum})
     built = training._optimizer(resolved)
     assert float(built.learning_rate) == 1.0
-    assert not momentum or isinstance(resolved["momentum"], float)
+    if momentum:  # Keras refused the int 0
+        assert resolved["momentum"] == 0.0 and isinstance(resolved["momentum"], float)
 
 
 def test_shipped_presets_resolve():

@@ -216,6 +216,16 @@ def test_a_data_file_cut_short_since_the_run_started_is_called_changed(
         training.train(config, run_dir, resume=True, verbose=False)
 
 
+def test_a_closed_stdout_is_not_taken_for_a_failed_write(train_csv, tmp_path, monkeypatch):
+    def reader_gone(*arguments):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    # "| head" closing the pipe was "run_dir: Broken pipe during epoch 1 ... resume with".
+    monkeypatch.setattr(training, "_train_one_epoch", reader_gone)
+    with pytest.raises(BrokenPipeError):
+        training.train(tiny_config(train_csv), str(tmp_path / "run"), verbose=False)
+
+
 def test_a_resume_refused_for_a_damaged_best_model_changes_nothing(one_epoch_run, tmp_path):
     run_dir = copy_run(one_epoch_run, tmp_path / "run")
     model = Path(run_dir, "model.keras")
@@ -409,13 +419,28 @@ def test_jit_on_with_augmentation_is_refused_on_tensorflow(train_csv, tmp_path):
 
 
 @pytest.mark.skipif(keras.config.backend() != "tensorflow", reason="TensorFlow's XLA")
-def test_a_run_resumed_on_another_backend_resolves_jit_for_it(one_epoch_run, tmp_path, monkeypatch):
+def test_jit_on_without_an_affine_transform_is_not_refused_on_tensorflow():
+    # Random erasing alone builds no RandomAffine, the one layer XLA cannot compile there.
+    config = tiny_config("unread.csv", horizontal_flip=False, random_erasing=0.5, jit="on")
+    for key in ("rotation_range", "width_shift_range", "height_shift_range", "zoom_range"):
+        config[key] = 0.0
+    training._check_backend(config)
+    with pytest.raises(FerError, match="--jit on: TensorFlow's XLA cannot compile"):
+        training._check_backend({**config, "horizontal_flip": True})
+
+
+@pytest.mark.skipif(keras.config.backend() != "tensorflow", reason="TensorFlow's XLA")
+@pytest.mark.parametrize("recorded_backend", ["jax", "tensorflow"])
+def test_a_resumed_run_resolves_jit_for_the_backend_it_runs_on(
+    one_epoch_run, tmp_path, monkeypatch, recorded_backend
+):
     # A JAX run (XLA on) resumed on TensorFlow asked XLA of the augmentation: Keras warned,
-    # and the other way round a TensorFlow run went on op by op on JAX.
+    # and the other way round a TensorFlow run went on op by op on JAX. An augmented
+    # TensorFlow GPU run recorded XLA on before it was known not to run there.
     run_dir = copy_run(one_epoch_run, tmp_path / "run")
     config_path = Path(run_dir, "config.json")
     recorded = json.loads(config_path.read_text())
-    recorded["versions"]["backend"], recorded["jit_resolved"] = "jax", True
+    recorded["versions"]["backend"], recorded["jit_resolved"] = recorded_backend, True
     config_path.write_text(json.dumps(recorded))
     # Its checkpoint as JAX saved it: compiled with XLA.
     checkpoint = Path(run_dir, "checkpoint", "epoch-0001.keras")
