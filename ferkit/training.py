@@ -646,6 +646,10 @@ def _step_timer():
         def on_test_batch_end(self, batch, logs=None):
             self.step_seconds["test"].append(time.perf_counter() - self.started)
 
+        # JAX's --distribute validates by predicting when a batch does not split (_validate).
+        on_predict_batch_begin = on_test_batch_begin
+        on_predict_batch_end = on_test_batch_end
+
     return StepTimer()
 
 

@@ -216,6 +216,15 @@ def test_a_data_file_cut_short_since_the_run_started_is_called_changed(
         training.train(config, run_dir, resume=True, verbose=False)
 
 
+def test_the_budget_timer_times_validation_done_by_predicting():
+    # JAX's --distribute validates by predicting when a batch does not split: the traced
+    # first validation step went untimed, and the budget planned too many epochs.
+    timer = training._step_timer()
+    timer.on_predict_batch_begin(0)
+    timer.on_predict_batch_end(0)
+    assert len(timer.step_seconds["test"]) == 1
+
+
 def test_a_closed_stdout_is_not_taken_for_a_failed_write(train_csv, tmp_path, monkeypatch):
     def reader_gone(*arguments):
         raise BrokenPipeError(32, "Broken pipe")
