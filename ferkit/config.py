@@ -308,8 +308,7 @@ def unused_options(config):
     if config.get("val_data"):
         unused.update(dict.fromkeys(("val_split", "split_seed"), "validates on val_data"))
     if config.get("augment") is False:
-        geometric = ("rotation_range", "width_shift_range", "height_shift_range", "zoom_range")
-        unused.update(dict.fromkeys((*geometric, "horizontal_flip"), "augment is off"))
+        unused.update(dict.fromkeys(AFFINE_OPTIONS, "augment is off"))
     if config.get("optimizer", "sgd") != "sgd":  # Adam's betas are not --momentum
         unused["momentum"] = f"optimizer is {config['optimizer']}"
     if config.get("schedule", "plateau") != "plateau":
