@@ -292,6 +292,13 @@ def replica_batch_size(batch_size, count, replicas=1):
         batch_size -= batch_size % replicas
         while 0 < count % batch_size < replicas and batch_size > replicas:
             batch_size -= replicas
+    # Down to the replica count and still a short last batch (63 faces in batches of 2):
+    # the nearest larger multiple that leaves none, where there is one.
+    larger = batch_size + replicas
+    while replicas > 1 and 0 < count % batch_size < replicas and larger <= count:
+        if not 0 < count % larger < replicas:
+            batch_size = larger
+        larger += replicas
     return batch_size
 
 

@@ -187,10 +187,15 @@ def test_batches_for_two_replicas_are_even_and_leave_none_empty(count, batch_siz
 
 
 def test_a_batch_smaller_than_the_replicas_gives_each_a_face():
-    # --batch-size 1 over 2 JAX devices: IndivisibleError, a traceback.
+    # --batch-size 1 over 2 JAX devices: IndivisibleError, a traceback; and on TensorFlow a
+    # last batch of 1 (63 faces in 2s) left a replica empty: the loss became NaN.
     assert backend.replica_batch_size(1, 70, replicas=2) == 2
-    assert backend.replica_batch_size(4, 70, replicas=8) == 8
+    assert backend.replica_batch_size(1, 63, replicas=2) == 4
+    assert backend.replica_batch_size(4, 70, replicas=8) == 24  # 70 = 2 * 24 + 22
     assert backend.replica_batch_size(1, 70) == 1
+    for count, batch_size, replicas in ((63, 1, 2), (9, 4, 2), (70, 4, 8), (141, 64, 2)):
+        chosen = backend.replica_batch_size(batch_size, count, replicas)
+        assert chosen % replicas == 0 and not 0 < count % chosen < replicas
 
 
 def test_batches_without_targets_keep_several_inputs_together():
