@@ -152,6 +152,15 @@ def resolve(network, preset=None, overrides=None):
         config[key] = overrides[key]
     try:
         validate(config)
+        # New runs only: an alpha of 1e-300 drew NaN (float32), called a diverged run, and
+        # 1e300 overflowed; a recorded run with another (0.0005 trained) still resumes.
+        if config["mixup"] and not MIXUP_RANGE[0] <= config["mixup"] <= MIXUP_RANGE[1]:
+            low, high = MIXUP_RANGE
+            error = FerError(
+                f"--mixup must be 0 (off) or from {low:g} to {high:g}, got {shown(config['mixup'])}"
+            )
+            error.option = "mixup"  # named as the preset file writes it, when it came from one
+            raise error
         # Typed, but ignored: --momentum with Adam was printed and recorded as if it trained.
         for key, reason in unused_options(config).items():
             if key in typed:
@@ -273,11 +282,6 @@ def validate(config, combinations=True):
         refuse("random_erasing", "must be a probability in [0, 1]")
     if not config["mixup"] >= 0:
         refuse("mixup", "(the Beta distribution's alpha) must not be negative")
-    # An alpha of 1e-300 drew NaN (float32), called a diverged run; 1e300 overflowed. A
-    # recorded run with another (0.0005 trained) still loads and resumes.
-    mixup = config["mixup"]
-    if combinations and mixup and not MIXUP_RANGE[0] <= mixup <= MIXUP_RANGE[1]:
-        refuse("mixup", f"must be 0 (off) or from {MIXUP_RANGE[0]:g} to {MIXUP_RANGE[1]:g}")
     if combinations and config["weight_decay"] * config["lr"] >= 1:
         # Decoupled decay takes lr * weight_decay of each weight a step: all of it, or more.
         refuse("weight_decay", f"times --lr ({config['lr']:g}) must be below 1")

@@ -162,12 +162,14 @@ def test_options_out_of_range(overrides, message):
         config.resolve("cnn", overrides=overrides)
 
 
-def test_a_recorded_mixup_outside_the_new_range_still_loads():
-    # Trained with 0.0005 before the range was checked: refused, its run could not resume.
+def test_a_recorded_mixup_outside_the_new_range_still_loads_and_resumes():
+    # Trained with 0.0005 before the range was checked: refused, its run could not resume,
+    # with --epochs (which checks the combinations) or without.
     recorded = {**config.resolve("dnn"), "mixup": 0.0005}
     config.validate(recorded, combinations=False)
+    config.validate(recorded)
     with pytest.raises(FerError, match="--mixup must be 0 \\(off\\) or from 0.001"):
-        config.validate(recorded)
+        config.resolve("dnn", overrides={"mixup": 0.0005})
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
