@@ -277,14 +277,8 @@ def trained_on_notes(test_path, usage, sources):
     """Lines warning that a score counts faces a model trained on, or the validation faces
     its best epoch was chosen on: ``test_path`` (its ``usage`` rows) is a file the run of one
     of ``sources`` recorded (a train.csv given as --test scored 0.9 with no word of why)."""
-    recorded = {}
-    for source in sources:
-        try:
-            config = read_json(os.path.join(runs.model_run_folder(source), runs.CONFIG_FILE))
-        except (FerError, OSError):
-            continue  # a bare model records nothing
-        if isinstance(config, dict):
-            recorded[source] = config
+    configs = {source: _readable_config(source) for source in sources}
+    recorded = {source: config for source, config in configs.items() if config}
     # A pipe cannot be hashed after it was read (nor was it what a run recorded).
     if not recorded or not (os.path.isfile(test_path) or os.path.isdir(test_path)):
         return []
@@ -292,13 +286,20 @@ def trained_on_notes(test_path, usage, sources):
     # (all of a file without Training rows: one with them needs --usage).
     has_usage = data.has_usage_column(test_path)
     held = data.content_sha256s(test_path)  # a gzip file's text too
+    contents = {}  # an ensemble's members record one file: hashed once
     notes = []
     for source, config in recorded.items():
         for key, rows, what in (
             ("data", "Training", "trained on"),
             ("val_data", "PublicTest", "chose its best epoch on"),
         ):
-            if (not has_usage or usage in (None, rows)) and held & _recorded_contents(config, key):
+            path, digest = config.get(key), config.get(f"{key}_sha256")
+            if has_usage and usage not in (None, rows) or not isinstance(digest, str):
+                continue  # other rows; or recorded before hashes were kept, or hand-edited
+            recorded_file = (path if isinstance(path, str) else None, digest)
+            if recorded_file not in contents:
+                contents[recorded_file] = _recorded_contents(*recorded_file)
+            if held & contents[recorded_file]:
                 notes.append(
                     f"Note: {source} {what} these faces of {test_path}: its score on them "
                     "overstates how it does on faces it has not seen"
@@ -306,14 +307,11 @@ def trained_on_notes(test_path, usage, sources):
     return notes
 
 
-def _recorded_contents(config, key):
-    """The SHA-256s of the rows a run's config records for ``key`` (data, val_data): the
-    recorded one and, where the file is still there holding them gzipped, its text's (a
-    run trained on train.csv.gz, tested on train.csv)."""
-    digest, path = config.get(f"{key}_sha256"), config.get(key)
-    if not isinstance(digest, str):
-        return set()
-    if isinstance(path, str) and os.path.isfile(path) and data.file_sha256(path) == digest:
+def _recorded_contents(path, digest):
+    """The SHA-256s of the rows a run's config records as ``path`` and ``digest`` (its data
+    or val_data): the recorded one and, where the file is still there holding them gzipped,
+    its text's (a run trained on train.csv.gz, tested on train.csv)."""
+    if path and os.path.isfile(path) and data.file_sha256(path) == digest:
         return data.content_sha256s(path, digest)
     return {digest}
 
@@ -417,22 +415,26 @@ def recorded_data_inputs(source, role):
     """{what: path} of the files the run of the model at ``source`` trained and validated on,
     as its config.json records them: fitted weights rebuild its validation images from
     them, and so does every later script that reads the run."""
-    config_path = os.path.join(runs.model_run_folder(source), runs.CONFIG_FILE)
     return {
         f"the {key.replace('_', '-')} file of {role}": path
-        for key, path in _recorded_data(config_path).items()
+        for key, path in _recorded_data(source).items()
     }
 
 
-def _recorded_data(config_path):
-    """{"data": path, "val_data": path} as a run's config.json records them, of those it
-    has; none where there is no readable one (a bare model or a probability file)."""
+def _readable_config(source):
+    """The config.json of the run of the model at ``source`` as a dict, or None where there
+    is no readable one (a bare model, a probability file, another tool's file)."""
     try:
-        config = read_json(config_path)
+        config = read_json(os.path.join(runs.model_run_folder(source), runs.CONFIG_FILE))
     except (FerError, OSError):
-        return {}
-    if not isinstance(config, dict):
-        return {}
+        return None
+    return config if isinstance(config, dict) else None
+
+
+def _recorded_data(source):
+    """{"data": path, "val_data": path} as the run of the model at ``source`` records them,
+    of those it has; none where it has no readable config.json."""
+    config = _readable_config(source) or {}
     # A path holding NUL (a hand-edited config.json) names no file, so nothing can overwrite
     # it; realpath raised a ValueError on it.
     return {
