@@ -266,7 +266,10 @@ def _discard(run_dir, made):
         return
     for name in os.listdir(run_dir):
         path = os.path.join(run_dir, name)
-        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
 
 
 def _interrupted_before_training(run_dir, made):
@@ -408,17 +411,17 @@ def _train(config, run_dir, resume, verbose, loaded, of_seeds):
             raise runs.missing_data(config[key], run_dir, config.get(f"{key}_sha256"), (), use)
     # A resumed run computes as it started, even where "auto" would now choose otherwise.
     recorded = read_json(os.path.join(run_dir, runs.CONFIG_FILE)) if resume else config
-    digests = {
-        "data_sha256": data.file_sha256(config["data"]),
-        "val_data_sha256": data.file_sha256(config["val_data"]) if config.get("val_data") else None,
-    }
-    # Before the rows are read: a data file cut short since was "line 45: expected 2304 pixels".
-    for key, path in (("data_sha256", config["data"]), ("val_data_sha256", config.get("val_data"))):
-        if resume and recorded.get(key) is not None:
+    # Checked before the rows are read: a data file cut short since the run started was
+    # "line 45: expected 2304 pixels", not "changed".
+    digests = {}
+    for key in ("data", "val_data"):
+        path, digest_key = config.get(key), f"{key}_sha256"
+        digests[digest_key] = data.file_sha256(path) if path else None
+        if resume and path and recorded.get(digest_key) is not None:
             # A gzipped copy found by --run-data holds the recorded text.
-            if not data.holds_sha256(path, recorded[key], file_digest=digests[key]):
+            if not data.holds_sha256(path, recorded[digest_key], digests[digest_key]):
                 raise FerError(f"{path}: changed since the run started; cannot resume {run_dir}")
-            digests[key] = recorded[key]
+            digests[digest_key] = recorded[digest_key]
     train_set, validation, split = loaded or runs.load_training_data(config)
     config.update(
         **digests,
