@@ -251,8 +251,12 @@ def _data_contents(configs, recorded, moved=()):
     return contents
 
 
+# What predict.py --proba writes: an ensemble member of this name is a probability file.
+PROBABILITY_EXTENSIONS = (".csv", ".csv.gz")
+
+
 def is_probability_file(path):
-    return os.path.isfile(path) and path.lower().endswith((".csv", ".csv.gz"))
+    return os.path.isfile(path) and path.lower().endswith(PROBABILITY_EXTENSIONS)
 
 
 def member_probabilities(
@@ -315,7 +319,7 @@ def check_members(member_paths):
     for path in member_paths:
         if is_probability_file(path):
             continue
-        if not os.path.exists(path) and path.lower().endswith((".csv", ".csv.gz")):
+        if not os.path.exists(path) and path.lower().endswith(PROBABILITY_EXTENSIONS):
             raise FerError(f"{path}: no such probability file")  # not "no such run folder"
         if os.path.isfile(path) and not path.lower().endswith(runs.MODEL_EXTENSIONS):
             raise FerError(
