@@ -309,22 +309,22 @@ def _padded_for_replicas(inputs, targets, count, replicas):
     order differs, so none is always left out); ``predict`` gets copies of the last image,
     whose rows its caller drops (``evaluation.predict_probabilities``)."""
     rest = count % replicas
+
+    def each_input(transform):  # a model may take several inputs, as a list
+        return [transform(a) for a in inputs] if isinstance(inputs, list) else transform(inputs)
+
     if targets is not None:
-        used = count - rest
 
         def cut(array):
-            return np.asarray(array)[:used]
+            return np.asarray(array)[: count - rest]
 
-        return {
-            "x": [cut(a) for a in inputs] if isinstance(inputs, list) else cut(inputs),
-            "y": cut(targets),
-        }
+        return {"x": each_input(cut), "y": cut(targets)}
 
     def padded(array):
         array = np.asarray(array)
         return np.concatenate([array, np.repeat(array[-1:], replicas - rest, axis=0)])
 
-    return {"x": [padded(a) for a in inputs] if isinstance(inputs, list) else padded(inputs)}
+    return {"x": each_input(padded)}
 
 
 def replica_count(model=None):
