@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ferkit.errors import FerError, counted
+from ferkit.errors import FerError, counted, shown
 from ferkit.files import check_utf8_name
 
 IMAGE_SIZE = 48
@@ -284,6 +284,8 @@ def _read_csv(path, usage, require_labels, early):
         raise FerError(f"{path}: has a header but no rows") from None
     if _blank(raw[:text_start]):  # was "no pixel column: … found " (nothing)
         raise FerError(f"{path}: line 1 is blank: the first line must name the columns")
+    if b"\r" in raw[:text_start].rstrip():  # CR line ends then a last LF: the whole file
+        raise FerError(f"{path}: its lines end in CR only: save it with LF line ends")
     columns = _columns(raw[:text_start])
     if columns[0].lstrip("-").isdigit():
         raise FerError(
@@ -509,14 +511,19 @@ class _EarlyParse:
                 gzipped = file.read(2) == b"\x1f\x8b"
                 if gzipped:  # gzip's trailer holds the text's size (modulo 4 GiB): a hint
                     file.seek(-4, os.SEEK_END)
-                    size = int.from_bytes(file.read(4), "little")
+                    # A cut-short file's last 4 bytes are any number (3.7 GB for 2 MB): the
+                    # hint is held to a ratio pixel text never reaches (FER2013's is 4.3).
+                    size = min(int.from_bytes(file.read(4), "little"), 64 * size)
         except OSError:
             return None  # the parent's own read names the problem
         if size < PARALLEL_BYTES or not _can_fork():
             return None
         prefix = int(size * CHILD_SHARE)
         capacity = prefix // (2 * NUM_PIXELS) + 1  # rows: each pixel takes 2 bytes or more
-        shared = mmap.mmap(-1, 16 + capacity * (8 + NUM_PIXELS))
+        try:
+            shared = mmap.mmap(-1, 16 + capacity * (8 + NUM_PIXELS))
+        except OSError:  # a memory limit (ulimit -v): one process reads it all
+            return None
         with warnings.catch_warnings():
             # Python 3.12+ (DeprecationWarning) and JAX, once started (RuntimeWarning), warn
             # that a forked child of a process running threads may deadlock if it uses what
@@ -598,8 +605,9 @@ def _row_pixels(path, line_number, tokens):
     for token in tokens:  # a sign, or a problem: the first bad token is named
         whole = token.isascii() and WHOLE_NUMBER.fullmatch(token)
         if not whole or not 0 <= int(token) <= 255:
+            # shown: a copy ending in zero bytes made one "pixel" of 100 KB.
             raise FerError(
-                f"{path}: line {line_number}: pixel {token!r} is not an integer in 0-255"
+                f"{path}: line {line_number}: pixel {shown(token)} is not an integer in 0-255"
             )
     return np.array([int(token) for token in tokens], dtype=np.uint8)
 
@@ -626,11 +634,13 @@ def _parse_rows(path, body, columns, pixel_column):
                 raise FerError(f"{path}: line {line_number}: {columns[0]} is empty")
             if not WHOLE_NUMBER.fullmatch(first):
                 raise FerError(
-                    f"{path}: line {line_number}: {columns[0]} {first!r} is not an integer"
+                    f"{path}: line {line_number}: {columns[0]} {shown(first)} is not an integer"
                 )
             value = int(first)
             if not -(2**63) <= value < 2**63:  # ids and labels are kept as int64
-                raise FerError(f"{path}: line {line_number}: {columns[0]} {first!r} is too large")
+                raise FerError(
+                    f"{path}: line {line_number}: {columns[0]} {shown(first)} is too large"
+                )
             first_column.append(value)
         tokens = fields[pixel_index].split()
         if len(tokens) != NUM_PIXELS:
@@ -641,7 +651,7 @@ def _parse_rows(path, body, columns, pixel_column):
         if usage_index is not None:
             if fields[usage_index] not in USAGES:  # "training" rows were dropped without a word
                 raise FerError(
-                    f"{path}: line {line_number}: Usage {fields[usage_index]!r} is not one of "
+                    f"{path}: line {line_number}: Usage {shown(fields[usage_index])} is not one of "
                     f"{', '.join(USAGES)}"
                 )
             usages.append(fields[usage_index])
@@ -659,6 +669,8 @@ def read_labels(path):
     # (an old Mac's CR too) only: splitlines also broke at a form feed, miscounting lines.
     lines = re.split(r"\r\n|\r|\n", raw.decode("utf-8-sig", "replace"))
     if not lines[0].strip():
+        if any(line.strip() for line in lines):  # as read_csv says: was "file is empty"
+            raise FerError(f"{path}: line 1 is blank: the first line must name the columns")
         raise FerError(f"{path}: file is empty")
     columns = _columns(lines[0].encode("utf-8"))  # R's write.csv quotes them: "id","label"
     if columns[:2] != ["id", "label"]:

@@ -158,6 +158,16 @@ BAD_ROWS = [
     (f",{GOOD} 1", "line 3: label is empty"),
     (f"99999999999999999999,{GOOD} 1", "line 3: label '99999999999999999999' is too large"),
     (f"0,1,{GOOD}", "line 3: expected 2 fields (label, feature), found 3"),
+    # Shown short: a copy ending in zero bytes made one pixel of 100 KB, a one-line error.
+    (
+        f"0,{GOOD} {'9' * 300}",
+        "line 3: pixel '9999999999999999999… (302 characters) is not an integer in 0-255",
+    ),
+    (
+        f"{'x' * 300},{GOOD} 1",
+        "line 3: label 'xxxxxxxxxxxxxxxxxxx… (302 characters) is not an integer",
+    ),
+    (f"{'9' * 300},{GOOD} 1", "line 3: label '9999999999999999999… (302 characters) is too large"),
 ]
 
 
@@ -240,6 +250,30 @@ def test_two_process_parse_catches_a_bad_last_pixel_in_either_half(
     with pytest.raises(FerError) as error:
         data.read_csv(str(path))
     assert str(error.value) == f"{path}: line {bad_row + 1}: pixel '3.5' is not an integer in 0-255"
+
+
+def test_a_cut_short_gzip_s_size_hint_is_held_to_its_compressed_size(
+    tmp_path, two_processes, monkeypatch
+):
+    whole = gzip.compress(Path(make_train_csv(tmp_path / "t.csv", 7)).read_bytes())
+    path = tmp_path / "cut.csv.gz"
+    # Its last four bytes, read as gzip's size field, claim 4 GiB of text.
+    path.write_bytes(whole[: len(whole) // 2] + b"\xff\xff\xff\xff")
+    sizes = []
+    original = data.mmap.mmap
+    monkeypatch.setattr(data.mmap, "mmap", lambda *a: sizes.append(a[1]) or original(*a))
+    with pytest.raises(FerError, match="cut.csv.gz: gzip file is truncated or corrupt"):
+        data.read_csv(str(path))
+    assert sizes and max(sizes) < 64 * path.stat().st_size
+
+
+def test_no_memory_for_the_two_process_parse_reads_in_one(tmp_path, two_processes, monkeypatch):
+    def refused(*args):
+        raise OSError(12, "Cannot allocate memory")  # as under ulimit -v
+
+    monkeypatch.setattr(data.mmap, "mmap", refused)
+    read = data.read_csv(make_train_csv(tmp_path / "train.csv", count=5))
+    assert len(read.images) == 5 and two_processes == [None]
 
 
 def test_missing_pixel_column(tmp_path):
@@ -351,6 +385,16 @@ def test_labels_file(tmp_path):
     assert data.read_labels(str(path)) == {0: 3, 1: 2}
     path.write_text("id,label\n0,9\n")
     with pytest.raises(FerError, match="line 2: label 9 is outside 0-6"):
+        data.read_labels(str(path))
+
+
+def test_a_labels_file_beginning_with_a_blank_line_is_not_called_empty(tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_text("\nid,label\n0,3\n")
+    with pytest.raises(FerError, match="labels.csv: line 1 is blank: the first line must name"):
+        data.read_labels(str(path))
+    path.write_text("\n\n")
+    with pytest.raises(FerError, match="labels.csv: file is empty"):
         data.read_labels(str(path))
 
 
@@ -497,6 +541,8 @@ def test_header_mistakes_are_found_before_the_rows_are_parsed(tmp_path, monkeypa
         # Each was named otherwise: "has a header but no rows", "no pixel column: … found "
         # and "not a CSV text file (it holds NUL bytes …)".
         (b"label,feature\r3,1 2\r", "its lines end in CR only: save it with LF line ends"),
+        # A last LF made the whole file its header: "has a header but no rows".
+        (b"label,feature\r3,1 2\r\n", "its lines end in CR only: save it with LF line ends"),
         (b"\nlabel,feature\n3,1 2\n", "line 1 is blank: the first line must name the columns"),
         (gzip.compress(gzip.compress(b"label,feature\n")), "is gzipped twice: gunzip it once"),
     ],
