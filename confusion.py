@@ -37,6 +37,9 @@ def main():
             f"{args.data}: holds Training rows: choose the rows with --usage (PublicTest or "
             "PrivateTest to score on test faces)"
         )
+    if args.data:  # a score on faces the model learned is no test of it (as predict.py says)
+        for note in evaluation.trained_on_notes(args.data, args.usage, [args.model]):
+            print(note)
     name = "confusion" + plots.data_suffix(args)
     if args.tta != "none":
         name += f"_tta-{args.tta}"

@@ -37,14 +37,22 @@ def main():
     evaluation.add_blur_argument(parser, "face crops")
     parser.add_argument("--no-detect", action="store_true", help="each image is one face crop")
     margin = faces.DEFAULT_MARGIN
-    parser.add_argument("--margin", type=float, default=margin, help=f"per side (default {margin})")
+    parser.add_argument("--margin", type=float, help=f"per side (default {margin})")
     parser.add_argument("--cascade", help="a Haar cascade XML instead of OpenCV's own")
     parser.add_argument("--force", action="store_true", help="overwrite --csv, annotated copies")
     parser.add_argument("--unsafe", action="store_true", help="allow models holding code (Lambda)")
     args = parser.parse_args()
     for option, value, least in (("--every", args.every, 1), ("--margin", args.margin, 0)):
-        if not least <= value < float("inf"):
+        if value is not None and not least <= value < float("inf"):
             raise FerError(f"{option} must be a finite number of at least {least}, got {value}")
+    # The detector's options, typed with --no-detect, were ignored (a missing cascade too).
+    unused = [name for name in ("cascade", "margin") if getattr(args, name) is not None]
+    if args.no_detect and unused:
+        raise FerError(
+            f"--{unused[0]} is for the face detector; --no-detect takes each image as a face"
+        )
+    if args.margin is None:
+        args.margin = margin
     evaluation.check_blur(args.blur)
     media = faces.find_media(args.input, skip=args.out)
     root = args.input if os.path.isdir(args.input) else os.path.dirname(args.input) or "."

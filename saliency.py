@@ -14,7 +14,7 @@ import numpy as np
 
 from ferkit import cli, data, evaluation, plots, runs
 from ferkit import config as configuration
-from ferkit.errors import FerError
+from ferkit.errors import FerError, counted
 
 
 def main():
@@ -44,12 +44,14 @@ def main():
     if args.per_class is not None and args.per_class < 1:
         raise FerError(f"--per-class must be at least 1, got {args.per_class}")
     runs.checked_model_path(args.model)
-    name = f"saliency_per-class-{args.per_class}" if args.index is None else "saliency_"
-    name += "-".join(map(str, (args.index or [])[:6]))
-    name += f"_smoothgrad-{args.smoothgrad}" if args.smoothgrad else ""
-    name += plots.data_suffix(args)  # index 3 of --data is another face than the run's own
     path = plots.figure_path(
-        args.model, name, args.out, args.force, args.data, args.labels, run_data=args.run_data
+        args.model,
+        plots.saliency_name(args),
+        args.out,
+        args.force,
+        args.data,
+        args.labels,
+        run_data=args.run_data,
     )
     images, labels, described = plots.figure_images(args.model, args, labelled_only=False)
     for index in args.index or []:
@@ -85,7 +87,7 @@ def main():
     )
     columns = ("face", "saliency", f"top {args.keep * 100:g}% pixels")  # 0.4%, not 0%
     plots.save(plots.grid_figure(rows, title, row_labels, columns), path)
-    print(f"wrote {path} ({len(indices)} faces)")
+    print(f"wrote {path} ({counted(len(indices), 'face')})")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ a script refuses a bad option or file at once.
 import csv
 import os
 import textwrap
+import zlib
 from dataclasses import dataclass
 
 import matplotlib.figure
@@ -93,6 +94,11 @@ def read_history(source):
         if not (np.isfinite(epoch) and epoch >= 1 and epoch == int(epoch)):
             raise FerError(
                 f"{path}: line {line}: epoch {cells[header.index('epoch')]!r} is not 1, 2, …"
+            )
+        if row and epoch <= history["epoch"][row - 1]:  # drawn zig-zag, "6 epochs" of 4
+            raise FerError(
+                f"{path}: line {line}: epoch {epoch:.0f} follows epoch "
+                f"{history['epoch'][row - 1]:.0f} (two histories joined?): epochs must rise"
             )
     return history
 
@@ -226,14 +232,25 @@ def row_rates(counts):
     return np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
 
 
+def percent(rate):
+    """A share as a whole percentage that never rounds to the wrong side of 0 or 100: a cell
+    holding one mistake in 300 said 0%, and its class's row 100% right."""
+    if 0 < rate < 0.005:
+        return "<1%"
+    if 0.995 <= rate < 1:
+        return ">99%"
+    return f"{rate:.0%}"
+
+
 def most_confused(counts, top=3):
     """The ``top`` largest off-diagonal rates, as 'Fear → Sad 18%'."""
     rates = row_rates(counts)
     np.fill_diagonal(rates, 0)
     order = np.argsort(-rates, axis=None, kind="stable")[:top]  # ties in class order
     pairs = [np.unravel_index(position, rates.shape) for position in order]
+    names = data.CLASS_NAMES
     return [
-        f"{data.CLASS_NAMES[true]} → {data.CLASS_NAMES[predicted]} {rates[true, predicted]:.0%}"
+        f"{names[true]} → {names[predicted]} {percent(rates[true, predicted])}"
         for true, predicted in pairs
         if rates[true, predicted] > 0
     ]
@@ -251,7 +268,7 @@ def confusion_figure(counts, title):
             axis.text(
                 predicted,
                 true,
-                f"{rate:.0%}\n{counts[true, predicted]}",
+                f"{percent(rate)}\n{counts[true, predicted]}",
                 ha="center",
                 va="center",
                 fontsize=9,
@@ -428,6 +445,27 @@ def data_name(path):
         if name.lower().endswith(extension):
             name = name[: -len(extension)]
     return name
+
+
+def saliency_name(args):
+    """A saliency figure's name: ``saliency_<indices>`` or ``saliency_per-class-<N>``, then
+    each option that changes what it shows, so that one figure never replaces another."""
+    if args.index is None:
+        name = f"saliency_per-class-{args.per_class}"
+    else:
+        name = "saliency_" + "-".join(map(str, args.index[:6]))
+        if len(args.index) > 6:  # the rest by a checksum: 0 1 2 3 4 5 6 and … 9 differ
+            listed = " ".join(map(str, args.index)).encode()
+            name += f"-and-{len(args.index) - 6}-more-{zlib.crc32(listed):08x}"
+    if args.target != "predicted":  # another class's gradient: another map
+        name += f"_target-{args.target}"
+    if args.smoothgrad:
+        name += f"_smoothgrad-{args.smoothgrad}"
+        if args.noise != configuration.SMOOTHGRAD_NOISE:
+            name += f"_noise-{args.noise:g}"
+    if args.keep != configuration.SALIENCY_KEEP:
+        name += f"_keep-{args.keep:g}"
+    return name + data_suffix(args)  # index 3 of --data is another face than the run's own
 
 
 def data_suffix(args):

@@ -522,6 +522,9 @@ def test_unreadable_file_exits_2_after_the_others(model_dir, tmp_path):
         (("--out", "{existing}"), "is a file, expected a folder for the annotated copies"),
         (("--csv", "{existing}/rows.csv"), "existing.csv is a file, not a folder)"),
         (("--model", "{existing}"), "existing.csv: not a model file"),
+        # Both were ignored with --no-detect, a cascade that is not there too.
+        (("--cascade", "nosuch.xml"), "--cascade is for the face detector; --no-detect takes"),
+        (("--margin", "0.2"), "--margin is for the face detector; --no-detect takes each"),
     ],
 )
 def test_mistakes_are_one_line_exit_2(

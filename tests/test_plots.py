@@ -155,6 +155,14 @@ def test_an_edited_history_row_is_named_by_its_line(tmp_path, row, message):
         plots.read_history(run)
 
 
+def test_a_history_whose_epochs_start_again_is_named_by_its_line(tmp_path):
+    run = write_history(tmp_path, epochs=3)
+    lines = (tmp_path / "history.csv").read_text().splitlines()
+    (tmp_path / "history.csv").write_text("\n".join([*lines, *lines[2:]]) + "\n")  # 1 2 3 2 3
+    with pytest.raises(FerError, match="history.csv: line 5: epoch 2 follows epoch 3 .* rise$"):
+        plots.read_history(run)
+
+
 def test_a_history_saved_with_a_byte_order_mark_reads(tmp_path):
     run = write_history(tmp_path, epochs=3)
     text = (tmp_path / "history.csv").read_bytes()
@@ -244,6 +252,12 @@ def test_every_run_of_a_history_figure_has_its_own_line_style(folder):
         plots.history_figure([(f"r{n}", history, 6) for n in range(count + 1)], "too many")
 
 
+def test_confusion_on_the_run_s_own_training_file_says_so(dnn_run, monkeypatch, capsys):
+    trained_on = runs.run_config(dnn_run)["data"]
+    call_script(monkeypatch, "confusion.py", dnn_run, "--data", trained_on, "--blur", "0")
+    assert f"Note: {dnn_run} trained on these faces of {trained_on}" in capsys.readouterr().out
+
+
 def test_confusion_rows_sum_to_one_and_counts_to_the_images(dnn_run):
     validation = runs.validation_data(dnn_run)
     model = runs.load_model(dnn_run)
@@ -262,6 +276,23 @@ def test_most_confused_pairs_are_named_with_their_share():
     counts[fear] = 0
     counts[fear, fear], counts[fear, sad], counts[fear, neutral] = 72, 18, 10
     assert plots.most_confused(counts) == ["Fear → Sad 18%", "Fear → Neutral 10%"]
+
+
+def test_a_share_never_rounds_to_none_or_all():
+    assert [plots.percent(rate) for rate in (0, 1 / 300, 0.005, 0.5, 299 / 300, 1)] == [
+        "0%",
+        "<1%",
+        "0%",
+        "50%",
+        ">99%",
+        "100%",
+    ]
+    counts = np.diag([10] * 7)
+    counts[2, 2], counts[2, 5] = 299, 1
+    assert plots.most_confused(counts) == ["Fear → Surprise <1%"]  # was "… 0%"
+    figure = plots.confusion_figure(counts, "t")
+    cells = [text.get_text() for text in figure.axes[0].texts]
+    assert ">99%\n299" in cells and "<1%\n1" in cells
 
 
 def test_confusion_script_figure_and_report(dnn_run, monkeypatch, capsys):
@@ -434,6 +465,28 @@ def test_saliency_script_passes_its_target_noise_and_keep_on(dnn_run, monkeypatc
     call_script(monkeypatch, "saliency.py", dnn_run, *arguments, "--keep", 0.3, "--force")
     true_labels = runs.validation_data(dnn_run).labels[[0, 5]].tolist()
     assert calls == {"saliency": (true_labels, 2, 0.05), "keep": 0.3}
+
+
+def test_saliency_figures_that_show_other_maps_have_other_names():
+    def name(**options):
+        defaults = dict(index=[0, 5], per_class=None, target="predicted", smoothgrad=0)
+        defaults.update(noise=configuration.SMOOTHGRAD_NOISE, keep=configuration.SALIENCY_KEEP)
+        return plots.saliency_name(argparse.Namespace(**{**defaults, **options, "data": None}))
+
+    assert name() == "saliency_0-5"
+    assert name(per_class=2, index=None) == "saliency_per-class-2"
+    # Each replaced the one before: another class's gradient, noise, share or faces.
+    others = [
+        name(target="true"),
+        name(smoothgrad=3),
+        name(smoothgrad=3, noise=0.3),
+        name(keep=0.3),
+        name(index=[0, 1, 2, 3, 4, 5, 6]),
+        name(index=[0, 1, 2, 3, 4, 5, 9]),
+        name(index=[0, 1, 2, 3, 4, 5]),
+    ]
+    assert len({name(), *others}) == 1 + len(others)
+    assert others[0] == "saliency_0-5_target-true" and others[3] == "saliency_0-5_keep-0.3"
 
 
 def test_target_true_names_the_face_its_labels_file_does_not_label(dnn_run, tmp_path, monkeypatch):
