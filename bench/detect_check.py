@@ -1,13 +1,14 @@
 """Does finding the face first cost accuracy? Public-test faces pasted into larger pictures.
 
-    python bench/detect_check.py models/cnn_a
+    python bench/detect_check.py models/cnn_a                # data/test.csv and its labels
     python bench/detect_check.py models/cnn_a/model.keras --count 500 --tta flip
     python bench/detect_check.py models/cnn_a --margin 0 0.05 0.1 0.2    # compare margins
 
-Takes the first COUNT labelled public-test faces (test.csv.gz with public_test_labels.csv,
-from ../shared/fer2013 or --data), upscales each to a random 96-200 px, and pastes it at a
-random place into a 400x400 picture (a random colour gradient with noise). detect.py's
-pipeline (faces.analyse) then finds and classifies the faces. Printed:
+Takes the first COUNT labelled public-test faces (test.csv.gz or test.csv with
+public_test_labels.csv, from --data: ../shared/fer2013 where it is, else data/), upscales
+each to a random 96-200 px, and pastes it at a random place into a 400x400 picture (a random
+colour gradient with noise). detect.py's pipeline (faces.analyse) then finds and classifies
+the faces. Printed:
 
 - detection rate: pictures whose largest face found overlaps the pasted one (IoU > 0.5);
 - accuracy on the original 48x48 crops, as predict.py would score them;
@@ -29,7 +30,17 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ferkit import cli, data, evaluation, faces, runs  # noqa: E402
 
-DEFAULT_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "fer2013")
+SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "fer2013")
+# The project's own copy where it is, else the README's data/ (a user's clone has no shared/).
+DEFAULT_DATA = SHARED if os.path.isdir(SHARED) else "data"
+
+
+def test_file(folder):
+    """The folder's test.csv.gz, or its test.csv: Kaggle's file, packed or not."""
+    packed = os.path.join(folder, "test.csv.gz")
+    return packed if os.path.exists(packed) else os.path.join(folder, "test.csv")
+
+
 CANVAS = 400
 SMALLEST, LARGEST = 96, 200
 
@@ -71,7 +82,7 @@ def main():
     )
     parser.add_argument("--margin", type=float, nargs="+", default=[faces.DEFAULT_MARGIN])
     args = parser.parse_args()
-    test = data.read_csv(os.path.join(args.data, "test.csv.gz"))
+    test = data.read_csv(test_file(args.data))
     labels_by_id = data.read_labels(os.path.join(args.data, "public_test_labels.csv"))
     positions, labels = evaluation.labelled_subset(test.ids, labels_by_id, "public test labels")
     positions, labels = positions[: args.count], labels[: args.count]

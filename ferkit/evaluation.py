@@ -330,7 +330,9 @@ def add_prediction_arguments(parser):
         "--test", required=True, help="test CSV (id,feature), any FER2013 CSV or image folder"
     )
     parser.add_argument(
-        "--usage", help="fer2013.csv only: PublicTest, PrivateTest or Training (default: all)"
+        "--usage",
+        help="fer2013.csv only: PublicTest, PrivateTest or Training (default: all, unless it "
+        "holds Training rows)",
     )
     parser.add_argument("--out", help="submission CSV to write")
     parser.add_argument("--proba", help="also write the class probabilities here")

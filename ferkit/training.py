@@ -91,7 +91,7 @@ def add_arguments(parser, network):
     option("--momentum", float, "SGD momentum (Nesterov)")
     option("--weight-decay", float, "decoupled weight decay (adamw, sgd)")
     option("--schedule", str, "learning-rate schedule", choices=configuration.CHOICES["schedule"])
-    option("--plateau-patience", int, "epochs without val_loss improvement before halving")
+    option("--plateau-patience", int, "epochs without val_loss improvement before the rate is cut")
     option("--plateau-factor", float, "learning-rate factor on a plateau")
     option("--min-lr", float, "lowest learning rate")
     option("--early-stop-patience", int, "epochs without val_accuracy improvement before stopping")
