@@ -250,6 +250,9 @@ def test_two_process_parse_catches_a_bad_last_pixel_in_either_half(
     with pytest.raises(FerError) as error:
         data.read_csv(str(path))
     assert str(error.value) == f"{path}: line {bad_row + 1}: pixel '3.5' is not an integer in 0-255"
+    # Found with the child started (and reaped), not by the one-process parse alone.
+    assert len(two_processes) == 1 and two_processes[0] is not None
+    assert two_processes[0].status is not None
 
 
 def test_a_cut_short_gzip_s_size_hint_is_held_to_its_compressed_size(
