@@ -284,7 +284,9 @@ def _read_csv(path, usage, require_labels, early):
         raise FerError(f"{path}: has a header but no rows") from None
     if _blank(raw[:text_start]):  # was "no pixel column: … found " (nothing)
         raise FerError(f"{path}: line 1 is blank: the first line must name the columns")
-    if b"\r" in raw[:text_start].rstrip():  # CR line ends then a last LF: the whole file
+    # CR line ends then a last LF: the whole file is one line (a quoted "\r" in a header
+    # with rows after it is not).
+    if b"\r" in raw[:text_start].rstrip() and _blank(raw[text_start:]):
         raise FerError(f"{path}: its lines end in CR only: save it with LF line ends")
     columns = _columns(raw[:text_start])
     if columns[0].lstrip("-").isdigit():
@@ -512,7 +514,8 @@ class _EarlyParse:
                 if gzipped:  # gzip's trailer holds the text's size (modulo 4 GiB): a hint
                     file.seek(-4, os.SEEK_END)
                     # A cut-short file's last 4 bytes are any number (3.7 GB for 2 MB): the
-                    # hint is held to a ratio pixel text never reaches (FER2013's is 4.3).
+                    # hint is held to 64 times the gzip (FER2013's text is 4.3 times; a hint
+                    # too low only gives the child less to parse).
                     size = min(int.from_bytes(file.read(4), "little"), 64 * size)
         except OSError:
             return None  # the parent's own read names the problem

@@ -9,7 +9,11 @@ def shown(value):
     """A bad value as a message shows it: quoted if text ("0.1" from a file), and cut short
     if long, so that the message stays one readable line (10**400 has 401 digits)."""
     text = repr(value)
-    return text if len(text) <= 40 else f"{text[:20]}… ({len(text)} characters)"
+    if len(text) <= 40:
+        return text
+    if isinstance(value, str):  # its own characters counted, and cut whole: not "\x0…"
+        return f"{value[:19]!r}… ({len(value)} characters)"
+    return f"{text[:20]}… ({len(text)} characters)"
 
 
 def counted(count, noun):

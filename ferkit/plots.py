@@ -235,11 +235,12 @@ def row_rates(counts):
 def percent(rate):
     """A share as a whole percentage that never rounds to the wrong side of 0 or 100: a cell
     holding one mistake in 300 said 0%, and its class's row 100% right."""
-    if 0 < rate < 0.005:
+    text = f"{rate:.0%}"  # decided on the rounded text: 1/200 rounds (half to even) to 0%
+    if rate > 0 and text == "0%":
         return "<1%"
-    if 0.995 <= rate < 1:
+    if rate < 1 and text == "100%":
         return ">99%"
-    return f"{rate:.0%}"
+    return text
 
 
 def most_confused(counts, top=3):

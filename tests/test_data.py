@@ -161,13 +161,13 @@ BAD_ROWS = [
     # Shown short: a copy ending in zero bytes made one pixel of 100 KB, a one-line error.
     (
         f"0,{GOOD} {'9' * 300}",
-        "line 3: pixel '9999999999999999999… (302 characters) is not an integer in 0-255",
+        "line 3: pixel '9999999999999999999'… (300 characters) is not an integer in 0-255",
     ),
     (
         f"{'x' * 300},{GOOD} 1",
-        "line 3: label 'xxxxxxxxxxxxxxxxxxx… (302 characters) is not an integer",
+        "line 3: label 'xxxxxxxxxxxxxxxxxxx'… (300 characters) is not an integer",
     ),
-    (f"{'9' * 300},{GOOD} 1", "line 3: label '9999999999999999999… (302 characters) is too large"),
+    (f"{'9' * 300},{GOOD} 1", "line 3: label '9999999999999999999'… (300 characters) is too large"),
 ]
 
 
@@ -555,6 +555,12 @@ def test_a_malformed_file_is_named_for_what_it_is(tmp_path, content, message):
     path.write_bytes(content)
     with pytest.raises(FerError, match=f"odd.csv: {message}"):
         data.read_csv(str(path))
+
+
+def test_a_header_holding_a_quoted_carriage_return_still_reads(tmp_path):
+    path = tmp_path / "quoted.csv"
+    path.write_text(f'"label\r",feature\n3,{GOOD} 1\n', newline="")
+    assert data.read_csv(str(path)).labels.tolist() == [3]
 
 
 def test_a_csv_from_a_pipe_is_read_whole_and_not_hashed(tmp_path, monkeypatch):

@@ -279,10 +279,10 @@ def test_most_confused_pairs_are_named_with_their_share():
 
 
 def test_a_share_never_rounds_to_none_or_all():
-    assert [plots.percent(rate) for rate in (0, 1 / 300, 0.005, 0.5, 299 / 300, 1)] == [
+    assert [plots.percent(rate) for rate in (0, 1 / 300, 0.005, 0.5, 199 / 200, 1)] == [
         "0%",
         "<1%",
-        "0%",
+        "<1%",
         "50%",
         ">99%",
         "100%",
