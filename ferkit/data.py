@@ -38,7 +38,11 @@ USAGES = ("Training", "PublicTest", "PrivateTest")
 LABEL_COLUMNS = ("label", "emotion")
 PIXEL_COLUMNS = ("feature", "pixels")
 # The files an image folder's faces may be in (ferkit.faces reads them with OpenCV).
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".tif", ".tiff", ".webp")
+# OpenCV reads each (a .gif's first frame); a face saved as one was left out without a word.
+IMAGE_EXTENSIONS = (
+    *(".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".pgm", ".ppm", ".tif", ".tiff"),
+    *(".webp", ".gif"),
+)
 
 
 def file_stem(name):
@@ -196,20 +200,24 @@ def is_image_entry(entry):
 
 def images_under(folder):
     """Paths, relative to ``folder``, of the image files at any depth below it
-    (``is_image_entry``; as os.walk, not below a link to a folder, nor in a folder that
-    cannot be listed); a name below it that is not UTF-8 text is refused (its SHA-256, ids
-    and CSV rows are written as UTF-8)."""
-    pending = [""]
+    (``is_image_entry``; below a link to a folder too, as a class folder linked to save disk
+    space is read, but not round a link back up, nor in a folder that cannot be listed); a
+    name below it that is not UTF-8 text is refused (its SHA-256, ids and CSV rows are
+    written as UTF-8)."""
+    pending = [("", (os.path.realpath(folder),))]  # (relative path, real paths down to it)
     while pending:
-        below = pending.pop()
+        below, above = pending.pop()
         try:
             entries = list(os.scandir(os.path.join(folder, below)))
         except OSError:
             continue
         for entry in entries:
             relative = os.path.join(below, entry.name)
-            if entry.is_dir(follow_symlinks=False):
-                pending.append(relative)
+            if entry.is_dir():
+                # Linked class folders hashed as nothing: every such folder had one SHA-256.
+                real = os.path.realpath(entry.path)
+                if real not in above:
+                    pending.append((relative, (*above, real)))
             elif is_image_entry(entry):
                 if not relative.isascii():
                     check_utf8_name(entry.path, below=folder)

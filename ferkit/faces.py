@@ -536,7 +536,11 @@ def read_image_folder(path, workers=None):
         stems = [data.file_stem(name) for name in names]
         order = np.argsort(np.array([int(stem) for stem in stems], dtype=np.int64), kind="stable")
     else:
-        order = np.array(sorted(range(len(names)), key=lambda index: _natural_key(names[index])))
+        # Then by the name itself: face1, Face1 and face01 tie, and were in the order the
+        # file system listed them (another validation split for a copy of one folder).
+        order = np.array(
+            sorted(range(len(names)), key=lambda index: (_natural_key(names[index]), names[index]))
+        )
         if labels is not None:  # grouped by class, in CLASS_NAMES order
             order = order[np.argsort(np.array(labels)[order], kind="stable")]
     names = [names[index] for index in order.tolist()]

@@ -641,7 +641,7 @@ def figure_images(source, args, labelled_only=True):
     images, labels = table.images, table.labels
     if args.labels:
         positions, known = evaluation.labelled_subset(
-            table.ids, data.read_labels(args.labels), args.labels, args.data
+            table.ids, data.read_labels(args.labels), args.labels, args.data, table.names
         )
         described += f" labelled by {os.path.basename(args.labels)}"
         if labelled_only:

@@ -1,6 +1,7 @@
 """Reading the three CSV forms, the fast parser's agreement with the careful one, bad input."""
 
 import gzip
+import hashlib
 import os
 import threading
 from pathlib import Path
@@ -455,6 +456,20 @@ def test_a_folder_hash_follows_its_files_names_and_contents(tmp_path):
     (folder / "sad" / "1.png").rename(folder / "happy" / "1.png")
     moved = data.file_sha256(str(folder))
     assert len({before, changed, moved}) == 3
+
+
+def test_a_folder_of_linked_class_folders_is_hashed_by_their_images(tmp_path):
+    hashes = []
+    for name, content in (("a", b"one"), ("b", b"two")):
+        (tmp_path / f"real_{name}").mkdir()
+        (tmp_path / f"real_{name}" / "0.png").write_bytes(content)
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "happy").symlink_to(tmp_path / f"real_{name}")
+        (tmp_path / name / "happy" / "loop").symlink_to(tmp_path / name)  # walked once
+        assert sorted(data.images_under(str(tmp_path / name))) == [os.path.join("happy", "0.png")]
+        hashes.append(data.file_sha256(str(tmp_path / name)))
+    # Both were the SHA-256 of nothing: --val-data refused as --data, a changed folder resumed.
+    assert hashes[0] != hashes[1] != hashlib.sha256().hexdigest()
 
 
 def test_usage_column_is_found_from_the_header_of_plain_and_gzipped_files(tmp_path):

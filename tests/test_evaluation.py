@@ -127,6 +127,24 @@ def test_probability_file_bad_row_names_its_line(tmp_path, row):
         evaluation.read_probabilities(str(path))
 
 
+def test_labels_by_id_refuse_a_folder_whose_faces_are_not_named_by_id():
+    labels = {0: 3, 2: 1}
+    # Numbered names are ids: face 2 is 2.png, wherever it sits.
+    positions, _ = evaluation.labelled_subset(
+        np.array([0, 2]), labels, "l.csv", "f", ["0.png", "2.png"]
+    )
+    assert positions.tolist() == [0, 1]
+    # Otherwise its ids were row numbers: im2.png scored as id 1, the shift unseen.
+    for names, why in (
+        (["im0.png", "im2.png"], "such as im0.png"),
+        (["2.png", "02.png"], "two name one"),
+    ):
+        with pytest.raises(
+            FerError, match=f"l.csv: labels faces by id, .* in f are not each face's id \\({why}"
+        ):
+            evaluation.labelled_subset(np.array([0, 1]), labels, "l.csv", "f", names)
+
+
 def test_labelled_subset_and_unknown_ids():
     positions, labels = evaluation.labelled_subset(np.array([10, 4, 7]), {7: 2, 10: 1}, "l.csv")
     assert positions.tolist() == [2, 0] and labels.tolist() == [2, 1]

@@ -206,6 +206,21 @@ def test_unlabelled_folder_is_keyed_by_file_name(tmp_path):
     np.testing.assert_array_equal(loaded.images[3], faces.to_model_input(colour))
 
 
+def test_names_that_sort_alike_keep_one_order_and_gif_and_jfif_faces_are_read(tmp_path):
+    images, _ = synthetic_images(5)
+    names = ("face1.png", "Face1.png", "face01.png", "b.gif", "c.jfif")
+    for name, image in zip(names, images):
+        ok, encoded = cv2.imencode(".png" if name.endswith(".gif") else ".jpg", image)
+        (tmp_path / name).write_bytes(encoded.tobytes())  # the bytes matter, not the name
+    if cv2.imread(str(tmp_path / "b.gif")) is None:
+        os.remove(tmp_path / "b.gif")  # not this OpenCV's to read
+    loaded = faces.read_image_folder(str(tmp_path))
+    # Tied by their natural keys, the three were in the file system's listing order.
+    assert loaded.names[-3:] == ["Face1.png", "face01.png", "face1.png"]
+    # Both were left out without a word.
+    assert "c.jfif" in loaded.names and len(loaded.names) == len(os.listdir(tmp_path))
+
+
 def test_a_file_name_with_a_superscript_digit_is_a_name_not_a_number(tmp_path):
     # "²" is a digit to str.isdigit that int() refuses: numbering and sorting gave tracebacks.
     images, _ = synthetic_images(2)
