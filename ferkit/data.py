@@ -200,24 +200,25 @@ def is_image_entry(entry):
 
 def images_under(folder):
     """Paths, relative to ``folder``, of the image files at any depth below it
-    (``is_image_entry``; below a link to a folder too, as a class folder linked to save disk
-    space is read, but not round a link back up, nor in a folder that cannot be listed); a
-    name below it that is not UTF-8 text is refused (its SHA-256, ids and CSV rows are
-    written as UTF-8)."""
-    pending = [("", (os.path.realpath(folder),))]  # (relative path, real paths down to it)
+    (``is_image_entry``; as os.walk, not below a link to a folder, but for a class folder
+    linked to save disk space, which reading follows; nor in a folder that cannot be
+    listed); a name below it that is not UTF-8 text is refused (its SHA-256, ids and CSV
+    rows are written as UTF-8)."""
+    classes = {name.lower() for name in CLASS_NAMES}
+    pending = [""]
     while pending:
-        below, above = pending.pop()
+        below = pending.pop()
         try:
             entries = list(os.scandir(os.path.join(folder, below)))
         except OSError:
             continue
         for entry in entries:
             relative = os.path.join(below, entry.name)
-            if entry.is_dir():
-                # Linked class folders hashed as nothing: every such folder had one SHA-256.
-                real = os.path.realpath(entry.path)
-                if real not in above:
-                    pending.append((relative, (*above, real)))
+            # Linked class folders were hashed as nothing: every such folder had one SHA-256.
+            # Only those: a link to its parent, or to /usr, walked all of it.
+            linked_class = not below and entry.name.lower() in classes
+            if entry.is_dir(follow_symlinks=linked_class):
+                pending.append(relative)
             elif is_image_entry(entry):
                 if not relative.isascii():
                     check_utf8_name(entry.path, below=folder)

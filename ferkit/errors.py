@@ -12,7 +12,10 @@ def shown(value):
     if len(text) <= 40:
         return text
     if isinstance(value, str):  # its own characters counted, and cut whole: not "\x0…"
-        return f"{value[:19]!r}… ({len(value)} characters)"
+        cut = value[:19]
+        while len(repr(cut)) > 22:  # escaped characters take 4 or more each
+            cut = cut[:-1]
+        return f"{cut!r}… ({len(value)} characters)"
     return f"{text[:20]}… ({len(text)} characters)"
 
 

@@ -250,11 +250,21 @@ def log_loss(probabilities, labels):
 def labelled_subset(ids, labels_by_id, labels_path, data_path="the test file", names=None):
     """(positions in ``ids``, labels) of the ids that ``labels_by_id`` labels; ``ids`` are
     those of the faces at ``data_path`` (an image folder's ``names``: its files' names)."""
-    if names is not None and not data.numbered_names(names):
+    # And its ids must be those numbers: a labelled folder's are row numbers when a file
+    # could not be read (a Thumbs.png), though the names left are numbers.
+    if names is not None and not (
+        data.numbered_names(names)
+        and [int(row_id) for row_id in ids] == [int(data.file_stem(name)) for name in names]
+    ):
         # Its ids are row numbers then: one missing file shifted every label after it, and
         # the shipped CNN scored 0.16 for 0.61, without a word.
         named = [name for name in names if not data.file_stem(name).isdecimal()]
-        why = f"such as {named[0]}" if named else "two name one number"
+        if named:
+            why = f"such as {named[0]}"
+        elif not data.numbered_names(names):
+            why = "two name one number"
+        else:
+            why = "an image that could not be read made them row numbers"
         raise FerError(
             f"{labels_path}: labels faces by id, and the file names in {data_path} are not "
             f"each face's id ({why}): name each face <id>.png to score it"

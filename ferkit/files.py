@@ -87,7 +87,11 @@ def check_outside_images(path, folder, where, writes="it", advice="", named=None
     """Refuse an output ``path`` (``named`` in the message) inside the image folder
     ``folder`` (described as ``where``): it would replace one of its faces (with --force)
     or be read as a new one the next time."""
-    if folder and os.path.isdir(folder) and is_inside(path, folder):
+    if not folder or not os.path.isdir(folder):
+        return
+    with os.scandir(folder) as entries:  # class folders linked from elsewhere are its too
+        linked = [entry.path for entry in entries if entry.is_symlink() and entry.is_dir()]
+    if any(is_inside(path, place) for place in [folder, *linked]):
         raise FerError(
             f"{named or path}: is inside {where}, whose images {writes} would replace or join; "
             f"{advice}"

@@ -470,6 +470,9 @@ def test_a_folder_of_linked_class_folders_is_hashed_by_their_images(tmp_path):
         hashes.append(data.file_sha256(str(tmp_path / name)))
     # Both were the SHA-256 of nothing: --val-data refused as --data, a changed folder resumed.
     assert hashes[0] != hashes[1] != hashlib.sha256().hexdigest()
+    # Other links are not followed: one to its parent walked (and refused) the parent's faces.
+    (tmp_path / "a" / "up").symlink_to(tmp_path)
+    assert sorted(data.images_under(str(tmp_path / "a"))) == [os.path.join("happy", "0.png")]
 
 
 def test_usage_column_is_found_from_the_header_of_plain_and_gzipped_files(tmp_path):

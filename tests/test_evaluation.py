@@ -143,6 +143,9 @@ def test_labels_by_id_refuse_a_folder_whose_faces_are_not_named_by_id():
             FerError, match=f"l.csv: labels faces by id, .* in f are not each face's id \\({why}"
         ):
             evaluation.labelled_subset(np.array([0, 1]), labels, "l.csv", "f", names)
+    # Numbered names whose ids are row numbers (a labelled folder's, a Thumbs.png unread).
+    with pytest.raises(FerError, match="could not be read made them row numbers"):
+        evaluation.labelled_subset(np.array([0, 1]), {0: 3}, "l.csv", "f", ["5.png", "7.png"])
 
 
 def test_labelled_subset_and_unknown_ids():
