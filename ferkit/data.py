@@ -722,10 +722,20 @@ def stratified_split(labels, fraction, seed):
         validation.append(rng.permutation(members)[:count])
     validation = np.sort(np.concatenate(validation))
     if validation.size == 0 or validation.size == len(labels):
+        none = validation.size == 0
+        why = ""
+        if 0 < round(len(labels) * fraction) < len(labels):
+            # Per class, rounded: 10% of 35 faces, 5 a class, is 0 (0.5 rounds to even).
+            sizes = np.bincount(labels)[np.unique(labels)]
+            size = int(sizes.max() if none else sizes.min())
+            shares = f"{fraction:g} of each class's at {'most' if none else 'least'}"
+            why = (
+                f"; taken class by class, {shares} {counted(size, 'image')} rounds to "
+                f"{'0' if none else 'all'}"
+            )
         raise FerError(
             f"--val-split {fraction} leaves no images for "
-            f"{'validation' if validation.size == 0 else 'training'} "
-            f"({counted(len(labels), 'image')})"
+            f"{'validation' if none else 'training'} ({counted(len(labels), 'image')}{why})"
         )
     train = np.setdiff1d(np.arange(len(labels)), validation)
     return train, validation

@@ -488,8 +488,15 @@ CHANGED_READER = (
 def labelled_rows(config):
     """Every labelled row a run's config trains and validates on (before the split)."""
     everything = _read_labelled(config["data"], "Training")
-    if config.get("limit"):
-        everything = _subset(everything, np.arange(min(config["limit"], len(everything))))
+    limit = config.get("limit")
+    if limit and limit < len(everything):
+        rows = np.arange(limit)
+        if everything.names is not None and not data.numbered_names(everything.names):
+            # An image folder not named by id is grouped by class: its first rows were one
+            # or two classes (a validation accuracy of 1.0). Some of every class, by seed.
+            shuffled = np.random.default_rng(config["split_seed"]).permutation(len(everything))
+            rows = np.sort(shuffled[:limit])
+        everything = _subset(everything, rows)
     return everything
 
 
@@ -698,20 +705,32 @@ def add_run_data_argument(parser):
     )
 
 
-def missing_data(source, run, digest, moved, use="its validation images are rebuilt from it"):
-    """The error for a data file ``run`` trained on that is not where it recorded it."""
+# What a run did with each data file it recorded, as its messages say it.
+ROLES = {"data": "trained on", "val_data": "validated on"}
+
+
+def missing_data(
+    source,
+    run,
+    digest,
+    moved,
+    use="its validation images are rebuilt from it",
+    role=ROLES["data"],
+):
+    """The error for a data file (or image folder) ``run`` trained or validated on
+    (``role``) that is not where it recorded it."""
     if not digest:  # a run recorded before hashes were kept: nothing to find a copy by
         return FerError(
-            f"{source}: no such file; {run} was trained on it and recorded no SHA-256 of it, "
+            f"{source}: no such file; {run} was {role} it and recorded no SHA-256 of it, "
             "so only that file can be used: put it back"
         )
     if moved:
         return FerError(
-            f"{source}: no such file, {run} was trained on it, and no --run-data holds its "
+            f"{source}: no such file, {run} was {role} it, and no --run-data holds its "
             f"contents (SHA-256 {digest[:16]}...)"
         )
     return FerError(
-        f"{source}: no such file; {run} was trained on it, and {use} (put it back, or give "
+        f"{source}: no such file; {run} was {role} it, and {use} (put it back, or give "
         "where it is now as --run-data)"
     )
 
@@ -731,7 +750,7 @@ def validation_data(path, moved=(), strict=True):
     # The validation images come from --val-data when the run had one, else from --data.
     source, digest = found[key], config.get(f"{key}_sha256")
     if not os.path.exists(source):
-        raise missing_data(source, path, digest, moved)
+        raise missing_data(source, path, digest, moved, role=ROLES[key])
     if source == config[key]:  # a --run-data file was checked when it was found
         # The split is recorded as row indices: a file edited in place with as many rows
         # would give other images (perhaps training ones) under the same indices.

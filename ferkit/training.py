@@ -27,7 +27,7 @@ import ferkit
 from ferkit import checkpoints, data, evaluation, runs
 from ferkit import config as configuration
 from ferkit.errors import FerError, shown
-from ferkit.files import is_inside, read_json, write_json, write_text
+from ferkit.files import is_inside_images, read_json, write_json, write_text
 
 # Environment variables that change the numbers a run computes, recorded with its versions.
 NUMERIC_ENVIRONMENT = (
@@ -132,7 +132,11 @@ def add_arguments(parser, network):
         choices=configuration.CHOICES["precision"],
     )
     option("--jit", str, "XLA compilation", choices=configuration.CHOICES["jit"])
-    option("--limit", int, "use only the first N rows of --data (quick checks)")
+    option(
+        "--limit",
+        int,
+        "use only the first N rows of --data (quick checks; a folder by class: N drawn)",
+    )
     option(
         "--time-budget",
         float,
@@ -215,8 +219,9 @@ def main(args, network):
             raise FerError(f"{run_dir}: holds {held[0]} but no run: give another --name")
         for option in ("data", "val_data"):
             folder = overrides[option]
-            inside = folder and os.path.isdir(folder) and is_inside(run_dir, folder)
-            if inside:  # read as a class folder that is not one: neither resumed nor read again
+            if is_inside_images(
+                run_dir, folder
+            ):  # read as a class folder that is not one: neither resumed nor read again
                 flag = configuration.option_name(option)
                 raise FerError(f"{run_dir}: is inside the {flag} folder; give --out elsewhere")
         checkpoint_folder = runs.checkpoint_folder_around(run_dir)
@@ -408,7 +413,8 @@ def _train(config, run_dir, resume, verbose, loaded, of_seeds):
     for key in ("data", "val_data") if resume else ():  # once the run is known to resume
         if config.get(key) and not os.path.exists(config[key]):
             use = "resuming reads it again"
-            raise runs.missing_data(config[key], run_dir, config.get(f"{key}_sha256"), (), use)
+            digest, role = config.get(f"{key}_sha256"), runs.ROLES[key]
+            raise runs.missing_data(config[key], run_dir, digest, (), use, role)
     # A resumed run computes as it started, even where "auto" would now choose otherwise.
     recorded = read_json(os.path.join(run_dir, runs.CONFIG_FILE)) if resume else config
     # Checked before the rows are read: a data file cut short since the run started was

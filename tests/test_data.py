@@ -442,6 +442,20 @@ def test_split_fraction_out_of_range(fraction):
         data.stratified_split(np.arange(10) % 7, fraction, seed=0)
 
 
+def test_a_split_that_rounds_each_class_to_nothing_says_so():
+    # 10% of 35 is 3.5, so "leaves no images for validation (35 images)" read as wrong.
+    with pytest.raises(
+        FerError,
+        match=r"\(35 images; .*0.1 of each class's at most 5 images rounds to 0",
+    ):
+        data.stratified_split(np.repeat(np.arange(7), 5), 0.1, seed=0)
+    with pytest.raises(
+        FerError,
+        match=r"training \(21 images; .* 0.9 of each class's at least 3 images rounds to all\)$",
+    ):
+        data.stratified_split(np.repeat(np.arange(7), 3), 0.9, seed=0)
+
+
 def test_a_folder_hash_follows_its_files_names_and_contents(tmp_path):
     folder = tmp_path / "faces"
     (folder / "happy").mkdir(parents=True)

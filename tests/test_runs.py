@@ -7,6 +7,7 @@ import re
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from conftest import make_train_csv, pixels, synthetic_images, write_csv
@@ -193,6 +194,16 @@ def _recorded_run(tmp_path, data_path, val_path=None):
         recorded["val_data_sha256"] = data.file_sha256(val_path)
     (run / "config.json").write_text(json.dumps(recorded))
     return str(run)
+
+
+def test_a_missing_validation_file_is_named_as_what_the_run_validated_on(tmp_path):
+    train_csv = make_train_csv(tmp_path / "train.csv", count=70)
+    val_csv = make_train_csv(tmp_path / "val.csv", count=14, seed=3)
+    run = _recorded_run(tmp_path, train_csv, val_csv)
+    os.remove(val_csv)
+    # It said "trained on" of the file the run chose its best epoch on.
+    with pytest.raises(FerError, match=r"val.csv: no such file; .*run was validated on it, and"):
+        runs.validation_data(run)
 
 
 def change_last_pixel(path):
@@ -425,8 +436,21 @@ def test_limit_and_val_split_choose_the_rows_and_the_validation_share(tmp_path):
         runs.load_training_data(config)
     # A file too small with or without it: --limit is not blamed.
     config = configuration.resolve("dnn", overrides={**overrides, "limit": 1000, "val_split": 0.01})
-    with pytest.raises(FerError, match=r"validation \(70 images\)$"):
+    with pytest.raises(FerError, match=r"validation \(70 images; .* rounds to 0\)$"):
         runs.load_training_data(config)
+
+
+def test_limit_on_a_folder_grouped_by_class_keeps_faces_of_every_class(tmp_path):
+    images, labels = synthetic_images(70)
+    for index, (image, label) in enumerate(zip(images, labels)):
+        folder = tmp_path / "faces" / data.CLASS_NAMES[label].lower()
+        folder.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(folder / f"Training_{index}.png"), image)
+    config = configuration.resolve("dnn", overrides={"data": str(tmp_path / "faces"), "limit": 21})
+    kept = runs.labelled_rows(config)
+    # Its first 21 rows were angry and disgust faces only: a validation accuracy of 1.0.
+    assert len(kept) == 21 and len(set(kept.labels.tolist())) >= 5
+    assert kept.names == runs.labelled_rows(config).names  # by --split-seed, each time
 
 
 def save_dnn_in(policy_name, path):

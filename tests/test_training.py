@@ -723,6 +723,19 @@ def test_a_run_is_not_written_into_its_image_folder_data(train_csv, tmp_path, mo
     assert not os.path.exists(Path(folder, "models"))
 
 
+def test_a_run_is_not_written_into_a_linked_class_folder_of_its_data(train_csv, tmp_path):
+    from ferkit import faces
+
+    folder = faces.write_image_folder(data.read_csv(train_csv), str(tmp_path / "faces"))
+    os.rename(Path(folder, "happy"), tmp_path / "happy")
+    Path(folder, "happy").symlink_to(tmp_path / "happy")  # linked, to save disk space
+    parser = training.add_arguments(argparse.ArgumentParser(), "dnn")
+    out = str(Path(folder, "happy"))  # its figures were then read as happy faces
+    arguments = ["--data", folder, "--out", out, "--name", "r", "--epochs", "1"]
+    with pytest.raises(FerError, match=r"happy/r: is inside the --data folder; give --out"):
+        training.main(parser.parse_args(arguments), "dnn")
+
+
 def run_script(*arguments, cwd=None):
     return subprocess.run(
         [sys.executable, *arguments],
