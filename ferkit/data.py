@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ferkit.errors import FerError, counted, shown
-from ferkit.files import check_utf8_name
+from ferkit.files import check_utf8_name, is_inside
 
 IMAGE_SIZE = 48
 NUM_PIXELS = IMAGE_SIZE * IMAGE_SIZE
@@ -198,13 +198,44 @@ def is_image_entry(entry):
     return entry.is_file() or (entry.is_symlink() and not os.path.exists(entry.path))
 
 
+# Class folders as an image folder names them, in any case.
+CLASS_FOLDERS = frozenset(name.lower() for name in CLASS_NAMES)
+
+
+def is_linked_class_folder(entry):
+    """Whether an ``os.scandir`` entry of an image folder is a class folder that links
+    elsewhere (to save disk space): reading follows it, so hashing and output checks do."""
+    return entry.name.lower() in CLASS_FOLDERS and entry.is_symlink() and entry.is_dir()
+
+
+def is_inside_images(path, folder):
+    """Whether ``path`` is inside the image folder ``folder``, or inside one of its class
+    folders that link elsewhere (``is_linked_class_folder``; no other link: a hidden link
+    to its parent refused every output beside it)."""
+    if not folder or not os.path.isdir(folder):
+        return False
+    with os.scandir(folder) as entries:
+        linked = [entry.path for entry in entries if is_linked_class_folder(entry)]
+    return any(is_inside(path, place) for place in [folder, *linked])
+
+
+def check_outside_images(path, folder, where, writes="it", advice="", named=None):
+    """Refuse an output ``path`` (``named`` in the message) inside the image folder
+    ``folder`` (described as ``where``): it would replace one of its faces (with --force)
+    or be read as a new one the next time."""
+    if is_inside_images(path, folder):
+        raise FerError(
+            f"{named or path}: is inside {where}, whose images {writes} would replace or join; "
+            f"{advice}"
+        )
+
+
 def images_under(folder):
     """Paths, relative to ``folder``, of the image files at any depth below it
     (``is_image_entry``; as os.walk, not below a link to a folder, but for a class folder
     linked to save disk space, which reading follows; nor in a folder that cannot be
     listed); a name below it that is not UTF-8 text is refused (its SHA-256, ids and CSV
     rows are written as UTF-8)."""
-    classes = {name.lower() for name in CLASS_NAMES}
     pending = [""]
     while pending:
         below = pending.pop()
@@ -216,8 +247,7 @@ def images_under(folder):
             relative = os.path.join(below, entry.name)
             # Linked class folders were hashed as nothing: every such folder had one SHA-256.
             # Only those: a link to its parent, or to /usr, walked all of it.
-            linked_class = not below and entry.name.lower() in classes
-            if entry.is_dir(follow_symlinks=linked_class):
+            if entry.is_dir(follow_symlinks=False) or not below and is_linked_class_folder(entry):
                 pending.append(relative)
             elif is_image_entry(entry):
                 if not relative.isascii():

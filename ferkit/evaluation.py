@@ -17,7 +17,7 @@ from ferkit import data, runs
 from ferkit.config import PREDICTION_BATCH_SIZE
 from ferkit.data import CLASS_NAMES, NUM_CLASSES
 from ferkit.errors import FerError
-from ferkit.files import check_outside_images, check_writable, read_json, write_bytes
+from ferkit.files import check_writable, read_json, write_bytes
 
 TTA_MODES = ("none", "flip", "full")
 # --blur's default: match the faces' sharpness to the model's training faces'.
@@ -483,7 +483,7 @@ def check_outputs(out, proba, force, inputs):
             # An image folder's 5.png was replaced by a CSV with --force, or joined by one.
             if path.lower().endswith(data.IMAGE_EXTENSIONS):
                 advice = f"give {option} a name outside it"
-                check_outside_images(path, input_path, f"{input_path} ({what})", advice=advice)
+                data.check_outside_images(path, input_path, f"{input_path} ({what})", advice=advice)
         if os.path.exists(path) and not force:
             raise FerError(f"{path}: already exists (pass --force to overwrite it)")
         check_writable(path)

@@ -42,7 +42,6 @@ from ferkit import data, evaluation, runs
 from ferkit.errors import FerError
 from ferkit.files import (
     atomic_path,
-    check_outside_images,
     check_utf8_name,
     check_writable,
     is_inside,
@@ -707,7 +706,7 @@ def check_outputs(media, root, csv_path, out, force, model_files=(), cascade=Non
         for what, folder in evaluation.recorded_data_inputs(path, f"the model {path}").items():
             writes, advice = "the annotated copies", "give another --out"
             where = f"{folder} ({what})"
-            check_outside_images(out, folder, where, writes, advice, named=f"--out {out}")
+            data.check_outside_images(out, folder, where, writes, advice, named=f"--out {out}")
     # x.pgm is annotated as x.pgm.png (a PNG shows colour): beside an x.pgm.png, one copy
     # would silently replace the other. So would a photo clip.mp4.frame000000.jpg beside
     # clip.mp4, whose first frame is annotated under that name.

@@ -83,27 +83,6 @@ def is_inside(path, folder):
     return os.path.commonpath([folder, os.path.realpath(path)]) == folder
 
 
-def is_inside_images(path, folder):
-    """Whether ``path`` is inside the image folder ``folder`` or one of its sub-folders that
-    links elsewhere (a class folder linked to save disk space, whose images it reads)."""
-    if not folder or not os.path.isdir(folder):
-        return False
-    with os.scandir(folder) as entries:
-        linked = [entry.path for entry in entries if entry.is_symlink() and entry.is_dir()]
-    return any(is_inside(path, place) for place in [folder, *linked])
-
-
-def check_outside_images(path, folder, where, writes="it", advice="", named=None):
-    """Refuse an output ``path`` (``named`` in the message) inside the image folder
-    ``folder`` (described as ``where``): it would replace one of its faces (with --force)
-    or be read as a new one the next time."""
-    if is_inside_images(path, folder):
-        raise FerError(
-            f"{named or path}: is inside {where}, whose images {writes} would replace or join; "
-            f"{advice}"
-        )
-
-
 def check_writable(path):
     """Refuse, before any work, a file that could not be written later: one whose folder
     is a file, or whose nearest existing folder cannot be written in (tried with a nameless

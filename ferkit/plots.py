@@ -22,7 +22,7 @@ from matplotlib import ticker
 from ferkit import config as configuration
 from ferkit import data, evaluation, runs
 from ferkit.errors import FerError, shown
-from ferkit.files import atomic_path, check_outside_images, check_writable, read_json
+from ferkit.files import atomic_path, check_writable, read_json
 
 FORMATS = (".png", ".pdf", ".svg")
 DPI = 120
@@ -530,7 +530,7 @@ def check_outside_data(path, data_path):
     """A figure written into an image folder would replace one of its faces (--force) or be
     read as a new one the next time."""
     where = f"the --data folder {data_path}"
-    check_outside_images(path, data_path, where, advice="write the figure elsewhere")
+    data.check_outside_images(path, data_path, where, advice="write the figure elsewhere")
 
 
 def conv_layer_name(names, which=None, source="model"):

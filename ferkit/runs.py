@@ -485,24 +485,30 @@ CHANGED_READER = (
 )
 
 
-def labelled_rows(config):
-    """Every labelled row a run's config trains and validates on (before the split)."""
+def labelled_rows(config, new=False):
+    """Every labelled row a run's config trains and validates on (before the split); for a
+    ``new`` run, a --limit that keeps some classes out of data in class order is refused."""
     everything = _read_labelled(config["data"], "Training")
     limit = config.get("limit")
     if limit and limit < len(everything):
-        rows = np.arange(limit)
-        if everything.names is not None and not data.numbered_names(everything.names):
-            # An image folder not named by id is grouped by class: its first rows were one
-            # or two classes (a validation accuracy of 1.0). Some of every class, by seed.
-            shuffled = np.random.default_rng(config["split_seed"]).permutation(len(everything))
-            rows = np.sort(shuffled[:limit])
-        everything = _subset(everything, rows)
+        kept = _subset(everything, np.arange(limit))
+        lost = sorted(set(everything.labels.tolist()) - set(kept.labels.tolist()))
+        if new and lost and np.all(np.diff(everything.labels) >= 0):
+            # An image folder not named by id is read class by class: its first rows were
+            # Angry and Disgust only (a validation accuracy of 1.0).
+            names = ", ".join(data.CLASS_NAMES[label] for label in lost)
+            raise FerError(
+                f"--limit {limit}: {config['data']} lists its faces class by class, so its "
+                f"first {limit} rows hold no {names} faces: leave --limit out"
+            )
+        everything = kept
     return everything
 
 
-def load_training_data(config):
-    """(train FerData, validation FerData, split record) as a run's config describes them."""
-    everything = labelled_rows(config)
+def load_training_data(config, new=False):
+    """(train FerData, validation FerData, split record) as a run's config describes them
+    (``new``: for a run about to start, see ``labelled_rows``)."""
+    everything = labelled_rows(config, new)
     if config.get("val_data"):
         _refuse_validating_on_training_rows(config["data"], config["val_data"])
         try:

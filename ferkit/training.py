@@ -27,7 +27,7 @@ import ferkit
 from ferkit import checkpoints, data, evaluation, runs
 from ferkit import config as configuration
 from ferkit.errors import FerError, shown
-from ferkit.files import is_inside_images, read_json, write_json, write_text
+from ferkit.files import read_json, write_json, write_text
 
 # Environment variables that change the numbers a run computes, recorded with its versions.
 NUMERIC_ENVIRONMENT = (
@@ -219,7 +219,7 @@ def main(args, network):
             raise FerError(f"{run_dir}: holds {held[0]} but no run: give another --name")
         for option in ("data", "val_data"):
             folder = overrides[option]
-            if is_inside_images(
+            if data.is_inside_images(
                 run_dir, folder
             ):  # read as a class folder that is not one: neither resumed nor read again
                 flag = configuration.option_name(option)

@@ -489,6 +489,20 @@ def test_a_folder_of_linked_class_folders_is_hashed_by_their_images(tmp_path):
     assert sorted(data.images_under(str(tmp_path / "a"))) == [os.path.join("happy", "0.png")]
 
 
+def test_an_output_inside_a_linked_class_folder_is_inside_the_image_folder(tmp_path):
+    (tmp_path / "elsewhere").mkdir()
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    (faces / "happy").symlink_to(tmp_path / "elsewhere")
+    # Written through the link, it joined the folder's faces and changed its SHA-256.
+    with pytest.raises(FerError, match="happy/c.png: is inside the faces, whose images"):
+        data.check_outside_images(str(faces / "happy" / "c.png"), str(faces), "the faces")
+    # Another link is not the folder's: a hidden one to its parent refused every output.
+    (faces / ".up").symlink_to(tmp_path)
+    data.check_outside_images(str(tmp_path / "runs" / "c.png"), str(faces), "the faces")
+    assert not data.is_inside_images(str(tmp_path / "c.png"), str(faces))
+
+
 def test_usage_column_is_found_from_the_header_of_plain_and_gzipped_files(tmp_path):
     fer2013 = write_csv(
         tmp_path / "f.csv.gz", ("emotion", "pixels", "Usage"), _fer2013_rows(), True

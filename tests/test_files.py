@@ -118,15 +118,3 @@ def test_a_name_that_is_not_utf8_is_named_where_it_is_at_fault(tmp_path):
     files.check_utf8_name(path, below=folder)
     with pytest.raises(FerError, match=r"caf\\xe9: its name is not UTF-8 text; rename it$"):
         files.check_utf8_name(path)  # it blamed 0.png
-
-
-def test_an_output_inside_a_linked_class_folder_is_inside_the_image_folder(tmp_path):
-    (tmp_path / "elsewhere").mkdir()
-    (tmp_path / "faces").mkdir()
-    (tmp_path / "faces" / "happy").symlink_to(tmp_path / "elsewhere")
-    # Written through the link, it joined the folder's faces and changed its SHA-256.
-    with pytest.raises(FerError, match="happy/c.png: is inside the faces, whose images"):
-        files.check_outside_images(
-            str(tmp_path / "faces" / "happy" / "c.png"), str(tmp_path / "faces"), "the faces"
-        )
-    files.check_outside_images(str(tmp_path / "c.png"), str(tmp_path / "faces"), "the faces")

@@ -205,7 +205,8 @@ CASES = [
     ("data does not exist", "train_dnn.py", ["--data", f"{IN}/nowhere.csv", *TRAIN],
      f"{IN}/nowhere.csv: no such file"),
     ("data is a folder without images", "train_dnn.py", ["--data", f"{IN}/folder", *TRAIN],
-     f"{IN}/folder: no images (.png, .jpg, .jpeg, .jpe, .jfif, .bmp, .pgm, .ppm, .tif, .tiff, .webp, .gif) found"),
+     f"{IN}/folder: no images (.png, .jpg, .jpeg, .jpe, .jfif, .bmp, .pgm, .ppm, .tif, "
+     ".tiff, .webp, .gif) found"),
     ("test file as training data", "train_dnn.py", ["--data", f"{IN}/test.csv", *TRAIN],
      f"{IN}/test.csv: has no label column {FIT}emotion,pixels) are needed here"),
     ("test file as validation data", "train_dnn.py",

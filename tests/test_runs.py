@@ -440,17 +440,24 @@ def test_limit_and_val_split_choose_the_rows_and_the_validation_share(tmp_path):
         runs.load_training_data(config)
 
 
-def test_limit_on_a_folder_grouped_by_class_keeps_faces_of_every_class(tmp_path):
+def test_limit_that_keeps_classes_out_of_a_folder_read_class_by_class_is_refused(tmp_path):
     images, labels = synthetic_images(70)
     for index, (image, label) in enumerate(zip(images, labels)):
         folder = tmp_path / "faces" / data.CLASS_NAMES[label].lower()
         folder.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(folder / f"Training_{index}.png"), image)
     config = configuration.resolve("dnn", overrides={"data": str(tmp_path / "faces"), "limit": 21})
+    # Its first 21 rows were angry, disgust and fear faces only: a validation accuracy of 1.0.
+    refused = r"--limit 21: .*faces lists its faces class by class, so its first 21 rows hold "
+    with pytest.raises(FerError, match=refused + "no Happy, Sad, Surprise, Neutral faces"):
+        runs.load_training_data(config, new=True)
+    # A run that trained so still rebuilds its rows (to resume, or for its figures).
     kept = runs.labelled_rows(config)
-    # Its first 21 rows were angry and disgust faces only: a validation accuracy of 1.0.
-    assert len(kept) == 21 and len(set(kept.labels.tolist())) >= 5
-    assert kept.names == runs.labelled_rows(config).names  # by --split-seed, each time
+    assert len(kept) == 21 and set(kept.labels.tolist()) == {0, 1, 2}
+    # Rows in mixed order keep their first N, classes missing or not (a quick check).
+    train_csv = make_train_csv(tmp_path / "t.csv")
+    config = configuration.resolve("dnn", overrides={"data": train_csv, "limit": 3})
+    assert runs.labelled_rows(config, new=True).labels.tolist() == [0, 1, 2]
 
 
 def save_dnn_in(policy_name, path):
