@@ -132,11 +132,7 @@ def add_arguments(parser, network):
         choices=configuration.CHOICES["precision"],
     )
     option("--jit", str, "XLA compilation", choices=configuration.CHOICES["jit"])
-    option(
-        "--limit",
-        int,
-        "use only the first N rows of --data (quick checks; a folder by class: N drawn)",
-    )
+    option("--limit", int, "use only the first N rows of --data (quick checks)")
     option(
         "--time-budget",
         float,
@@ -219,9 +215,8 @@ def main(args, network):
             raise FerError(f"{run_dir}: holds {held[0]} but no run: give another --name")
         for option in ("data", "val_data"):
             folder = overrides[option]
-            if data.is_inside_images(
-                run_dir, folder
-            ):  # read as a class folder that is not one: neither resumed nor read again
+            # Read as a class folder that is not one: neither resumed nor read again.
+            if data.is_inside_images(run_dir, folder):
                 flag = configuration.option_name(option)
                 raise FerError(f"{run_dir}: is inside the {flag} folder; give --out elsewhere")
         checkpoint_folder = runs.checkpoint_folder_around(run_dir)
@@ -232,7 +227,7 @@ def main(args, network):
             )
         plans.append((config, run_dir))
     _check_backend(plans[0][0])
-    loaded = runs.load_training_data(plans[0][0])  # the seeds share the data and the split
+    loaded = runs.load_training_data(plans[0][0], new=True)  # the seeds share data and split
     run_dirs = []
     for number, (config, run_dir) in enumerate(plans):
         if args.name:  # the user's name: an empty folder of that name may be made beforehand

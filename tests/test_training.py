@@ -2,6 +2,7 @@
 
 import argparse
 import csv
+import glob
 import gzip
 import json
 import os
@@ -721,6 +722,20 @@ def test_a_run_is_not_written_into_its_image_folder_data(train_csv, tmp_path, mo
     with pytest.raises(FerError, match=r"models/r: is inside the --data folder; give --out"):
         training.main(parser.parse_args(["--data", ".", "--name", "r", "--epochs", "1"]), "dnn")
     assert not os.path.exists(Path(folder, "models"))
+
+
+def test_a_limit_that_cuts_classes_from_a_folder_read_by_class_starts_no_run(train_csv, tmp_path):
+    from ferkit import faces
+
+    # Named otherwise than by id, its faces are read class by class.
+    folder = faces.write_image_folder(data.read_csv(train_csv), str(tmp_path / "faces"))
+    for name in glob.glob(os.path.join(folder, "*", "*.png")):
+        os.rename(name, name.replace(os.path.basename(name), "Training_" + os.path.basename(name)))
+    parser = training.add_arguments(argparse.ArgumentParser(), "dnn")
+    arguments = ["--data", folder, "--limit", "20", "--out", str(tmp_path / "m"), "--epochs", "1"]
+    with pytest.raises(FerError, match=r"--limit 20: .*faces lists its faces class by class"):
+        training.main(parser.parse_args(arguments), "dnn")
+    assert not os.path.exists(tmp_path / "m")
 
 
 def test_a_run_is_not_written_into_a_linked_class_folder_of_its_data(train_csv, tmp_path):
