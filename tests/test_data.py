@@ -79,6 +79,10 @@ def test_an_unknown_usage_value_is_named_not_dropped(tmp_path):
     message = "line 5: Usage 'training' is not one of Training, PublicTest, PrivateTest"
     with pytest.raises(FerError, match=message):
         data.read_csv(path, usage="Training")
+    rows[3] = (rows[3][0], rows[3][1], "x" * 300)  # shown short, as every bad value is
+    path = write_csv(tmp_path / "fer2013.csv", ("emotion", "pixels", "Usage"), rows)
+    with pytest.raises(FerError, match=r"line 5: Usage 'x{19}'… \(300 characters\) is not"):
+        data.read_csv(path, usage="Training")
 
 
 def test_icml_form_with_spaced_column_names(tmp_path):

@@ -11,6 +11,7 @@ import sys
 
 import cv2
 import numpy as np
+import PIL.Image
 import pytest
 from conftest import (
     REPOSITORY,
@@ -210,10 +211,10 @@ def test_names_that_sort_alike_keep_one_order_and_gif_and_jfif_faces_are_read(tm
     images, _ = synthetic_images(5)
     names = ("face1.png", "Face1.png", "face01.png", "b.gif", "c.jfif")
     for name, image in zip(names, images):
-        ok, encoded = cv2.imencode(".png" if name.endswith(".gif") else ".jpg", image)
-        (tmp_path / name).write_bytes(encoded.tobytes())  # the bytes matter, not the name
-    if cv2.imread(str(tmp_path / "b.gif")) is None:
-        os.remove(tmp_path / "b.gif")  # not this OpenCV's to read
+        # Real GIF and JPEG bytes (Pillow comes with matplotlib; OpenCV writes no grey GIF).
+        PIL.Image.fromarray(image).save(
+            tmp_path / name, format=name.split(".")[-1].upper().replace("JFIF", "JPEG")
+        )
     loaded = faces.read_image_folder(str(tmp_path))
     # Tied by their natural keys, the three were in the file system's listing order.
     assert loaded.names[-3:] == ["Face1.png", "face01.png", "face1.png"]

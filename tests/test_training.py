@@ -193,6 +193,20 @@ def test_a_run_whose_data_file_moved_resumes_with_run_data(train_csv, one_epoch_
     assert json.loads(Path(run_dir, "config.json").read_text())["data"] == own  # as recorded
 
 
+def test_a_resume_names_a_missing_val_data_file_as_what_it_validated_on(one_epoch_run, tmp_path):
+    run_dir = copy_run(one_epoch_run, tmp_path / "run")
+    config_path = os.path.join(run_dir, runs.CONFIG_FILE)
+    recorded = files.read_json(config_path)
+    gone = str(tmp_path / "val.csv")
+    validated = {"val_data": gone, "val_data_sha256": "0" * 64}
+    split = {"val_data": gone, "val_count": recorded["split"]["val_count"]}
+    files.write_json(config_path, {**recorded, **validated, "split": split})
+    # It said the run "was trained on" the file it chose its best epoch on.
+    with pytest.raises(FerError, match="val.csv: no such file; .*was validated on it, and resum"):
+        config = training.resume_config(run_dir, argparse.Namespace(epochs=2, run_data=[]))
+        training.train(config, run_dir, resume=True, verbose=False)
+
+
 def test_a_refused_resume_leaves_what_a_kill_left(train_csv, one_epoch_run, tmp_path):
     own = str(shutil.copy(train_csv, tmp_path / "own.csv"))
     run_dir = copy_run(one_epoch_run, tmp_path / "run", data_file=own)
