@@ -44,14 +44,9 @@ def main():
     if args.per_class is not None and args.per_class < 1:
         raise FerError(f"--per-class must be at least 1, got {args.per_class}")
     runs.checked_model_path(args.model)
+    name = plots.saliency_name(args)
     path = plots.figure_path(
-        args.model,
-        plots.saliency_name(args),
-        args.out,
-        args.force,
-        args.data,
-        args.labels,
-        run_data=args.run_data,
+        args.model, name, args.out, args.force, args.data, args.labels, run_data=args.run_data
     )
     images, labels, described = plots.figure_images(args.model, args, labelled_only=False)
     for index in args.index or []:

@@ -35,7 +35,7 @@ SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "fer2013"
 DEFAULT_DATA = SHARED if os.path.isdir(SHARED) else "data"
 
 
-def test_file(folder):
+def test_csv_path(folder):
     """The folder's test.csv.gz, or its test.csv: Kaggle's file, packed or not."""
     packed = os.path.join(folder, "test.csv.gz")
     return packed if os.path.exists(packed) else os.path.join(folder, "test.csv")
@@ -82,7 +82,7 @@ def main():
     )
     parser.add_argument("--margin", type=float, nargs="+", default=[faces.DEFAULT_MARGIN])
     args = parser.parse_args()
-    test = data.read_csv(test_file(args.data))
+    test = data.read_csv(test_csv_path(args.data))
     labels_by_id = data.read_labels(os.path.join(args.data, "public_test_labels.csv"))
     positions, labels = evaluation.labelled_subset(test.ids, labels_by_id, "public test labels")
     positions, labels = positions[: args.count], labels[: args.count]

@@ -247,24 +247,27 @@ def log_loss(probabilities, labels):
     return float(-np.log(np.clip(picked, 1e-12, 1.0)).mean())
 
 
+def _why_not_ids(ids, names):
+    """Why an image folder's faces (``names``, ``ids``) have no ids a labels file can name,
+    or None: its ids are its file names' numbers only where each name is another number and
+    every image was read (a labelled folder's are row numbers when a Thumbs.png was not)."""
+    named = [name for name in names if not data.file_stem(name).isdecimal()]
+    if named:
+        return f"such as {named[0]}"
+    if not data.numbered_names(names):
+        return "two name one number"
+    if [int(row_id) for row_id in ids] != [int(data.file_stem(name)) for name in names]:
+        return "an image that could not be read made them row numbers"
+    return None
+
+
 def labelled_subset(ids, labels_by_id, labels_path, data_path="the test file", names=None):
     """(positions in ``ids``, labels) of the ids that ``labels_by_id`` labels; ``ids`` are
     those of the faces at ``data_path`` (an image folder's ``names``: its files' names)."""
-    # And its ids must be those numbers: a labelled folder's are row numbers when a file
-    # could not be read (a Thumbs.png), though the names left are numbers.
-    if names is not None and not (
-        data.numbered_names(names)
-        and [int(row_id) for row_id in ids] == [int(data.file_stem(name)) for name in names]
-    ):
-        # Its ids are row numbers then: one missing file shifted every label after it, and
-        # the shipped CNN scored 0.16 for 0.61, without a word.
-        named = [name for name in names if not data.file_stem(name).isdecimal()]
-        if named:
-            why = f"such as {named[0]}"
-        elif not data.numbered_names(names):
-            why = "two name one number"
-        else:
-            why = "an image that could not be read made them row numbers"
+    why = _why_not_ids(ids, names) if names is not None else None
+    if why:
+        # Matched by row number, one missing file shifted every label after it: the shipped
+        # CNN scored 0.16 for 0.61, without a word.
         raise FerError(
             f"{labels_path}: labels faces by id, and the file names in {data_path} are not "
             f"each face's id ({why}): name each face <id>.png to score it"

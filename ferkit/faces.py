@@ -40,12 +40,7 @@ if "OPENCV_LOG_LEVEL" not in os.environ:
 
 from ferkit import data, evaluation, runs
 from ferkit.errors import FerError
-from ferkit.files import (
-    atomic_path,
-    check_utf8_name,
-    check_writable,
-    is_inside,
-)
+from ferkit.files import atomic_path, check_utf8_name, check_writable, is_inside
 
 IMAGE_EXTENSIONS = data.IMAGE_EXTENSIONS
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -492,10 +492,11 @@ def labelled_rows(config, new=False):
     limit = config.get("limit")
     if limit and limit < len(everything):
         kept = _subset(everything, np.arange(limit))
-        lost = sorted(set(everything.labels.tolist()) - set(kept.labels.tolist()))
-        if new and lost and np.all(np.diff(everything.labels) >= 0):
-            # An image folder not named by id is read class by class: its first rows were
-            # Angry and Disgust only (a validation accuracy of 1.0).
+        # An image folder not named by id is read class by class: its first rows were Angry
+        # and Disgust only (a validation accuracy of 1.0). Asked of new runs only.
+        in_class_order = new and np.all(np.diff(everything.labels) >= 0)
+        lost = np.setdiff1d(everything.labels, kept.labels) if in_class_order else []
+        if len(lost):
             names = ", ".join(data.CLASS_NAMES[label] for label in lost)
             raise FerError(
                 f"--limit {limit}: {config['data']} lists its faces class by class, so its "

@@ -1002,11 +1002,13 @@ def _resume_command(config, run_dir):
         recorded = read_json(os.path.join(run_dir, runs.CONFIG_FILE))
     except (FerError, OSError):
         recorded = {}
-    moved = []
-    for key in ("data", "val_data"):
-        if config.get(key) and isinstance(recorded, dict) and recorded.get(key) != config[key]:
-            moved += [config[key]] if config[key] not in moved else []
-    return command + "".join(f" --run-data {shlex.quote(path)}" for path in moved)
+    moved = [
+        config[key]
+        for key in ("data", "val_data")
+        if config.get(key) and isinstance(recorded, dict) and recorded.get(key) != config[key]
+    ]
+    # One file that is both --data and --val-data is named once.
+    return command + "".join(f" --run-data {shlex.quote(path)}" for path in dict.fromkeys(moved))
 
 
 def _finish(run_dir, config, state, validation):
