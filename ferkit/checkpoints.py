@@ -62,6 +62,10 @@ def _checked_state(state_path, state):
             raise FerError(f"{state_path}: {key} must be a finite number, got {value}")
     if not isinstance(state["checkpoint"], str) or not isinstance(state["history"], list):
         raise FerError(f"{state_path}: not a ferkit checkpoint state (checkpoint or history)")
+    if not isinstance(state.get("saved_on", ""), str):
+        raise FerError(
+            f"{state_path}: saved_on must be a backend's name, got {shown(state['saved_on'])}"
+        )
     if not CHECKPOINT_NAME.match(state["checkpoint"]):
         # Resuming removes every other checkpoint: "../model.keras" cost the run its last one.
         raise FerError(
@@ -207,12 +211,21 @@ def save(run_dir, training_model, state):
     os.makedirs(checkpoint_dir, exist_ok=True)
     previous = state["checkpoint"]
     state["checkpoint"] = f"epoch-{state['epoch']:04d}.keras"
+    # The backend that wrote it, which a resume elsewhere needs: a PyTorch checkpoint names
+    # PyTorch's optimizer class (config.json keeps the backend the run started on).
+    state["saved_on"] = _backend_name()
     with atomic_path(os.path.join(checkpoint_dir, state["checkpoint"])) as temporary:
         training_model.save(temporary)
     write_json(os.path.join(checkpoint_dir, STATE_FILE), state)
     if previous and previous != state["checkpoint"]:
         os.remove(os.path.join(checkpoint_dir, previous))
     publish_best(run_dir, state)
+
+
+def _backend_name():
+    import keras  # only a run that trains saves, and it has loaded Keras already
+
+    return keras.config.backend()
 
 
 def write_history(run_dir, history):

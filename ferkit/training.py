@@ -473,7 +473,9 @@ def _train(config, run_dir, resume, verbose, loaded, of_seeds):
     training_model = None
     if state is not None and state["checkpoint"]:
         checkpoint = os.path.join(run_dir, checkpoints.FOLDER, state["checkpoint"])
-        training_model = _load_checkpoint(checkpoint, config, recorded_versions.get("backend"))
+        # Runs saved before state.json named the backend were saved on the one they started on.
+        saved_on = state.get("saved_on") or recorded_versions.get("backend")
+        training_model = _load_checkpoint(checkpoint, config, saved_on)
     if state is not None:  # the resume goes ahead: only from here is the run folder changed
         checkpoints.tidy(run_dir, state)
         if recorded.get("epochs") != config["epochs"]:
@@ -485,7 +487,10 @@ def _train(config, run_dir, resume, verbose, loaded, of_seeds):
         # A kill may have left history.csv one row ahead of the checkpoint.
         checkpoints.write_history(run_dir, state["history"])
         print(f"Resuming {run_dir} after epoch {state['epoch']}")
-        _record_command(run_dir, resumed=f"resumed after epoch {state['epoch']}")
+        resumed = f"resumed after epoch {state['epoch']}"
+        if saved_on not in (None, backend.name()):  # command.txt's line lacks KERAS_BACKEND
+            resumed += f" on {backend.name()} (saved on {saved_on})"
+        _record_command(run_dir, resumed=resumed)
         metrics_path = os.path.join(run_dir, runs.METRICS_FILE)
         if os.path.exists(metrics_path) and state["early_wait"] < config["early_stop_patience"]:
             # A finished run trained longer: its metrics are rewritten when it finishes again,

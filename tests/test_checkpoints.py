@@ -3,6 +3,7 @@
 import json
 import os
 
+import keras
 import pytest
 
 from ferkit import checkpoints
@@ -38,6 +39,8 @@ def test_save_writes_the_model_then_the_state_naming_it_and_drops_the_previous(t
     saved = json.loads((folder / checkpoints.STATE_FILE).read_text())
     assert saved["checkpoint"] == "epoch-0002.keras" and saved["epoch"] == 2
     assert (folder / "epoch-0002.keras").read_text() == "epoch 2"
+    # A resume on another backend needs to know which one wrote the checkpoint.
+    assert saved["saved_on"] == keras.config.backend()
 
 
 def test_resume_removes_a_checkpoint_that_state_json_does_not_name(tmp_path):
@@ -153,6 +156,7 @@ def test_resume_refuses_a_state_whose_checkpoint_is_missing(tmp_path):
             lambda state: {**state, "history": [dict.fromkeys([*COLUMNS, "train_seconds"], 0)]},
             "a history row's train_seconds must be a positive number, got 0",
         ),
+        (lambda state: {**state, "saved_on": 3}, "saved_on must be a backend's name, got 3"),
         (
             lambda state: {**state, "checkpoint": "../model.keras"},
             "checkpoint must name a file epoch-NNNN.keras beside it, got '../model.keras'",

@@ -530,6 +530,23 @@ def test_a_checkpoint_another_backend_cannot_load_names_the_backend_it_was_saved
         training._load_checkpoint(str(checkpoint), tiny_config(train_csv), saved_on=running)
 
 
+def test_a_resume_names_the_backend_that_saved_the_checkpoint_not_the_one_the_run_began_on(
+    one_epoch_run, tmp_path
+):
+    # Started here and resumed on PyTorch, a run's checkpoint names PyTorch's optimizer
+    # class; config.json still names the backend it began on, so the hint was missing.
+    run_dir = copy_run(one_epoch_run, tmp_path / "run")
+    state_path = Path(run_dir, "checkpoint", "state.json")
+    state = json.loads(state_path.read_text())
+    other = "jax" if keras.config.backend() == "torch" else "torch"
+    state_path.write_text(json.dumps({**state, "saved_on": other}))
+    with zipfile.ZipFile(Path(run_dir, "checkpoint", state["checkpoint"]), "w") as archive:
+        archive.writestr("config.json", "{}")  # as this backend finds the other's: unloadable
+    config = training.resume_config(run_dir, argparse.Namespace(epochs=2))
+    with pytest.raises(FerError, match=f"saved on {other}: resume with KERAS_BACKEND={other}$"):
+        training.train(config, run_dir, resume=True, verbose=False)
+
+
 def test_ctrl_c_before_a_later_seed_started_names_it_too(train_csv, tmp_path, monkeypatch):
     def train(config, run_dir, **keywords):
         if config["seed"] == 1:  # finishes
