@@ -547,6 +547,24 @@ def test_a_resume_names_the_backend_that_saved_the_checkpoint_not_the_one_the_ru
         training.train(config, run_dir, resume=True, verbose=False)
 
 
+def test_command_txt_names_the_backend_a_resume_ran_on_when_another_saved_it(
+    one_epoch_run, tmp_path
+):
+    # command.txt's lines carry no KERAS_BACKEND: without this a resume on another backend
+    # left no trace of it.
+    run_dir = copy_run(one_epoch_run, tmp_path / "run")
+    state_path = Path(run_dir, "checkpoint", "state.json")
+    other = "tensorflow" if keras.config.backend() == "jax" else "jax"
+    state_path.write_text(json.dumps({**json.loads(state_path.read_text()), "saved_on": other}))
+    config = training.resume_config(run_dir, argparse.Namespace(epochs=2))
+    training.train(config, run_dir, resume=True, verbose=False)
+    resumed = Path(run_dir, "command.txt").read_text().splitlines()[-1]
+    assert resumed.startswith(
+        f"# resumed after epoch 1 on {keras.config.backend()} (saved on {other}): "
+    )
+    assert json.loads(state_path.read_text())["saved_on"] == keras.config.backend()
+
+
 def test_ctrl_c_before_a_later_seed_started_names_it_too(train_csv, tmp_path, monkeypatch):
     def train(config, run_dir, **keywords):
         if config["seed"] == 1:  # finishes
