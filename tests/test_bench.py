@@ -3,15 +3,18 @@
 import contextlib
 import importlib.util
 import io
+import json
 import os
 import re
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import REPOSITORY, make_train_csv, pixels, synthetic_images, write_csv
 
-from ferkit import data, evaluation
+from ferkit import config as configuration
+from ferkit import data, evaluation, runs, training
 
 
 def run_script(name, arguments):
@@ -103,3 +106,47 @@ def test_blur_spectrum_finds_the_sigma_the_training_faces_were_blurred_with(tmp_
     printed, _ = run_script("blur_spectrum", ["--train", train, "--test", test])
     fitted = float(re.search(r"per face: sigma (\d+\.\d+)", printed).group(1))
     assert fitted == pytest.approx(2.5, abs=0.15)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A finished one-epoch DNN run on synthetic faces, trained once for these tests."""
+    folder = tmp_path_factory.mktemp("bench_run")
+    train_csv = make_train_csv(folder / "train.csv")
+    overrides = {"data": train_csv, "epochs": 1, "batch_size": 32, "precision": "float32"}
+    config = configuration.resolve("dnn", overrides=overrides)
+    return training.train(config, str(folder / "run"), verbose=False)
+
+
+def test_run_summary_reads_a_run_from_its_own_files(tiny_run):
+    printed, _ = run_script("run_summary", [tiny_run, str(Path(tiny_run).parent / "absent")])
+    best = json.loads(Path(tiny_run, "metrics.json").read_text())["best_val_accuracy"]
+    first, second = printed.splitlines()
+    assert first.startswith("run: 1 epochs (finished) in ")
+    assert f"best val {best:.4f} at epoch 1" in first
+    assert second.endswith("absent: no run folder (the run never started)")
+
+
+def test_tta_modes_scores_each_mode_as_predict_does(tiny_run, tmp_path):
+    test_images, labels = synthetic_images(21, seed=3)
+    rows = [(index, pixels(image)) for index, image in enumerate(test_images)]
+    test = write_csv(tmp_path / "test.csv", ("id", "feature"), rows)
+    # The first 14 faces are "public": the scores must use only those, in id order.
+    labels_path = write_csv(
+        tmp_path / "labels.csv", ("id", "label"), [(i, labels[i]) for i in range(14)]
+    )
+    printed, _ = run_script("tta_modes", [tiny_run, "--test", test, "--labels", labels_path])
+    model = runs.load_model(tiny_run)
+    validation = runs.validation_data(tiny_run)
+    lines = printed.splitlines()[1:]
+    assert [line.split()[1] for line in lines] == list(evaluation.TTA_MODES)
+    for line in lines:
+        mode, validation_score, public_score = line.split()[1], line.split()[3], line.split()[4]
+        expected = [
+            evaluation.accuracy(evaluation.predict_probabilities(model, images, mode), truth)
+            for images, truth in (
+                (validation.images, validation.labels),
+                (test_images[:14, :, :, np.newaxis], labels[:14]),
+            )
+        ]
+        assert (validation_score, public_score) == (f"{expected[0]:.4f}", f"{expected[1]:.4f}")
