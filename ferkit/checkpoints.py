@@ -13,6 +13,7 @@ import os
 import re
 import zipfile
 
+import ferkit
 from ferkit import runs
 from ferkit.errors import FerError, counted, shown
 from ferkit.files import atomic_path, read_json, remove_leftovers, write_json, write_text
@@ -62,9 +63,11 @@ def _checked_state(state_path, state):
             raise FerError(f"{state_path}: {key} must be a finite number, got {value}")
     if not isinstance(state["checkpoint"], str) or not isinstance(state["history"], list):
         raise FerError(f"{state_path}: not a ferkit checkpoint state (checkpoint or history)")
-    if not isinstance(state.get("saved_on", ""), str):
+    if state.get("saved_on", "tensorflow") not in ferkit.KERAS_BACKEND_PACKAGES:
+        # It goes into the hint to resume with KERAS_BACKEND= and into command.txt.
         raise FerError(
-            f"{state_path}: saved_on must be a backend's name, got {shown(state['saved_on'])}"
+            f"{state_path}: saved_on must be a backend's name "
+            f"({', '.join(ferkit.KERAS_BACKEND_PACKAGES)}), got {shown(state['saved_on'])}"
         )
     if not CHECKPOINT_NAME.match(state["checkpoint"]):
         # Resuming removes every other checkpoint: "../model.keras" cost the run its last one.
@@ -220,6 +223,17 @@ def save(run_dir, training_model, state):
     if previous and previous != state["checkpoint"]:
         os.remove(os.path.join(checkpoint_dir, previous))
     publish_best(run_dir, state)
+
+
+def saved_on(run_dir):
+    """The backend that saved the run's last checkpoint, as its state.json names it; None
+    where it does not (no epoch finished, or saved before state.json named it)."""
+    try:
+        state = read_json(os.path.join(run_dir, FOLDER, STATE_FILE))
+    except (FerError, OSError):
+        return None
+    backend = state.get("saved_on") if isinstance(state, dict) else None
+    return backend if backend in ferkit.KERAS_BACKEND_PACKAGES else None
 
 
 def _backend_name():

@@ -167,7 +167,11 @@ def main(args, network):
         try:
             return train(config, args.resume, resume=True, verbose=not args.quiet)
         except KeyboardInterrupt:  # while the checkpoint loads (seconds): nothing changed yet
-            command = _resume_command(config, args.resume)
+            # config.json names the backend the run started on; the one that saved the
+            # checkpoint can load it (else the one this command ran on: nothing changed).
+            running = checkpoints.saved_on(args.resume) or ferkit.keras_backend_choice()[0]
+            versions = {**config.get("versions", {}), "backend": running or "tensorflow"}
+            command = _resume_command({**config, "versions": versions}, args.resume)
             raise TrainingInterruptedError(
                 f"interrupted before the resumed epochs began; resume with: {command}"
             ) from None
@@ -488,7 +492,7 @@ def _train(config, run_dir, resume, verbose, loaded, of_seeds):
         checkpoints.write_history(run_dir, state["history"])
         print(f"Resuming {run_dir} after epoch {state['epoch']}")
         resumed = f"resumed after epoch {state['epoch']}"
-        if saved_on not in (None, backend.name()):  # command.txt's line lacks KERAS_BACKEND
+        if saved_on and saved_on != backend.name():  # command.txt's line lacks KERAS_BACKEND
             resumed += f" on {backend.name()} (saved on {saved_on})"
         _record_command(run_dir, resumed=resumed)
         metrics_path = os.path.join(run_dir, runs.METRICS_FILE)

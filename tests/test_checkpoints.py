@@ -156,7 +156,11 @@ def test_resume_refuses_a_state_whose_checkpoint_is_missing(tmp_path):
             lambda state: {**state, "history": [dict.fromkeys([*COLUMNS, "train_seconds"], 0)]},
             "a history row's train_seconds must be a positive number, got 0",
         ),
-        (lambda state: {**state, "saved_on": 3}, "saved_on must be a backend's name, got 3"),
+        (lambda state: {**state, "saved_on": 3}, "saved_on must be a backend's name"),
+        (
+            lambda state: {**state, "saved_on": "theano\nx"},
+            "saved_on must be a backend's name (tensorflow, jax, torch), got 'theano\\nx'",
+        ),
         (
             lambda state: {**state, "checkpoint": "../model.keras"},
             "checkpoint must name a file epoch-NNNN.keras beside it, got '../model.keras'",

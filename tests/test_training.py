@@ -433,6 +433,28 @@ def test_ctrl_c_while_a_resume_starts_says_how_to_resume(one_epoch_run, tmp_path
     assert str(error.value).endswith(f"python train_dnn.py --resume {run_dir}")
 
 
+def test_ctrl_c_while_a_resume_starts_names_the_backend_that_saved_the_checkpoint(
+    one_epoch_run, tmp_path, monkeypatch
+):
+    # Begun on TensorFlow and resumed on PyTorch, a run printed a command without
+    # KERAS_BACKEND (config.json's backend): on TensorFlow its checkpoint cannot load.
+    run_dir = copy_run(one_epoch_run, tmp_path / "run")
+    state_path = Path(run_dir, "checkpoint", "state.json")
+    other = "jax" if keras.config.backend() == "torch" else "torch"
+    state_path.write_text(json.dumps({**json.loads(state_path.read_text()), "saved_on": other}))
+
+    def interrupted(*arguments):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "_load_checkpoint", interrupted)
+    parser = training.add_arguments(argparse.ArgumentParser(), "dnn")
+    with pytest.raises(training.TrainingInterruptedError) as error:
+        training.main(parser.parse_args(["--resume", run_dir, "--epochs", "2"]), "dnn")
+    assert str(error.value).endswith(
+        f"KERAS_BACKEND={other} python train_dnn.py --resume {run_dir}"
+    )
+
+
 @pytest.mark.skipif(keras.config.backend() != "tensorflow", reason="TensorFlow's XLA")
 def test_jit_on_with_augmentation_is_refused_on_tensorflow(train_csv, tmp_path):
     parser = training.add_arguments(argparse.ArgumentParser(), "dnn")
@@ -530,16 +552,25 @@ def test_a_checkpoint_another_backend_cannot_load_names_the_backend_it_was_saved
         training._load_checkpoint(str(checkpoint), tiny_config(train_csv), saved_on=running)
 
 
+@pytest.mark.parametrize("recorded_in", ["state.json", "config.json"])
 def test_a_resume_names_the_backend_that_saved_the_checkpoint_not_the_one_the_run_began_on(
-    one_epoch_run, tmp_path
+    one_epoch_run, tmp_path, recorded_in
 ):
     # Started here and resumed on PyTorch, a run's checkpoint names PyTorch's optimizer
-    # class; config.json still names the backend it began on, so the hint was missing.
+    # class; config.json still names the backend it began on, so the hint was missing. A
+    # state.json written before it named the backend: the one config.json names.
     run_dir = copy_run(one_epoch_run, tmp_path / "run")
     state_path = Path(run_dir, "checkpoint", "state.json")
     state = json.loads(state_path.read_text())
     other = "jax" if keras.config.backend() == "torch" else "torch"
-    state_path.write_text(json.dumps({**state, "saved_on": other}))
+    if recorded_in == "state.json":
+        state_path.write_text(json.dumps({**state, "saved_on": other}))
+    else:
+        state_path.write_text(json.dumps({key: state[key] for key in state if key != "saved_on"}))
+        config_path = Path(run_dir, "config.json")
+        recorded = json.loads(config_path.read_text())
+        recorded["versions"]["backend"] = other
+        config_path.write_text(json.dumps(recorded))
     with zipfile.ZipFile(Path(run_dir, "checkpoint", state["checkpoint"]), "w") as archive:
         archive.writestr("config.json", "{}")  # as this backend finds the other's: unloadable
     config = training.resume_config(run_dir, argparse.Namespace(epochs=2))
