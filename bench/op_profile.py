@@ -1,6 +1,6 @@
 """Where a training step's time goes: TensorFlow's per-op profile, grouped by layer kind.
 
-    python bench/op_profile.py                     # the CNN, batch 128, --precision auto
+    python bench/op_profile.py                     # the CNN, batch 128, precision as auto
     python bench/op_profile.py --network dnn --batch-size 512
     python bench/op_profile.py --keras-batch-norm  # without ferkit's fused batch norm
 

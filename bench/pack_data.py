@@ -78,7 +78,7 @@ def main():
         public_ids=np.array(list(labels), dtype=np.int32),
         public_labels=np.array(list(labels.values()), dtype=np.uint8),
     )
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)  # --out fer.npz.xz: here
     with lzma.open(args.out, "wb", format=lzma.FORMAT_XZ, filters=FILTERS) as file:
         file.write(buffer.getvalue())
     print(f"wrote {args.out} ({os.path.getsize(args.out) / 2**20:.1f} MiB)")

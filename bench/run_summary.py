@@ -26,6 +26,8 @@ def summary(run):
     seconds = history["seconds"]
     later = statistics.median(seconds[1:]) if len(seconds) > 1 else seconds[0]
     config = runs.run_config(run)
+    if config is None:  # history.csv alone: a TypeError stopped the whole table
+        raise FerError(f"no {runs.CONFIG_FILE}: not a whole run folder")
     if os.path.exists(os.path.join(run, runs.METRICS_FILE)):
         finished = "finished"
     elif len(seconds) >= config["epochs"]:
@@ -37,7 +39,8 @@ def summary(run):
     train_count = config["train_count"]
     with open(os.path.join(run, runs.COMMAND_FILE)) as file:
         command = shlex.split(file.readline())  # the command; resumes follow as comments
-    script = next(i for i, word in enumerate(command) if word.endswith(".py"))
+    # The options after the script (a run trained from another program: the whole line).
+    script = next((i for i, word in enumerate(command) if word.endswith(".py")), -1)
     options = shlex.join(command[script + 1 :])
     if "--seeds" in command:  # one command made several runs: which one this is
         options += f" (this run: seed {config['seed']})"
