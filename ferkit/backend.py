@@ -241,11 +241,16 @@ def batches(inputs, targets=None, batch_size=32, replicas=1):
     batches. ``replicas``: the model's replicas under ``--distribute`` (``replica_count``).
     """
     count = len(inputs[0] if isinstance(inputs, list) else inputs)
-    batch_size = replica_batch_size(batch_size, count, replicas)
+    requested, batch_size = batch_size, replica_batch_size(batch_size, count, replicas)
+    if not splits_over_replicas(count, batch_size, replicas):
+        # A last batch that does not split (JAX), or one with fewer faces than devices
+        # (TensorFlow: 5 over 2, or 1 face): padded or cut to a multiple of the replicas.
+        padded = _padded_for_replicas(inputs, targets, count, replicas)
+        inputs, targets = padded["x"], padded.get("y", targets)
+        count = len(inputs[0] if isinstance(inputs, list) else inputs)
+        batch_size = replica_batch_size(requested, count, replicas)
     if name() != "tensorflow":
         arguments = {"x": inputs, "batch_size": batch_size}
-        if replicas > 1 and count % batch_size % replicas:
-            return {**arguments, **_padded_for_replicas(inputs, targets, count, replicas)}
         return arguments if targets is None else {**arguments, "y": targets}
     import tensorflow as tf
 
@@ -300,6 +305,19 @@ def replica_batch_size(batch_size, count, replicas=1):
             batch_size = larger
         larger += replicas
     return batch_size
+
+
+def splits_over_replicas(count, batch_size, replicas):
+    """Whether ``count`` faces in batches of ``batch_size`` (``replica_batch_size``'s) give
+    every replica faces of every batch as the backend needs: JAX's DataParallel splits each
+    batch evenly (or fails); TensorFlow's MirroredStrategy splits one unevenly, but a replica
+    with no face makes the loss NaN."""
+    if replicas == 1:
+        return True
+    if batch_size < replicas:  # fewer faces than devices: one batch of them all
+        return False
+    rest = count % batch_size
+    return rest == 0 or (rest >= replicas if name() == "tensorflow" else rest % replicas == 0)
 
 
 def _padded_for_replicas(inputs, targets, count, replicas):

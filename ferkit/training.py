@@ -170,7 +170,7 @@ def main(args, network):
             # config.json names the backend the run started on; the one that saved the
             # checkpoint can load it (else the one this command ran on: nothing changed).
             running = checkpoints.saved_on(args.resume) or ferkit.keras_backend_choice()[0]
-            versions = {**config.get("versions", {}), "backend": running or "tensorflow"}
+            versions = {**config.get("versions", {}), "backend": running}
             command = _resume_command({**config, "versions": versions}, args.resume)
             raise TrainingInterruptedError(
                 f"interrupted before the resumed epochs began; resume with: {command}"
@@ -780,13 +780,17 @@ def _validate(training_model, config, inputs, labels, callbacks):
 
     batch_size = max(256, config["batch_size"])
     replicas = backend.replica_count(training_model)
-    if backend.name() != "jax" or len(labels) % replicas == 0:
+    count = len(labels)
+    if backend.splits_over_replicas(
+        count, backend.replica_batch_size(batch_size, count, replicas), replicas
+    ):
         arguments = backend.batches(inputs, labels, batch_size, replicas)
         return training_model.evaluate(
             **arguments, verbose=0, return_dict=True, callbacks=callbacks
         )
-    # JAX's DataParallel cannot evaluate a last batch that does not split over the devices:
-    # predict's is padded (backend.batches), and the scores are computed as evaluate would.
+    # A last batch that does not split over the devices (JAX), or leaves one without a face
+    # (TensorFlow): evaluate's would be cut, leaving faces out, so predict's is padded
+    # (backend.batches) and the scores are computed as evaluate would.
     arguments = backend.batches(inputs, None, batch_size, replicas)
     predictions = training_model.predict(**arguments, verbose=0, callbacks=callbacks)
     predictions = predictions[: len(labels)]

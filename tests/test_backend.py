@@ -198,6 +198,35 @@ def test_a_batch_smaller_than_the_replicas_gives_each_a_face():
         assert chosen % replicas == 0 and not 0 < count % chosen < replicas
 
 
+@pytest.mark.parametrize("keras_backend", ["tensorflow", "jax"])
+def test_splits_over_replicas_as_each_backend_needs(monkeypatch, keras_backend):
+    monkeypatch.setattr(backend, "name", lambda: keras_backend)
+    assert backend.splits_over_replicas(7, 3, 1)  # one device takes any batch
+    assert backend.splits_over_replicas(8, 4, 2)
+    assert not backend.splits_over_replicas(5, 2, 2)  # a last batch of 1: a device without
+    assert not backend.splits_over_replicas(1, 1, 2)  # fewer faces than devices
+    # A last batch of 3 over 2: TensorFlow splits it 2/1, JAX cannot split it.
+    assert backend.splits_over_replicas(7, 4, 2) is (keras_backend == "tensorflow")
+
+
+def test_faces_no_batch_splits_over_the_replicas_are_padded_or_cut():
+    # 5 faces over 2 TensorFlow replicas went in batches of 2, 2 and 1, and the last left
+    # a replica without a face (NaN); one face over 2 left one empty too.
+    if backend.name() != "tensorflow":
+        pytest.skip("the arrays go to Keras as they are, with a batch size")
+    images = np.arange(5 * 2, dtype="uint8").reshape(5, 2)
+    arguments = backend.batches(images, np.arange(5, dtype="float32"), 128, replicas=2)
+    # Training leaves out the last face (another each epoch, as the order changes).
+    assert [list(targets) for _, targets in arguments["x"].as_numpy_iterator()] == [[0, 1, 2, 3]]
+    for count, sizes in ((5, [6]), (1, [2])):
+        arguments = backend.batches(images[:count], batch_size=128, replicas=2)
+        batches = [inputs for (inputs,) in arguments["x"].as_numpy_iterator()]
+        assert [len(batch) for batch in batches] == sizes
+        # Prediction pads with copies of the last face, whose answers its caller drops.
+        np.testing.assert_array_equal(batches[0][:count], images[:count])
+        np.testing.assert_array_equal(batches[0][count:], images[count - 1 : count])
+
+
 def test_batches_without_targets_keep_several_inputs_together():
     images = np.arange(5 * 2, dtype="uint8").reshape(5, 2)
     labels = np.eye(5)[:, :3]  # float64, as keras.utils.to_categorical gives

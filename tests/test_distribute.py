@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 import os
 import subprocess
 import sys
@@ -87,10 +88,15 @@ def finished(tmp_path_factory):
     # batches that left a replica no faces made the loss NaN.
     small_csv = make_train_csv(folder / "small.csv", count=70)
     larger_batch = ["--distribute", "--batch-size", "128", "--epochs", "1"]  # the last wins
+    # 5 training faces and 3 validation faces: no batch size splits them over 2 TensorFlow
+    # replicas without leaving one empty (batches of 2, then 1).
+    five_csv = make_train_csv(folder / "five.csv", count=5)
+    tiny_validation = ["--val-data", make_train_csv(folder / "val.csv", count=3, seed=5)]
     started = {
         "single": start(folder, train_csv, "single"),
         "distributed": start(folder, train_csv, "distributed", "--distribute", devices="2"),
         "odd": start(folder, small_csv, "odd", *larger_batch, devices="2"),
+        "few": start(folder, five_csv, "few", *larger_batch, *tiny_validation, devices="2"),
     }
     return {name: finish(run) for name, run in started.items()}
 
@@ -116,3 +122,14 @@ def test_a_batch_larger_than_the_training_set_trains_on_two_logical_cpus(finishe
     # Recorded as 128 (63 here): the batches it trained in are said.
     assert "--distribute: training batches of 60, to split over 2 replicas" in output
     assert len(history) == 1 and float(history[0]["loss"]) > 0
+
+
+def test_five_training_and_three_validation_faces_train_on_two_logical_cpus(finished):
+    history, _, config = succeeded(finished["few"])
+    assert config["train_count"] == 5 and config["split"]["val_count"] == 3
+    assert math.isfinite(float(history[0]["loss"]))
+    assert math.isfinite(float(history[0]["val_loss"]))
+    # Each face counted once: a dropped or padded face would give another fraction.
+    assert float(history[0]["val_accuracy"]) * 3 == pytest.approx(
+        round(float(history[0]["val_accuracy"]) * 3), abs=1e-4
+    )
