@@ -63,7 +63,7 @@ def _checked_state(state_path, state):
             raise FerError(f"{state_path}: {key} must be a finite number, got {value}")
     if not isinstance(state["checkpoint"], str) or not isinstance(state["history"], list):
         raise FerError(f"{state_path}: not a ferkit checkpoint state (checkpoint or history)")
-    if state.get("saved_on", "tensorflow") not in ferkit.KERAS_BACKEND_PACKAGES:
+    if "saved_on" in state and state["saved_on"] not in ferkit.KERAS_BACKEND_PACKAGES:
         # It goes into the hint to resume with KERAS_BACKEND= and into command.txt.
         raise FerError(
             f"{state_path}: saved_on must be a backend's name "
