@@ -248,7 +248,8 @@ def batches(inputs, targets=None, batch_size=32, replicas=1):
         padded = _padded_for_replicas(inputs, targets, count, replicas)
         inputs, targets = padded["x"], padded.get("y", targets)
         count = len(inputs[0] if isinstance(inputs, list) else inputs)
-        batch_size = replica_batch_size(requested, count, replicas)
+        if batch_size < replicas:  # fewer faces than devices, now one for each
+            batch_size = replica_batch_size(requested, count, replicas)
     if name() != "tensorflow":
         arguments = {"x": inputs, "batch_size": batch_size}
         return arguments if targets is None else {**arguments, "y": targets}
@@ -325,13 +326,14 @@ def _padded_for_replicas(inputs, targets, count, replicas):
     does not split failed (IndivisibleError: 55 validation images over 2 GPUs). Training
     (with ``targets``) leaves out the last few images, fewer than the devices (each epoch's
     order differs, so none is always left out); ``predict`` gets copies of the last image,
-    whose rows its caller drops (``evaluation.predict_probabilities``)."""
+    whose rows its caller drops (``evaluation.predict_probabilities``). Fewer training faces
+    than devices are padded too: cut, none would be left."""
     rest = count % replicas
 
     def each_input(transform):  # a model may take several inputs, as a list
         return [transform(a) for a in inputs] if isinstance(inputs, list) else transform(inputs)
 
-    if targets is not None:
+    if targets is not None and count >= replicas:
 
         def cut(array):
             return np.asarray(array)[: count - rest]
@@ -342,7 +344,8 @@ def _padded_for_replicas(inputs, targets, count, replicas):
         array = np.asarray(array)
         return np.concatenate([array, np.repeat(array[-1:], replicas - rest, axis=0)])
 
-    return {"x": each_input(padded)}
+    arguments = {"x": each_input(padded)}
+    return arguments if targets is None else {**arguments, "y": padded(targets)}
 
 
 def replica_count(model=None):

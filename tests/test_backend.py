@@ -217,14 +217,29 @@ def test_faces_no_batch_splits_over_the_replicas_are_padded_or_cut():
     images = np.arange(5 * 2, dtype="uint8").reshape(5, 2)
     arguments = backend.batches(images, np.arange(5, dtype="float32"), 128, replicas=2)
     # Training leaves out the last face (another each epoch, as the order changes).
-    assert [list(targets) for _, targets in arguments["x"].as_numpy_iterator()] == [[0, 1, 2, 3]]
-    for count, sizes in ((5, [6]), (1, [2])):
+    batches = [list(targets) for _, targets in arguments["x"].as_numpy_iterator()]
+    assert batches == [[0, 1], [2, 3]]
+    # One face over two devices: cut, none would be left; it is given twice instead.
+    arguments = backend.batches(images[:1], np.zeros(1, "float32"), 128, replicas=2)
+    assert [len(targets) for _, targets in arguments["x"].as_numpy_iterator()] == [2]
+    for count, sizes in ((5, [2, 2, 2]), (1, [2])):
         arguments = backend.batches(images[:count], batch_size=128, replicas=2)
-        batches = [inputs for (inputs,) in arguments["x"].as_numpy_iterator()]
-        assert [len(batch) for batch in batches] == sizes
+        batches = np.concatenate([inputs for (inputs,) in arguments["x"].as_numpy_iterator()])
+        assert [len(inputs) for (inputs,) in arguments["x"].as_numpy_iterator()] == sizes
         # Prediction pads with copies of the last face, whose answers its caller drops.
-        np.testing.assert_array_equal(batches[0][:count], images[:count])
-        np.testing.assert_array_equal(batches[0][count:], images[count - 1 : count])
+        np.testing.assert_array_equal(batches[:count], images[:count])
+        np.testing.assert_array_equal(batches[count:], images[count - 1 : count])
+
+
+def test_padding_for_jax_devices_keeps_the_batch_size_chosen_for_the_faces(monkeypatch):
+    # A JAX --distribute run resumed after the padding rule changed trained in batches of
+    # 32 instead of its 30 (129 faces over 2 devices): "a resumed run sees the same batches".
+    monkeypatch.setattr(backend, "name", lambda: "jax")
+    images = np.zeros((129, 2), "uint8")
+    arguments = backend.batches(images, np.zeros(129, "float32"), 32, replicas=2)
+    assert arguments["batch_size"] == 30 and len(arguments["x"]) == 128
+    arguments = backend.batches(images[:1], np.zeros(1, "float32"), 32, replicas=2)
+    assert arguments["batch_size"] == 2 and len(arguments["y"]) == 2
 
 
 def test_batches_without_targets_keep_several_inputs_together():
