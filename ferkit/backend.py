@@ -246,7 +246,7 @@ def batches(inputs, targets=None, batch_size=32, replicas=1):
         # A last batch that does not split (JAX), or one with fewer faces than devices
         # (TensorFlow: 5 over 2, or 1 face): padded or cut to a multiple of the replicas.
         padded = _padded_for_replicas(inputs, targets, count, replicas)
-        inputs, targets = padded["x"], padded.get("y", targets)
+        inputs, targets = padded["x"], padded.get("y")
         count = len(inputs[0] if isinstance(inputs, list) else inputs)
         if batch_size < replicas:  # fewer faces than devices, now one for each
             batch_size = replica_batch_size(requested, count, replicas)

@@ -170,8 +170,7 @@ def main(args, network):
             # config.json names the backend the run started on; the one that saved the
             # checkpoint can load it (else the one this command ran on: nothing changed).
             running = checkpoints.saved_on(args.resume) or ferkit.keras_backend_choice()[0]
-            versions = {**config.get("versions", {}), "backend": running}
-            command = _resume_command({**config, "versions": versions}, args.resume)
+            command = _resume_command(config, args.resume, running)
             raise TrainingInterruptedError(
                 f"interrupted before the resumed epochs began; resume with: {command}"
             ) from None
@@ -1003,11 +1002,12 @@ def _back_to_checkpoint(run_dir, config):
     return saved["epoch"]
 
 
-def _resume_command(config, run_dir):
+def _resume_command(config, run_dir, running=None):
     """The command that resumes ``run_dir``. Pasted as printed, it must run: on the run's
-    backend (without KERAS_BACKEND a JAX run went on on TensorFlow, and a PyTorch one could
-    not be loaded there), with its moved data, and in a shell (Colab's "My Drive")."""
-    running = config.get("versions", {}).get("backend", "tensorflow")
+    backend (``running``, else the one ``config`` names; without KERAS_BACKEND a JAX run went
+    on on TensorFlow, and a PyTorch one could not be loaded there), with its moved data, and
+    in a shell (Colab's "My Drive")."""
+    running = running or config.get("versions", {}).get("backend", "tensorflow")
     environment = "" if running == "tensorflow" else f"KERAS_BACKEND={running} "
     command = f"{environment}python train_{config['network']}.py --resume {shlex.quote(run_dir)}"
     # A data file this resume found with --run-data: config.json keeps where it started.

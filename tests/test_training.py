@@ -102,6 +102,15 @@ def copy_run(run_dir, destination, data_file=None):
     return str(destination)
 
 
+def record_saved_on(run_dir, backend_name):
+    """Make a run's state.json say its checkpoint was saved on ``backend_name``."""
+    state_path = Path(run_dir, "checkpoint", "state.json")
+    state_path.write_text(
+        json.dumps({**json.loads(state_path.read_text()), "saved_on": backend_name})
+    )
+    return state_path
+
+
 def interrupt_epoch_two(monkeypatch):
     """Make the second epoch's fit raise KeyboardInterrupt (as Ctrl-C); returns the real fit."""
     real_fit, calls = keras.Model.fit, []
@@ -439,9 +448,8 @@ def test_ctrl_c_while_a_resume_starts_names_the_backend_that_saved_the_checkpoin
     # Begun on TensorFlow and resumed on PyTorch, a run printed a command without
     # KERAS_BACKEND (config.json's backend): on TensorFlow its checkpoint cannot load.
     run_dir = copy_run(one_epoch_run, tmp_path / "run")
-    state_path = Path(run_dir, "checkpoint", "state.json")
     other = "jax" if keras.config.backend() == "torch" else "torch"
-    state_path.write_text(json.dumps({**json.loads(state_path.read_text()), "saved_on": other}))
+    record_saved_on(run_dir, other)
 
     def interrupted(*arguments):
         raise KeyboardInterrupt
@@ -564,7 +572,7 @@ def test_a_resume_names_the_backend_that_saved_the_checkpoint_not_the_one_the_ru
     state = json.loads(state_path.read_text())
     other = "jax" if keras.config.backend() == "torch" else "torch"
     if recorded_in == "state.json":
-        state_path.write_text(json.dumps({**state, "saved_on": other}))
+        record_saved_on(run_dir, other)
     else:
         state_path.write_text(json.dumps({key: state[key] for key in state if key != "saved_on"}))
         config_path = Path(run_dir, "config.json")
@@ -584,9 +592,8 @@ def test_command_txt_names_the_backend_a_resume_ran_on_when_another_saved_it(
     # command.txt's lines carry no KERAS_BACKEND: without this a resume on another backend
     # left no trace of it.
     run_dir = copy_run(one_epoch_run, tmp_path / "run")
-    state_path = Path(run_dir, "checkpoint", "state.json")
     other = "tensorflow" if keras.config.backend() == "jax" else "jax"
-    state_path.write_text(json.dumps({**json.loads(state_path.read_text()), "saved_on": other}))
+    state_path = record_saved_on(run_dir, other)
     config = training.resume_config(run_dir, argparse.Namespace(epochs=2))
     training.train(config, run_dir, resume=True, verbose=False)
     resumed = Path(run_dir, "command.txt").read_text().splitlines()[-1]
