@@ -371,8 +371,23 @@ def train(config, run_dir, resume=False, verbose=True, loaded=None, of_seeds=Fal
     ``loaded``: the (train, validation, split) that ``runs.load_training_data(config)`` gives,
     when the caller has read them already. ``of_seeds``: one of a --seeds command's runs.
     """
-    with _held(run_dir):
+    with _held(run_dir), _dtype_policy_kept():
         return _train(config, run_dir, resume, verbose, loaded, of_seeds)
+
+
+@contextlib.contextmanager
+def _dtype_policy_kept():
+    """Keras' global dtype policy as the caller had it, put back once the run ends: training
+    sets it to the run's precision, and the next model a notebook (or a test) built came out
+    in mixed_bfloat16 on a CPU with bfloat16."""
+    keras = sys.modules.get("keras")  # not imported here: checks come first (see _train)
+    before = keras.config.dtype_policy() if keras else "float32"  # Keras' own default
+    try:
+        yield
+    finally:
+        keras = sys.modules.get("keras")
+        if keras:
+            keras.config.set_dtype_policy(before)
 
 
 @contextlib.contextmanager

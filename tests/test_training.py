@@ -1,6 +1,7 @@
 """Training runs on tiny synthetic data: the run folder, resuming, seeds, errors."""
 
 import argparse
+import contextlib
 import csv
 import glob
 import gzip
@@ -34,6 +35,22 @@ def tiny_config(train_csv, network="dnn", **overrides):
 def history(run_dir):
     with open(os.path.join(run_dir, "history.csv")) as file:
         return list(csv.DictReader(file))
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_training_puts_back_the_callers_dtype_policy(train_csv, tmp_path, monkeypatch, fails):
+    # A run in mixed_bfloat16 (precision auto on a CPU with bfloat16) left it set: the next
+    # model built in the process, a notebook's or a test's, came out in bfloat16.
+    def train_in_bfloat16(*arguments):
+        keras.config.set_dtype_policy("mixed_bfloat16")
+        if fails:
+            raise FerError("stopped")
+        return arguments[1]
+
+    monkeypatch.setattr(training, "_train", train_in_bfloat16)
+    with contextlib.suppress(FerError):
+        training.train(tiny_config(train_csv), str(tmp_path / "run"), verbose=False)
+    assert keras.config.dtype_policy().name == "float32"
 
 
 def test_two_epochs_write_every_run_file(train_csv, tmp_path):
